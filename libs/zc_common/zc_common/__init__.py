@@ -1,0 +1,1 @@
+"""ZeroCloud's shared contracts: settings, messages, the bus, AWS access, logging, errors."""

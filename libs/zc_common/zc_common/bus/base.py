@@ -1,0 +1,202 @@
+"""The bus contract every service codes against, whichever transport it got.
+
+Semantics, the same for both implementations:
+
+- ``publish`` returns only once the broker has taken every message (publisher
+  confirms); it raises if that cannot happen, so a caller never deletes its source
+  (an SQS message, an outbox row) for a message that was not accepted.
+- A subscription receives batches of up to ``batch_size`` decoded messages. When the
+  handler returns, the whole batch is acknowledged: handlers return only after their
+  work is committed.
+- A body that cannot be decoded or validated is dead-lettered at once with the reason.
+- A handler raising ``PermanentFailure`` dead-letters; any other exception retries.
+  A failing batch is first split and each message handled alone, so one bad message
+  never holds back the others. A single message is retried with backoff up to
+  ``max_attempts`` and then dead-lettered with the last error as the reason.
+- Delivery is at least once: handlers must be idempotent (``message_id``, versions).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from zc_common.logging import log_context
+from zc_common.messages import Message
+
+log = logging.getLogger("zc.bus")
+
+Handler = Callable[[Sequence[Any]], Awaitable[None]]
+
+ATTEMPT_HEADER = "x-zc-attempt"
+REASON_HEADER = "x-zc-dead-reason"
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler for a message that can never succeed: dead-letter it now."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    queue: str
+    message_types: tuple[type[Message], ...]
+    handler: Handler
+    batch_size: int = 1
+    max_wait: float = 0.02
+    max_attempts: int = 5
+    retry_delay: float = 0.5
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before attempt ``attempt + 1``: exponential, capped at a minute."""
+        return float(min(60.0, self.retry_delay * 2 ** max(0, attempt - 1)))
+
+    @property
+    def routing_keys(self) -> list[str]:
+        return [model.type_name() for model in self.message_types]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that will not be retried, and why."""
+
+    queue: str
+    reason: str
+    body: bytes
+    attempts: int
+    headers: dict[str, Any] = field(default_factory=dict)
+    dead_at: datetime | None = None
+
+
+@dataclass
+class Outcome:
+    """How a batch went: which entries to ack, retry or dead-letter."""
+
+    done: list[int] = field(default_factory=list)
+    retry: list[tuple[int, str]] = field(default_factory=list)
+    dead: list[tuple[int, str]] = field(default_factory=list)
+
+
+async def run_handler(
+    sub: Subscription, messages: Sequence[Message], attempts: Sequence[int]
+) -> Outcome:
+    """Run the handler on a batch; on failure split it and run each message alone.
+
+    Returns the indices to ack, to retry (with the error) and to dead-letter (with the
+    reason). Shared by both bus implementations so their semantics cannot drift.
+    """
+    outcome = Outcome()
+    if not messages:
+        return outcome
+    try:
+        with log_context(message_id=str(messages[0].message_id) if len(messages) == 1 else None):
+            await sub.handler(list(messages))
+        outcome.done.extend(range(len(messages)))
+        return outcome
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the bus decides what a failure means
+        if len(messages) > 1:
+            log.warning(
+                "batch of %d on %s failed (%s: %s); handling each alone",
+                len(messages), sub.queue, type(error).__name__, error,
+            )
+        else:
+            return _single_failure(sub, messages[0], attempts[0], error)
+    for index, message in enumerate(messages):
+        try:
+            with log_context(message_id=str(message.message_id)):
+                await sub.handler([message])
+            outcome.done.append(index)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            single = _single_failure(sub, message, attempts[index], error)
+            outcome.retry.extend((index, reason) for _, reason in single.retry)
+            outcome.dead.extend((index, reason) for _, reason in single.dead)
+    return outcome
+
+
+def _single_failure(sub: Subscription, message: Message, attempt: int, error: Exception) -> Outcome:
+    reason = f"{type(error).__name__}: {error}"
+    outcome = Outcome()
+    if isinstance(error, PermanentFailure):
+        log.error("%s %s dead-lettered: %s", sub.queue, message.message_id, reason)
+        outcome.dead.append((0, reason))
+    elif attempt >= sub.max_attempts:
+        log.error(
+            "%s %s dead-lettered after %d attempts: %s", sub.queue, message.message_id, attempt, reason,
+            exc_info=error,
+        )
+        outcome.dead.append((0, f"gave up after {attempt} attempts: {reason}"))
+    else:
+        log.warning(
+            "%s %s failed (attempt %d of %d), retrying: %s",
+            sub.queue, message.message_id, attempt, sub.max_attempts, reason,
+        )
+        outcome.retry.append((0, reason))
+    return outcome
+
+
+class Bus(abc.ABC):
+    """Publish messages; subscribe a service's queue to message types with a handler."""
+
+    def __init__(self) -> None:
+        self.subscriptions: list[Subscription] = []
+
+    def subscribe(
+        self,
+        queue: str,
+        message_types: Sequence[type[Message]],
+        handler: Handler,
+        *,
+        batch_size: int = 1,
+        max_wait: float = 0.02,
+        max_attempts: int = 5,
+        retry_delay: float = 0.5,
+    ) -> None:
+        """Register before ``start``. ``queue`` is the consuming service's name."""
+        if not message_types:
+            raise ValueError("subscribe needs at least one message type")
+        self.subscriptions.append(
+            Subscription(
+                queue=queue,
+                message_types=tuple(message_types),
+                handler=handler,
+                batch_size=batch_size,
+                max_wait=max_wait,
+                max_attempts=max_attempts,
+                retry_delay=retry_delay,
+            )
+        )
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect, declare what the subscriptions need, start consuming."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop consuming, let in-flight handlers finish, disconnect."""
+
+    @abc.abstractmethod
+    async def publish(self, *messages: Message) -> None:
+        """Return once the broker has accepted every message; raise otherwise."""
+
+    @abc.abstractmethod
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """Look at (without removing) what was dead-lettered on a service's queue."""
+
+    async def ping(self) -> bool:
+        """Whether the transport is reachable now (for /readyz)."""
+        return True
+
+    async def __aenter__(self) -> Bus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

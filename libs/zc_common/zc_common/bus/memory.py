@@ -1,0 +1,116 @@
+"""In-process bus: asyncio queues with the RabbitMQ bus's semantics, for the embedded
+default (all services in one process) and for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from zc_common.bus.base import Bus, DeadLetter, Subscription, run_handler
+from zc_common.messages import Message, UndecodableMessage, decode
+
+log = logging.getLogger("zc.bus.memory")
+
+
+@dataclass
+class _Envelope:
+    body: bytes
+    type_name: str
+    attempt: int = 1
+
+
+class InProcessBus(Bus):
+    def __init__(self) -> None:
+        super().__init__()
+        self._queues: dict[str, asyncio.Queue[_Envelope]] = {}
+        self._dead: dict[str, list[DeadLetter]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        for sub in self.subscriptions:
+            self._queues.setdefault(sub.queue, asyncio.Queue())
+            self._dead.setdefault(sub.queue, [])
+        for sub in self.subscriptions:
+            self._workers.append(asyncio.create_task(self._consume(sub), name=f"bus:{sub.queue}"))
+        self._started = True
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+        self._started = False
+
+    async def publish(self, *messages: Message) -> None:
+        for message in messages:
+            self.publish_raw(message.encode(), message.type)
+        await asyncio.sleep(0)
+
+    def publish_raw(self, body: bytes, type_name: str) -> None:
+        """Route a body as it would arrive from the wire (tests use it for bad input)."""
+        for sub in self.subscriptions:
+            if type_name in sub.routing_keys:
+                self._queues.setdefault(sub.queue, asyncio.Queue()).put_nowait(_Envelope(body, type_name))
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        return list(self._dead.get(queue, []))[:limit]
+
+    async def _consume(self, sub: Subscription) -> None:
+        queue = self._queues[sub.queue]
+        while True:
+            batch = [await queue.get()]
+            deadline = asyncio.get_running_loop().time() + sub.max_wait
+            while len(batch) < sub.batch_size:
+                try:
+                    batch.append(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(queue.get(), remaining))
+                    except TimeoutError:
+                        break
+            await self._handle(sub, batch)
+
+    async def _handle(self, sub: Subscription, batch: list[_Envelope]) -> None:
+        decoded: list[tuple[_Envelope, Message]] = []
+        for envelope in batch:
+            try:
+                decoded.append((envelope, decode(envelope.body, envelope.type_name)))
+            except UndecodableMessage as error:
+                self._dead_letter(sub, envelope, str(error))
+        if not decoded:
+            return
+        outcome = await run_handler(sub, [m for _, m in decoded], [e.attempt for e, _ in decoded])
+        for index, reason in outcome.dead:
+            self._dead_letter(sub, decoded[index][0], reason)
+        for index, _reason in outcome.retry:
+            envelope = decoded[index][0]
+            self._retry_later(sub, _Envelope(envelope.body, envelope.type_name, envelope.attempt + 1))
+
+    def _retry_later(self, sub: Subscription, envelope: _Envelope) -> None:
+        def requeue() -> None:
+            self._timers.discard(handle)
+            self._queues[sub.queue].put_nowait(envelope)
+
+        handle = asyncio.get_running_loop().call_later(sub.backoff(envelope.attempt - 1), requeue)
+        self._timers.add(handle)
+
+    def _dead_letter(self, sub: Subscription, envelope: _Envelope, reason: str) -> None:
+        log.error("dead-lettered on %s: %s", sub.queue, reason)
+        self._dead[sub.queue].append(
+            DeadLetter(
+                queue=sub.queue,
+                reason=reason,
+                body=envelope.body,
+                attempts=envelope.attempt,
+                dead_at=datetime.now(timezone.utc),
+            )
+        )

@@ -1,0 +1,233 @@
+"""The messages services exchange over the bus: versioned, self-describing, tolerant of
+fields added by a newer version. The ``type`` is also the routing key."""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Message(BaseModel):
+    """Base of every bus message. ``message_id`` de-duplicates re-deliveries;
+    ``occurred_at`` is when the thing it reports happened."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    registry: ClassVar[dict[str, type[Message]]] = {}
+
+    type: str
+    schema_version: int = 1
+    message_id: UUID = Field(default_factory=uuid4)
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("type")
+        if field is not None and isinstance(field.default, str) and field.default:
+            Message.registry[field.default] = cls
+
+    @classmethod
+    def type_name(cls) -> str:
+        default = cls.model_fields["type"].default
+        assert isinstance(default, str)
+        return default
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class UndecodableMessage(ValueError):
+    """A body that can never become a message; the reason says why (for the dead-letter)."""
+
+
+def decode(body: bytes, type_hint: str | None = None) -> Message:
+    """Turn a bus body into its message model, or raise UndecodableMessage with the reason."""
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UndecodableMessage(f"body is not JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise UndecodableMessage("body is not a JSON object")
+    type_name = raw.get("type") or type_hint
+    model = Message.registry.get(str(type_name))
+    if model is None:
+        raise UndecodableMessage(f"unknown message type {type_name!r}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise UndecodableMessage(
+            f"{type_name} failed validation at {where}: {first['msg']} ({error.error_count()} errors)"
+        ) from None
+
+
+# --- resources -------------------------------------------------------------------------
+
+
+class InstanceState(str, enum.Enum):
+    pending = "pending"
+    running = "running"
+    stopping = "stopping"
+    stopped = "stopped"
+    shutting_down = "shutting-down"
+    terminated = "terminated"
+
+    @property
+    def is_live(self) -> bool:
+        """Running or about to: an instance in this state gets a lease."""
+        return self in (InstanceState.pending, InstanceState.running)
+
+    @property
+    def is_gone(self) -> bool:
+        return self in (InstanceState.shutting_down, InstanceState.terminated)
+
+
+class ResourceRef(BaseModel):
+    """A resource as a CloudTrail record names it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    arn: str
+    account_id: str
+    type: str = "AWS::EC2::Instance"
+
+
+class InstanceSnapshot(BaseModel):
+    """What DescribeInstances said about one instance: the only thing ZeroCloud records."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    instance_id: str = Field(pattern=r"^i-[0-9a-f]{8,17}$")
+    instance_type: str
+    state: InstanceState
+    tags: dict[str, str] = Field(default_factory=dict)
+    launch_time: datetime | None = None
+    termination_protected: bool | None = None
+
+    @property
+    def name(self) -> str | None:
+        return self.tags.get("Name")
+
+
+class ResourceChange(Message):
+    """An instance as AWS described it, and the event (or sweep) that made us look.
+
+    Kept close to a CloudTrail record (event name, time, source, region, recipient
+    account, resources) plus ZeroCloud's observed snapshot. ``observed_at`` orders
+    changes: a snapshot never overwrites one observed later.
+    """
+
+    type: Literal["ResourceChange"] = "ResourceChange"
+    event_name: str = Field(description="e.g. RunInstances, EC2 Instance State-change Notification, Sweep")
+    event_time: datetime
+    event_source: str = Field(description="aws.ec2, ec2.amazonaws.com, zerocloud.sweep, zerocloud.api")
+    event_id: str | None = Field(None, description="The EventBridge/CloudTrail id of the hint")
+    aws_region: str
+    recipient_account_id: str = Field(pattern=r"^\d{12}$")
+    resources: list[ResourceRef] = Field(default_factory=list)
+    instance_id: str = Field(pattern=r"^i-[0-9a-f]{8,17}$")
+    instance: InstanceSnapshot | None = Field(None, description="None when AWS no longer knows it")
+    gone: bool = Field(description="Terminated, shutting down or no longer listed by AWS")
+    observed_at: datetime
+
+
+class CloudEventReceived(Message):
+    """A raw EventBridge/CloudTrail event that reached the api (POST /cloudevents);
+    the ingestor treats it exactly like one read from the event queue."""
+
+    type: Literal["CloudEventReceived"] = "CloudEventReceived"
+    event: dict[str, Any]
+
+
+class SweepRequested(Message):
+    """Run the inventory sweep now: for one cloud account and region, or everything."""
+
+    type: Literal["SweepRequested"] = "SweepRequested"
+    cloud_account_id: int | None = None
+    region: str | None = None
+
+
+# --- leases ----------------------------------------------------------------------------
+
+
+class LeaseStatus(str, enum.Enum):
+    active = "active"
+    expired = "expired"
+    reaping = "reaping"
+    reaped = "reaped"
+    released = "released"
+    exempt = "exempt"
+
+    @property
+    def is_live(self) -> bool:
+        """Still holds its instance: at most one such lease per resource."""
+        return self in LIVE_LEASE_STATUSES
+
+
+LIVE_LEASE_STATUSES = frozenset(
+    {LeaseStatus.active, LeaseStatus.expired, LeaseStatus.reaping, LeaseStatus.exempt}
+)
+
+
+class LeaseSnapshot(BaseModel):
+    """A lease as the api committed it, with what a reader needs to act on or mail it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    lease_id: int
+    version: int = Field(ge=1)
+    status: LeaseStatus
+    owner_email: str
+    expires_at: datetime
+    account_id: int
+    cloud_account_id: int
+    upstream_account_id: str
+    region: str
+    instance_id: str
+    instance_type: str | None = None
+    instance_name: str | None = None
+
+
+class LeaseChange(str, enum.Enum):
+    created = "created"
+    renewed = "renewed"
+    owner_changed = "owner_changed"
+    exempted = "exempted"
+    released = "released"
+    expired = "expired"
+    reaped = "reaped"
+
+
+class LeaseChanged(Message):
+    """A committed change to a lease. It is also the lease schedule: the scheduler keeps
+    timers at ``warn_at`` and ``lease.expires_at`` for an active lease of this version,
+    and cancels older versions' timers."""
+
+    type: Literal["LeaseChanged"] = "LeaseChanged"
+    change: LeaseChange
+    lease: LeaseSnapshot
+    warn_at: list[datetime] = Field(default_factory=list)
+    actor: str = Field(description="who or what: user:<id>, service:<name>, message:<id>")
+    reason: str | None = None
+
+
+class LeaseExpiringSoon(Message):
+    type: Literal["LeaseExpiringSoon"] = "LeaseExpiringSoon"
+    lease: LeaseSnapshot
+    warning_at: datetime
+
+
+class LeaseExpired(Message):
+    type: Literal["LeaseExpired"] = "LeaseExpired"
+    lease: LeaseSnapshot

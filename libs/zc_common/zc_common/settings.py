@@ -1,0 +1,172 @@
+"""Settings: one pydantic-settings model per service on a shared base, read from
+``config.yml`` (path in ``ZC_CONFIG``) and overridden by ``ZC_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_ENV = "ZC_CONFIG"
+
+
+class ZeroCloudSettings(BaseSettings):
+    """What every service reads. Secrets and addresses of other systems have no default."""
+
+    model_config = SettingsConfigDict(env_prefix="ZC_", extra="ignore", validate_default=True)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    bus: Literal["rabbitmq", "memory"] = "rabbitmq"
+    amqp_url: str = Field(description="RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/")
+    amqp_exchange: str = Field(
+        "zerocloud", description="Topic exchange; queues are named '<exchange>.<service>'."
+    )
+    amqp_prefetch: int = Field(500, ge=1, le=10_000)
+    aws_endpoint_url: str | None = Field(
+        None, description="Send every AWS call here (a moto server in tests and the sandbox)."
+    )
+    aws_region: str = Field("us-east-1", description="Region for STS and account-level calls.")
+    aws_max_attempts: int = Field(8, ge=1, le=20, description="Adaptive retry attempts per AWS call.")
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://", "memory://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then config.yml.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_path = os.environ.get(CONFIG_ENV)
+        if config_path:
+            path = Path(config_path)
+            if not path.is_file():
+                raise SettingsError(f"{CONFIG_ENV}={config_path}: no such file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+class ApiCallerSettings(ZeroCloudSettings):
+    """A service that talks to the api's internal endpoints with the service token."""
+
+    api_url: str = Field(description="Base URL of the api, e.g. http://api:8000")
+    api_token: str = Field(description="The service token the api accepts (ZC_SERVICE_TOKEN there).")
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ApiSettings(ZeroCloudSettings):
+    database_url: str = Field(
+        description="PostgreSQL URL, e.g. postgresql://zerocloud@127.0.0.1:5432/zerocloud"
+    )
+    service_token: str = Field(min_length=24, description="Token the other services present.")
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_token: str | None = Field(
+        None, min_length=24, description="An admin token created at start when set."
+    )
+    allow_supplied_external_id: bool = Field(
+        False, description="Accept a caller-chosen external ID (confused-deputy risk)."
+    )
+    max_page_size: int = Field(500, ge=1, le=10_000)
+    max_cloudevent_bytes: int = Field(256 * 1024, ge=1024)
+    ingest_batch_size: int = Field(500, ge=1, le=5000)
+    public_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (PostgreSQL is the only database)")
+        return value
+
+
+class IngestorSettings(ApiCallerSettings):
+    http_port: int = Field(8001, ge=1, le=65535)
+    event_queue_urls: CommaList = Field(
+        default_factory=list, description="SQS queue URLs to long-poll, comma-separated."
+    )
+    event_dead_letter_queue_url: str | None = Field(
+        None, description="Where unusable events go with their reason; else deleted and counted."
+    )
+    sweep_interval: float = Field(
+        600.0, ge=0, description="Seconds between inventory sweeps; 0 turns the timer off."
+    )
+    poll_wait_seconds: int = Field(20, ge=0, le=20)
+    visibility_timeout: int = Field(60, ge=5, le=43_200)
+    max_event_bytes: int = Field(256 * 1024, ge=1024)
+    account_cache_seconds: float = Field(60.0, ge=0)
+
+    _split_queues = field_validator("event_queue_urls", mode="before")(_split_list)
+
+
+class SchedulerSettings(ZeroCloudSettings):
+    http_port: int = Field(8002, ge=1, le=65535)
+
+
+class NotifierSettings(ZeroCloudSettings):
+    http_port: int = Field(8003, ge=1, le=65535)
+
+
+class ReaperSettings(ApiCallerSettings):
+    http_port: int = Field(8004, ge=1, le=65535)
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message names the setting."""
+
+
+S = TypeVar("S", bound=ZeroCloudSettings)
+
+
+def describe_errors(cls: type[ZeroCloudSettings], error: ValidationError) -> list[str]:
+    """One line per bad setting, named as the operator writes it (ZC_NAME / config key)."""
+    lines = []
+    for item in error.errors():
+        key = str(item["loc"][0]) if item["loc"] else "?"
+        env = f"ZC_{key.upper()}"
+        if item["type"] == "missing":
+            lines.append(f"setting {env} is missing: set it in the environment or as '{key}' in config.yml")
+        else:
+            lines.append(f"setting {env} is invalid: {item['msg']}")
+    return lines
+
+
+def load_settings(cls: type[S], service: str, **overrides: Any) -> S:
+    """Build the settings or stop the process with one line per bad setting."""
+    try:
+        return cls(**overrides)
+    except ValidationError as error:
+        for line in describe_errors(cls, error):
+            print(f"zerocloud-{service}: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SettingsError as error:
+        print(f"zerocloud-{service}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
