@@ -159,7 +159,8 @@ class Bus(abc.ABC):
         max_attempts: int = 5,
         retry_delay: float = 0.5,
     ) -> None:
-        """Register before ``start``. ``queue`` is the consuming service's name."""
+        """Register a handler; it starts consuming at the next ``start``. ``queue`` is the
+        consuming service's name: replicas of one service share it."""
         if not message_types:
             raise ValueError("subscribe needs at least one message type")
         self.subscriptions.append(
@@ -176,7 +177,9 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def start(self) -> None:
-        """Connect, declare what the subscriptions need, start consuming."""
+        """Connect if needed, then declare and start consuming every subscription not
+        started yet. Idempotent: in the embedded default several services share one bus
+        and each calls start after subscribing."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -28,15 +28,16 @@ class InProcessBus(Bus):
         self._dead: dict[str, list[DeadLetter]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
-        self._started = False
+        self._started: set[int] = set()
 
     async def start(self) -> None:
         for sub in self.subscriptions:
             self._queues.setdefault(sub.queue, asyncio.Queue())
             self._dead.setdefault(sub.queue, [])
         for sub in self.subscriptions:
-            self._workers.append(asyncio.create_task(self._consume(sub), name=f"bus:{sub.queue}"))
-        self._started = True
+            if id(sub) not in self._started:
+                self._started.add(id(sub))
+                self._workers.append(asyncio.create_task(self._consume(sub), name=f"bus:{sub.queue}"))
 
     async def close(self) -> None:
         for timer in self._timers:
@@ -45,7 +46,7 @@ class InProcessBus(Bus):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
-        self._started = False
+        self._started.clear()
 
     async def publish(self, *messages: Message) -> None:
         for message in messages:
@@ -54,9 +55,10 @@ class InProcessBus(Bus):
 
     def publish_raw(self, body: bytes, type_name: str) -> None:
         """Route a body as it would arrive from the wire (tests use it for bad input)."""
-        for sub in self.subscriptions:
-            if type_name in sub.routing_keys:
-                self._queues.setdefault(sub.queue, asyncio.Queue()).put_nowait(_Envelope(body, type_name))
+        # Like a queue bound to the exchange: one copy per queue, shared by its consumers.
+        queues = {sub.queue for sub in self.subscriptions if type_name in sub.routing_keys}
+        for queue in queues:
+            self._queues.setdefault(queue, asyncio.Queue()).put_nowait(_Envelope(body, type_name))
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         return list(self._dead.get(queue, []))[:limit]

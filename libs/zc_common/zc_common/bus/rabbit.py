@@ -49,18 +49,21 @@ class RabbitBus(Bus):
         return f"{self.exchange_name}.{queue}"
 
     async def start(self) -> None:
-        self._connection = await self._connect()
-        self._channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await self._channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        self._dead_exchange = await self._channel.declare_exchange(
-            self.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        if self._connection is None:
+            self._connection = await self._connect()
+            self._channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await self._channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            self._dead_exchange = await self._channel.declare_exchange(
+                self.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        started = {id(consumer.sub) for consumer in self._consumers}
         for sub in self.subscriptions:
-            consumer = _Consumer(self, sub)
-            await consumer.start(self._connection)
-            self._consumers.append(consumer)
+            if id(sub) not in started:
+                consumer = _Consumer(self, sub)
+                await consumer.start(self._connection)
+                self._consumers.append(consumer)
 
     async def _connect(self) -> aio_pika.abc.AbstractRobustConnection:
         deadline = asyncio.get_running_loop().time() + self.connect_timeout

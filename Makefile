@@ -1,0 +1,50 @@
+# ZeroCloud build and test harness. `make test` is what CI runs (.ci/run).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+PACKAGES := libs/zc_common services/api services/ingestor services/scheduler \
+            services/notifier services/reaper cli
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+# Only these flags keep index URLs, find-links and hosts out of the compiled files.
+PIP_COMPILE := $(BIN)/pip-compile --quiet --resolver=backtracking --strip-extras --no-header \
+               --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --no-emit-options
+
+.PHONY: venv services lint test run requirements clean
+
+venv: $(STAMP)
+
+# Rebuilt only when a requirement or pyproject file changes.
+$(STAMP): requirements/dev.txt requirements/runtime.txt $(PYPROJECTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps $(addprefix -e ,$(PACKAGES))
+	touch $@
+
+services:
+	scripts/ensure-services.sh
+
+lint: venv
+	$(BIN)/ruff check libs services cli tests bench
+	$(BIN)/mypy --strict libs/zc_common/zc_common
+
+test: venv services lint
+	$(BIN)/pytest
+
+run: venv
+	$(BIN)/zerocloud-cli sandbox run
+
+# Recompile the pinned files from the .in files (needs only pip-tools).
+requirements:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip-compile || $(BIN)/pip install --quiet pip-tools
+	$(PIP_COMPILE) --output-file requirements/runtime.txt requirements/runtime.in
+	$(PIP_COMPILE) --output-file requirements/dev.txt requirements/dev.in
+	! grep -nE 'https?://|^ *--(index-url|extra-index-url|find-links|trusted-host)' \
+		requirements/runtime.txt requirements/dev.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

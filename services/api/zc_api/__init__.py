@@ -1,0 +1,1 @@
+"""ZeroCloud api: the only service that owns PostgreSQL."""

@@ -1,0 +1,40 @@
+"""The first admin: from settings at start, or printed once by `zerocloud-api create-admin`."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zc_api.auth.service import issue_token
+from zc_api.auth.tokens import hash_token
+from zc_api.database import transaction
+from zc_api.models import ApiToken, User
+from zc_api.runtime import ApiRuntime
+
+log = logging.getLogger("zc.api.auth")
+
+BOOTSTRAP_EMAIL = "admin@localhost"
+
+
+async def create_admin(session: AsyncSession, email: str, *, token: str | None = None, token_name: str = "bootstrap") -> tuple[User, str]:
+    """An admin not yet in any account (creating an account makes them its admin)."""
+    email = email.strip().lower()
+    user = await session.scalar(select(User).where(User.email == email, User.account_id.is_(None)))  # type: ignore[union-attr]
+    if user is None:
+        user = User(email=email, role="admin")
+        session.add(user)
+        await session.flush()
+    return user, await issue_token(session, user, token_name, token)
+
+
+async def ensure_bootstrap_admin(runtime: ApiRuntime) -> None:
+    token = runtime.settings.bootstrap_admin_token
+    if not token:
+        return
+    async with transaction(runtime.sessions) as session:
+        if await session.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))):
+            return
+        await create_admin(session, runtime.settings.bootstrap_admin_email or BOOTSTRAP_EMAIL, token=token)
+    log.info("bootstrap admin token installed")

@@ -1,0 +1,40 @@
+"""Resolving a bearer token to a principal, and creating tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zc_api.auth.principal import Principal
+from zc_api.auth.tokens import hash_token, new_token, same
+from zc_api.models import ApiToken, User
+
+
+async def principal_for(session: AsyncSession, token: str, *, service_token: str) -> Principal | None:
+    if same(token, service_token):
+        return Principal(kind="service")
+    row = (
+        await session.execute(
+            select(ApiToken.id, User)
+            .join(User, User.id == ApiToken.user_id)  # type: ignore[arg-type]
+            .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        )
+    ).first()
+    if row is None:
+        return None
+    token_id, user = row
+    await session.execute(
+        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=datetime.now(timezone.utc))  # type: ignore[arg-type]
+    )
+    return Principal(kind="user", user_id=user.id, account_id=user.account_id, role=user.role, email=user.email)
+
+
+async def issue_token(session: AsyncSession, user: User, name: str, token: str | None = None) -> str:
+    """Store a token for ``user`` and return it in clear: the only time it is shown."""
+    assert user.id is not None
+    token = token or new_token()
+    session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:10]))
+    await session.flush()
+    return token

@@ -1,0 +1,53 @@
+"""`zerocloud-api`: serve, migrate, create-admin."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+import uvicorn
+
+from zc_api.database import create_engine, migrate, session_maker, transaction
+from zc_common.logging import configure_logging
+from zc_common.settings import ApiSettings, load_settings
+
+app = typer.Typer(help="The ZeroCloud api service.", no_args_is_help=True)
+
+
+@app.command()
+def serve() -> None:
+    """Serve the REST API (refuses to start on an unmigrated database)."""
+    from zc_api.main import create_app
+
+    settings = load_settings(ApiSettings, "api")
+    configure_logging("api", settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply the database migrations (safe to run again)."""
+    settings = load_settings(ApiSettings, "api")
+    configure_logging("api", settings.log_level)
+    asyncio.run(migrate(settings.database_url))
+    typer.echo("database migrated")
+
+
+@app.command("create-admin")
+def create_admin_command(email: str = typer.Option(..., help="The admin's email address.")) -> None:
+    """Create an admin and print their API token (shown only this once)."""
+    from zc_api.auth.bootstrap import create_admin
+
+    settings = load_settings(ApiSettings, "api")
+
+    async def create() -> str:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with transaction(session_maker(engine)) as session:
+                _, token = await create_admin(session, email, token_name="create-admin")
+            return token
+        finally:
+            await engine.dispose()
+
+    token = asyncio.run(create())
+    typer.echo(f"admin {email.lower()} created; API token (shown once): {token}")

@@ -1,0 +1,74 @@
+"""Request dependencies as Annotated aliases, so handlers read like a sentence:
+``async def get_lease(lease_id: int, session: SessionDep, caller: CallerDep)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zc_api.auth.principal import Principal
+from zc_api.auth.service import principal_for
+from zc_api.runtime import ApiRuntime
+from zc_common.errors import NotAuthenticated, NotFound
+
+_bearer = HTTPBearer(auto_error=False, description="An API token (zc_…) or the service token.")
+
+
+def get_runtime(request: Request) -> ApiRuntime:
+    runtime: ApiRuntime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[ApiRuntime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """Commit at the edge: after the handler returns; roll back if it raised."""
+    async with runtime.sessions() as session:
+        async with session.begin():
+            yield session
+    if session.info.get("outbox_written"):
+        runtime.wake_outbox()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_caller(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise NotAuthenticated("an API token is required: send 'Authorization: Bearer <token>'")
+    principal = await principal_for(session, credentials.credentials, service_token=runtime.settings.service_token)
+    if principal is None:
+        raise NotAuthenticated("this API token is not valid (unknown or revoked)")
+    return principal
+
+
+CallerDep = Annotated[Principal, Depends(get_caller)]
+
+
+async def get_user(caller: CallerDep) -> Principal:
+    """A person's token: the public API is not for the service token."""
+    if caller.kind != "user":
+        raise NotFound("not found")
+    return caller
+
+
+UserDep = Annotated[Principal, Depends(get_user)]
+
+
+async def get_service(caller: CallerDep) -> Principal:
+    """Internal endpoints answer only the service token; to anyone else they do not exist."""
+    if caller.kind != "service":
+        raise NotFound("not found")
+    return caller
+
+
+ServiceDep = Annotated[Principal, Depends(get_service)]

@@ -1,0 +1,89 @@
+"""The api's app: wiring of the database, the bus, the outbox relay and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from zc_api import errors
+from zc_api.auth.bootstrap import ensure_bootstrap_admin
+from zc_api.database import create_engine, ensure_migrated, session_maker
+from zc_api.ingest.handlers import subscribe as subscribe_ingest
+from zc_api.outbox.relay import run_relay
+from zc_api.routes import router
+from zc_api.runtime import ApiRuntime
+from zc_common.aws import AwsAccess
+from zc_common.bus import Bus, create_bus
+from zc_common.settings import ApiSettings
+
+log = logging.getLogger("zc.api")
+
+
+def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
+    """The api. Given a bus (the embedded default shares one), it neither starts nor
+    closes it beyond subscribing; otherwise it owns its own."""
+    owns_bus = bus is None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        await ensure_migrated(engine)
+        runtime = ApiRuntime(
+            settings=settings,
+            engine=engine,
+            sessions=session_maker(engine),
+            bus=bus or create_bus(settings),
+            aws=AwsAccess(
+                endpoint_url=settings.aws_endpoint_url,
+                default_region=settings.aws_region,
+                session_name="zerocloud-api",
+                max_attempts=settings.aws_max_attempts,
+            ),
+        )
+        app.state.runtime = runtime
+        await ensure_bootstrap_admin(runtime)
+        subscribe_ingest(runtime)
+        await runtime.bus.start()
+        relay = asyncio.create_task(run_relay(runtime), name="outbox-relay")
+        log.info("api ready on %s", settings.public_url)
+        try:
+            yield
+        finally:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
+            if owns_bus:
+                await runtime.bus.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ZeroCloud",
+        version="1",
+        summary="Leases for every EC2 instance: you define the policies, ZeroCloud enforces them.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        runtime: ApiRuntime = app.state.runtime
+        checks = {"database": False, "bus": False}
+        with contextlib.suppress(Exception):
+            async with runtime.engine.connect() as connection:
+                checks["database"] = (await connection.scalar(text("SELECT 1"))) == 1
+        with contextlib.suppress(Exception):
+            checks["bus"] = await runtime.bus.ping()
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    return app

@@ -1,0 +1,206 @@
+"""The business objects as tables. Every other module reads and writes these through
+a session; the schema itself is changed only by Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlmodel import Field, SQLModel
+
+from zc_common.messages import LIVE_LEASE_STATUSES
+
+TZ = sa.DateTime(timezone=True)
+LIVE_STATUSES_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(LIVE_LEASE_STATUSES)))
+
+DEFAULT_LEASE_SECONDS = 3 * 24 * 3600
+DEFAULT_MAX_LEASE_SECONDS = 14 * 24 * 3600
+DEFAULT_WARNING_SECONDS = [24 * 3600, 3600]
+DEFAULT_OVER_QUOTA_GRACE_SECONDS = 3600
+
+
+def _now_column(**kwargs: Any) -> Any:
+    return Field(default=None, sa_type=TZ, sa_column_kwargs={"server_default": sa.func.now(), "nullable": False, **kwargs})
+
+
+class Account(SQLModel, table=True):
+    """A customer (e.g. BigDB): a tenant. Nothing crosses from one account to another."""
+
+    __tablename__ = "account"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    created_at: datetime | None = _now_column()
+
+
+class AccountPolicy(SQLModel, table=True):
+    """How an account's instances are leased. One row per account."""
+
+    __tablename__ = "account_policy"
+    __table_args__ = (
+        sa.CheckConstraint("default_lease_seconds > 0 AND default_lease_seconds <= max_lease_seconds", name="lease_bounds"),
+        sa.CheckConstraint("action_on_expiry IN ('stop', 'terminate')", name="action_on_expiry"),
+    )
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    default_lease_seconds: int = DEFAULT_LEASE_SECONDS
+    max_lease_seconds: int = DEFAULT_MAX_LEASE_SECONDS
+    owner_tag: str = Field(default="owner", max_length=128)
+    allowed_email_patterns: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(pg.ARRAY(sa.Text), nullable=False, server_default="{}")
+    )
+    max_instances_per_user: int | None = None
+    over_quota_grace_seconds: int = DEFAULT_OVER_QUOTA_GRACE_SECONDS
+    action_on_expiry: str = Field(default="stop", max_length=16)
+    warning_seconds: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_WARNING_SECONDS),
+        sa_column=sa.Column(pg.ARRAY(sa.Integer), nullable=False, server_default="{86400,3600}"),
+    )
+    updated_at: datetime | None = _now_column(onupdate=sa.func.now())
+
+
+class User(SQLModel, table=True):
+    """A person: an account's admin or a developer who owns instances."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "email", name="uq_user_account_email"),
+        sa.CheckConstraint("role IN ('admin', 'dev')", name="role"),
+        sa.CheckConstraint("email = lower(email)", name="email_lowercase"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True, ondelete="CASCADE")
+    email: str = Field(max_length=320)
+    github_login: str | None = Field(default=None, max_length=100, unique=True)
+    role: str = Field(default="dev", max_length=16)
+    created_at: datetime | None = _now_column()
+
+
+class UserPolicy(SQLModel, table=True):
+    """Per-user overrides of the account policy; a null field means 'as the account'."""
+
+    __tablename__ = "user_policy"
+    user_id: int = Field(foreign_key="app_user.id", primary_key=True, ondelete="CASCADE")
+    default_lease_seconds: int | None = None
+    max_lease_seconds: int | None = None
+    max_instances: int | None = None
+    updated_at: datetime | None = _now_column(onupdate=sa.func.now())
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token, stored only as its SHA-256; shown once when created."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime | None = _now_column()
+    last_used_at: datetime | None = Field(default=None, sa_type=TZ)
+    revoked_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class CloudAccount(SQLModel, table=True):
+    """An AWS account of a customer, reached through its role with our external ID."""
+
+    __tablename__ = "cloud_account"
+    __table_args__ = (
+        sa.CheckConstraint("mode IN ('observe', 'enforce')", name="mode"),
+        sa.CheckConstraint("provider = 'AWS'", name="provider"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    name: str = Field(max_length=200)
+    provider: str = Field(default="AWS", max_length=16)
+    upstream_account_id: str = Field(max_length=12, unique=True)
+    role_arn: str = Field(max_length=2048, unique=True)
+    external_id: str = Field(max_length=1224)
+    regions: list[str] = Field(
+        default_factory=lambda: ["us-east-1"],
+        sa_column=sa.Column(pg.ARRAY(sa.Text), nullable=False, server_default="{us-east-1}"),
+    )
+    mode: str = Field(default="observe", max_length=16)
+    created_at: datetime | None = _now_column()
+
+
+class Resource(SQLModel, table=True):
+    """An EC2 instance as AWS last described it. ``observed_at`` orders updates."""
+
+    __tablename__ = "resource"
+    __table_args__ = (sa.UniqueConstraint("cloud_account_id", "instance_id", name="uq_resource_instance"),)
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    cloud_account_id: int = Field(foreign_key="cloud_account.id", ondelete="CASCADE")
+    region: str = Field(max_length=32)
+    instance_id: str = Field(max_length=32)
+    instance_type: str | None = Field(default=None, max_length=64)
+    state: str = Field(max_length=16)
+    name: str | None = Field(default=None, max_length=256)
+    tags: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="{}"))
+    launch_time: datetime | None = Field(default=None, sa_type=TZ)
+    gone: bool = False
+    first_seen_at: datetime | None = _now_column()
+    observed_at: datetime = Field(sa_type=TZ)
+
+
+class Lease(SQLModel, table=True):
+    """An instance's lease: who owns it and until when. At most one live lease per
+    resource, enforced by a partial unique index, not by hope."""
+
+    __tablename__ = "lease"
+    __table_args__ = (
+        sa.Index("uq_lease_live_resource", "resource_id", unique=True, postgresql_where=sa.text(LIVE_STATUSES_SQL)),
+        sa.Index("ix_lease_account_status_expires", "account_id", "status", "expires_at"),
+        sa.CheckConstraint(
+            "status IN ('active', 'expired', 'reaping', 'reaped', 'released', 'exempt')", name="status"
+        ),
+        sa.CheckConstraint("version >= 1", name="version_positive"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    resource_id: int = Field(foreign_key="resource.id", ondelete="CASCADE")
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
+    cloud_account_id: int = Field(foreign_key="cloud_account.id", index=True, ondelete="CASCADE")
+    owner_user_id: int | None = Field(default=None, foreign_key="app_user.id", index=True, ondelete="SET NULL")
+    owner_email: str = Field(max_length=320)
+    owner_reason: str = Field(max_length=500, description="why this owner was chosen")
+    expires_at: datetime = Field(sa_type=TZ)
+    version: int = 1
+    status: str = Field(default="active", max_length=16)
+    over_quota: bool = False
+    created_by_message_id: UUID | None = None
+    created_at: datetime | None = _now_column()
+    updated_at: datetime | None = _now_column(onupdate=sa.func.now())
+    ended_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who or what changed which resource or lease, when and why."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (sa.Index("ix_audit_account_at", "account_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
+    account_id: int | None = Field(default=None, foreign_key="account.id", ondelete="CASCADE")
+    at: datetime | None = _now_column()
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    subject_type: str = Field(max_length=32)
+    subject_id: int | None = None
+    reason: str | None = None
+    message_id: UUID | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="{}"))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message written in the same transaction as the change it reports; the relay
+    publishes it with confirms and marks it sent."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),)
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
+    message_id: UUID = Field(unique=True)
+    type: str = Field(max_length=64)
+    body: str = Field(sa_type=sa.Text)
+    created_at: datetime | None = _now_column()
+    published_at: datetime | None = Field(default=None, sa_type=TZ)

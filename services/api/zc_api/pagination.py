@@ -1,0 +1,43 @@
+"""Every list is a page: limit/offset with a hard cap, and the total count."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
+
+HARD_CAP = 500
+
+
+class PageParams(BaseModel):
+    limit: int
+    offset: int
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=HARD_CAP, description=f"At most {HARD_CAP}.")] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PageParams:
+    return PageParams(limit=limit, offset=offset)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    count: int
+    limit: int
+    offset: int
+
+
+async def paginate(session: AsyncSession, query: Select[tuple[T]], page: PageParams) -> tuple[list[T], int]:
+    """Rows of one page of ``query`` and the total number of rows it matches."""
+    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = (await session.scalars(query.limit(page.limit).offset(page.offset))).all()
+    return list(rows), int(total or 0)
