@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from zc_api import errors
@@ -20,9 +19,16 @@ from zc_api.routes import router
 from zc_api.runtime import ApiRuntime
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus, create_bus
+from zc_common.service import add_health_routes
 from zc_common.settings import ApiSettings
 
 log = logging.getLogger("zc.api")
+
+
+async def _database_answers(app: FastAPI) -> bool:
+    runtime: ApiRuntime = app.state.runtime
+    async with runtime.engine.connect() as connection:
+        return (await connection.scalar(text("SELECT 1"))) == 1
 
 
 def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
@@ -70,20 +76,6 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(router)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"])
-    async def readyz() -> JSONResponse:
-        runtime: ApiRuntime = app.state.runtime
-        checks = {"database": False, "bus": False}
-        with contextlib.suppress(Exception):
-            async with runtime.engine.connect() as connection:
-                checks["database"] = (await connection.scalar(text("SELECT 1"))) == 1
-        with contextlib.suppress(Exception):
-            checks["bus"] = await runtime.bus.ping()
-        ok = all(checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    add_health_routes(app, lambda: {"database": lambda: _database_answers(app), "bus": app.state.runtime.bus.ping})
 
     return app

@@ -1,0 +1,1 @@
+"""ZeroCloud reaper: the only writer to AWS: stops and terminates what nobody renewed (issue: Lease lifecycle)."""
