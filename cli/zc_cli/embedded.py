@@ -71,6 +71,12 @@ def _persistent_secret(data_dir: Path, name: str) -> str:
     return path.read_text().strip()
 
 
+def _prepare(data_dir: Path) -> tuple[str, str]:
+    """The data folder, the admin token and the database, before the event loop is busy."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return _persistent_secret(data_dir, "admin-token"), start_postgres(data_dir)
+
+
 def start_postgres(data_dir: Path) -> str:
     """Start (or reuse) the private PostgreSQL and return the URL of its zerocloud database."""
     import pgserver
@@ -119,15 +125,16 @@ async def embedded_services(
     log_level: str = "INFO",
 ) -> AsyncIterator[SandboxState]:
     """Run the api and the ingestor (and the skeleton services) on one in-process bus."""
+    from zc_common.internal_api import InternalApi
+    from zc_common.settings import NotifierSettings, ReaperSettings, SchedulerSettings
+
     from zc_api.database import migrate
     from zc_api.main import create_app as create_api
-    from zc_ingestor.main import Ingestor
+    from zc_ingestor import handlers as ingestor_handlers
+    from zc_ingestor.service import Ingestor
     from zc_notifier.main import create_app as create_notifier
     from zc_reaper.main import create_app as create_reaper
     from zc_scheduler.main import create_app as create_scheduler
-
-    from zc_common.internal_api import InternalApi
-    from zc_common.settings import NotifierSettings, ReaperSettings, SchedulerSettings
 
     await migrate(database_url)
     service_token = f"zc_{secrets.token_urlsafe(32)}"
@@ -166,6 +173,8 @@ async def embedded_services(
         internal_api = InternalApi(api_url, service_token)
         stack.push_async_callback(internal_api.close)
         ingestor = Ingestor(ingestor_settings, bus, aws, internal_api)
+        ingestor_handlers.subscribe(bus, ingestor)
+        await bus.start()
         await ingestor.start()
         stack.push_async_callback(ingestor.stop)
         try:
@@ -184,9 +193,7 @@ async def embedded_services(
 
 
 async def run_sandbox(data_dir: Path, *, api_port: int, moto_port: int, sweep_interval: float) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    admin_token = _persistent_secret(data_dir, "admin-token")
-    database_url = await asyncio.to_thread(start_postgres, data_dir)
+    admin_token, database_url = await asyncio.to_thread(_prepare, data_dir)
     with moto_server(moto_port) as aws_endpoint_url:
         async with embedded_services(
             database_url=database_url, aws_endpoint_url=aws_endpoint_url, api_port=api_port,

@@ -7,13 +7,12 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from zc_cli.embedded import SandboxState
-from zc_common.aws import AwsAccess, CloudAccountRole
-from zc_common.cloudevents import state_change_event
+if TYPE_CHECKING:  # the runner pulls in AWS and the bus: import it only when a command runs
+    from zc_cli.embedded import SandboxState
 
 sandbox_app = typer.Typer(help="The sandbox: ZeroCloud on your laptop with a fake AWS.", no_args_is_help=True)
 
@@ -35,8 +34,9 @@ def run(
     sweep_interval: Annotated[float, typer.Option(help="Seconds between inventory sweeps.")] = 60.0,
 ) -> None:
     """Start every service in one process (Ctrl-C stops it; the database is kept)."""
-    from zc_cli.embedded import run_sandbox
     from zc_common.logging import configure_logging
+
+    from zc_cli.embedded import run_sandbox
 
     configure_logging("sandbox", "WARNING")
     _fake_aws_credentials()
@@ -53,6 +53,7 @@ def launch(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Run instances in the sandbox's AWS account and put their EventBridge events on the queue."""
+    from zc_cli.embedded import SandboxState
 
     try:
         state = SandboxState.load(data_dir)
@@ -66,6 +67,9 @@ def launch(
 
 
 async def _launch(state: SandboxState, *, owner: str, instance_type: str, count: int, region: str, name: str | None) -> list[str]:
+    from zc_common.aws import AwsAccess, CloudAccountRole
+    from zc_common.cloudevents import state_change_event
+
     aws = AwsAccess(endpoint_url=state.aws_endpoint_url, session_name="sandbox-developer")
     # The developer acts with their own access in their own account; in moto that is a role there.
     developer = CloudAccountRole(state.customer_role_arn, "sandbox-developer")
