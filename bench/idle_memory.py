@@ -1,0 +1,113 @@
+"""Resident memory of each service idling in its own process (target: under 150 MB).
+
+Starts the five services as separate processes the way an operator runs them (real
+PostgreSQL and RabbitMQ on this machine, a moto server for AWS), waits until each
+answers /readyz, lets them idle, then reads VmRSS from /proc. Prints one row per
+service: median of the samples taken over the idle period, and the maximum.
+
+    .venv/bin/python bench/idle_memory.py [--idle-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+BIN = Path(sys.executable).parent
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(f"{url}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+    raise RuntimeError(f"{url} never became ready")
+
+
+async def main(idle_seconds: float) -> None:
+    database = f"zc_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(f"{PG}/postgres")
+    await admin.execute(f"CREATE DATABASE {database}")
+    moto_port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    token = f"zc_{secrets.token_urlsafe(32)}"
+    ports = {name: free_port() for name in ("api", "ingestor", "scheduler", "notifier", "reaper")}
+    env = {
+        **os.environ, "ZC_DATABASE_URL": f"{PG}/{database}", "ZC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "ZC_AMQP_EXCHANGE": f"zc-bench-{secrets.token_hex(4)}", "ZC_SERVICE_TOKEN": token, "ZC_API_TOKEN": token,
+        "ZC_API_URL": f"http://127.0.0.1:{ports['api']}", "ZC_AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "ZC_SWEEP_INTERVAL": "0", "ZC_LOG_LEVEL": "WARNING", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+    }
+    commands = {
+        "api": [str(BIN / "zerocloud-api"), "serve"],
+        "ingestor": [str(BIN / "zerocloud-ingestor")],
+        "scheduler": [str(BIN / "zerocloud-scheduler")],
+        "notifier": [str(BIN / "zerocloud-notifier")],
+        "reaper": [str(BIN / "zerocloud-reaper")],
+    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        subprocess.run([str(BIN / "zerocloud-api"), "migrate"], env=env, check=True, capture_output=True)
+        for name, command in commands.items():
+            processes[name] = subprocess.Popen(command, env={**env, "ZC_HTTP_PORT": str(ports[name])},
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await wait_ready(f"http://127.0.0.1:{ports[name]}")
+        samples: dict[str, list[float]] = {name: [] for name in processes}
+        end = time.monotonic() + idle_seconds
+        while time.monotonic() < end:
+            for name, process in processes.items():
+                samples[name].append(rss_mb(process.pid))
+            await asyncio.sleep(1)
+        print(f"idle resident memory per service over {idle_seconds:.0f}s (target < 150 MB)")
+        print(f"{'service':10} {'median MB':>10} {'max MB':>8}")
+        for name, values in samples.items():
+            print(f"{name:10} {statistics.median(values):10.1f} {max(values):8.1f}")
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        moto.terminate()
+        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        await admin.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--idle-seconds", type=float, default=20)
+    asyncio.run(main(parser.parse_args().idle_seconds))

@@ -1,0 +1,1 @@
+"""zerocloud-cli: ZeroCloud's REST API from a terminal, and the sandbox."""
