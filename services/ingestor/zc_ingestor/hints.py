@@ -1,0 +1,144 @@
+"""Following event hints: find each hint's cloud account, describe the named instances
+with one DescribeInstances per (cloud account, region), and build the ResourceChanges.
+Events only make us look; what is published comes from AWS."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from zc_common.aws import AwsAccess
+from zc_common.cloudevents import InstanceHint
+from zc_common.internal_api import CloudAccountRecord
+from zc_common.logging import log_context
+from zc_common.messages import ResourceChange
+
+from zc_ingestor.accounts import CloudAccountDirectory
+from zc_ingestor.changes import resource_change
+from zc_ingestor.describe import Observation, describe_instances
+
+log = logging.getLogger("zc.ingestor.hints")
+
+
+class Verdict(str, enum.Enum):
+    observed = "observed"  # its instances were described; the changes are ready to publish
+    rejected = "rejected"  # can never be followed (account or region not onboarded)
+    failed = "failed"  # could not be followed now (AWS or the api failed); try again later
+
+
+@dataclass(frozen=True)
+class HintOutcome:
+    verdict: Verdict
+    reason: str | None = None
+
+
+@dataclass
+class FollowedHints:
+    """One outcome per hint, in the hints' order, and the changes to publish."""
+
+    outcomes: list[HintOutcome]
+    changes: list[ResourceChange]
+
+
+@dataclass
+class _Group:
+    """The hints of one batch that name the same cloud account and region."""
+
+    record: CloudAccountRecord
+    region: str
+    hint_indices: list[int] = field(default_factory=list)
+
+
+class HintFollower:
+    def __init__(self, aws: AwsAccess, accounts: CloudAccountDirectory) -> None:
+        self.aws = aws
+        self.accounts = accounts
+
+    async def follow(self, hints: Sequence[InstanceHint]) -> FollowedHints:
+        """Describe what the hints name and build one ResourceChange per instance. Never
+        raises for one hint's sake: each outcome says what became of its hint."""
+        outcomes: dict[int, HintOutcome] = {}
+        groups = await self._group(hints, outcomes)
+        looked = await asyncio.gather(*(self._describe(group, hints) for group in groups))
+        changes: list[ResourceChange] = []
+        for group, result in zip(groups, looked):
+            if isinstance(result, str):
+                for index in group.hint_indices:
+                    outcomes[index] = HintOutcome(Verdict.failed, result)
+                continue
+            changes.extend(_changes_for(group, [hints[i] for i in group.hint_indices], result))
+            for index in group.hint_indices:
+                outcomes[index] = HintOutcome(Verdict.observed)
+        return FollowedHints([outcomes[index] for index in range(len(hints))], changes)
+
+    async def _group(
+        self, hints: Sequence[InstanceHint], outcomes: dict[int, HintOutcome]
+    ) -> list[_Group]:
+        """Group the hints by cloud account and region; the outcome of a hint that cannot
+        be followed is settled here."""
+        upstream_ids = sorted({hint.account_id for hint in hints})
+        answers = await asyncio.gather(
+            *(self.accounts.lookup(upstream) for upstream in upstream_ids), return_exceptions=True
+        )
+        groups: dict[tuple[int, str], _Group] = {}
+        for index, hint in enumerate(hints):
+            answer = answers[upstream_ids.index(hint.account_id)]
+            if isinstance(answer, BaseException):
+                outcomes[index] = HintOutcome(Verdict.failed, f"cloud account lookup failed: {answer}")
+                continue
+            record = _record_for(answer, hint.region)
+            if record is None:
+                reason = (
+                    f"AWS account {hint.account_id} is not onboarded"
+                    if not answer
+                    else f"region {hint.region} is not watched for AWS account {hint.account_id}"
+                )
+                outcomes[index] = HintOutcome(Verdict.rejected, reason)
+                continue
+            group = groups.setdefault((record.id, hint.region), _Group(record, hint.region))
+            group.hint_indices.append(index)
+        return list(groups.values())
+
+    async def _describe(self, group: _Group, hints: Sequence[InstanceHint]) -> dict[str, Observation] | str:
+        """The group's instances as AWS describes them, or why that failed."""
+        instance_ids = [i for index in group.hint_indices for i in hints[index].instance_ids]
+        with log_context(cloud_account=group.record.id):
+            try:
+                async with self.aws.client("ec2", group.region, group.record.role) as ec2:
+                    return await describe_instances(ec2, instance_ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any failure leaves the events for a retry
+                reason = f"DescribeInstances in {group.region} failed: {type(error).__name__}: {error}"
+                log.warning("%s", reason)
+                return reason
+
+
+def _record_for(records: Sequence[CloudAccountRecord], region: str) -> CloudAccountRecord | None:
+    return next((record for record in records if region in record.regions), None)
+
+
+def _changes_for(
+    group: _Group, hints: Sequence[InstanceHint], observations: dict[str, Observation]
+) -> list[ResourceChange]:
+    """One change per instance; when several hints of the batch name it, the newest event
+    is the one recorded as the reason we looked."""
+    newest: dict[str, InstanceHint] = {}
+    for hint in sorted(hints, key=lambda h: h.event_time):
+        for instance_id in hint.instance_ids:
+            newest[instance_id] = hint
+    return [
+        resource_change(
+            observations[instance_id],
+            account_id=group.record.upstream_account_id,
+            region=group.region,
+            event_name=hint.event_name,
+            event_time=hint.event_time,
+            event_source=hint.event_source,
+            event_id=hint.event_id,
+        )
+        for instance_id, hint in newest.items()
+    ]

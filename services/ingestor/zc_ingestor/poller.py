@@ -1,0 +1,221 @@
+"""Long-polling the SQS event queues: each receive batch is parsed, followed with one
+DescribeInstances per (cloud account, region), published, and only then deleted.
+Unusable events and events of accounts that are not onboarded are dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from zc_common.aws import AwsAccess
+from zc_common.bus import Bus
+from zc_common.cloudevents import InstanceHint, UnusableEvent, parse_event
+from zc_common.logging import log_context
+from zc_common.settings import IngestorSettings
+
+from zc_ingestor.hints import HintFollower, Verdict
+
+log = logging.getLogger("zc.ingestor.poller")
+
+RECEIVE_BATCH = 10  # SQS's maximum per ReceiveMessage
+REASON_ATTRIBUTE = "zc_reason"
+MAX_REASON_CHARS = 1000
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+
+_QUEUE_HOST = re.compile(r"^https?://(?:sqs[.-]([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com")
+
+_Message = dict[str, Any]
+
+
+def queue_region(queue_url: str, default: str) -> str:
+    """The region in an SQS queue URL; ``default`` for URLs without one (moto, legacy)."""
+    match = _QUEUE_HOST.match(queue_url)
+    if match is None:
+        return default
+    return match.group(1) or match.group(2)
+
+
+@dataclass
+class PollResult:
+    """What one receive batch became."""
+
+    received: int = 0
+    published: int = 0  # ResourceChanges
+    deleted: int = 0  # messages whose changes were published
+    dead_lettered: int = 0  # unusable or not onboarded: sent to the dead-letter queue or dropped
+    left: int = 0  # could not be followed now; they come back after the visibility timeout
+
+
+class QueuePoller:
+    def __init__(
+        self,
+        settings: IngestorSettings,
+        aws: AwsAccess,
+        bus: Bus,
+        follower: HintFollower,
+        counters: Counter[str],
+    ) -> None:
+        self.settings = settings
+        self.aws = aws
+        self.bus = bus
+        self.follower = follower
+        self.counters = counters
+
+    def client(self, queue_url: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """An SQS client, as ZeroCloud itself, for the queue's region."""
+        return self.aws.client("sqs", queue_region(queue_url, self.settings.aws_region))
+
+    async def run(self, queue_url: str, stopping: asyncio.Event) -> None:
+        """Poll until ``stopping`` is set. Nothing a queue or AWS does ends the loop: a
+        failure is logged and polling resumes after a growing pause."""
+        delay = MIN_BACKOFF
+        while not stopping.is_set():
+            try:
+                async with self.client(queue_url) as sqs:
+                    while not stopping.is_set():
+                        result = await self.poll_once(sqs, queue_url, stopping)
+                        delay = MIN_BACKOFF
+                        if not result.received and not self.settings.poll_wait_seconds:
+                            # Without long polling an empty queue would be asked in a tight loop.
+                            await pause(stopping, MIN_BACKOFF)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the loop must outlive any failure
+                self.counters["poll_errors"] += 1
+                log.warning(
+                    "polling %s failed (%s: %s); retrying in %.0fs",
+                    queue_url, type(error).__name__, error, delay,
+                )
+                await pause(stopping, delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    async def poll_once(self, sqs: Any, queue_url: str, stopping: asyncio.Event | None = None) -> PollResult:
+        """Receive one batch and see it through. Raises when the changes could not be
+        published; then none of the batch's followed messages is deleted."""
+        messages = await self._receive(sqs, queue_url, stopping)
+        result = PollResult(received=len(messages))
+        if not messages:
+            return result
+        self.counters["events_received"] += len(messages)
+
+        hinted: list[tuple[_Message, InstanceHint]] = []
+        dead: list[tuple[_Message, str]] = []
+        for message in messages:
+            try:
+                hint = parse_event(message.get("Body", ""), max_bytes=self.settings.max_event_bytes)
+            except UnusableEvent as error:
+                self.counters["events_unusable"] += 1
+                dead.append((message, str(error)))
+            else:
+                hinted.append((message, hint))
+
+        followed = await self.follower.follow([hint for _, hint in hinted])
+        done: list[_Message] = []
+        for (message, _), outcome in zip(hinted, followed.outcomes):
+            if outcome.verdict is Verdict.observed:
+                done.append(message)
+            elif outcome.verdict is Verdict.rejected:
+                self.counters["events_not_onboarded"] += 1
+                dead.append((message, outcome.reason or "rejected"))
+            else:
+                self.counters["events_left"] += 1
+                result.left += 1
+                with log_context(message_id=message.get("MessageId")):
+                    log.warning("event left on %s for a retry: %s", queue_url, outcome.reason)
+
+        # Dead letters do not depend on the publish below, so they are settled first.
+        result.dead_lettered = await self._dead_letter(sqs, queue_url, dead)
+        if followed.changes:
+            await self.bus.publish(*followed.changes)
+            self.counters["changes_published"] += len(followed.changes)
+            result.published = len(followed.changes)
+        result.deleted = await self._delete(sqs, queue_url, done)
+        return result
+
+    async def _receive(self, sqs: Any, queue_url: str, stopping: asyncio.Event | None) -> list[_Message]:
+        """One long-poll receive, abandoned as soon as ``stopping`` is set (a message taken
+        by an abandoned receive simply reappears after the visibility timeout)."""
+        receiving = asyncio.ensure_future(
+            sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=RECEIVE_BATCH,
+                WaitTimeSeconds=self.settings.poll_wait_seconds,
+                VisibilityTimeout=self.settings.visibility_timeout,
+            )
+        )
+        waits = {receiving}
+        if stopping is not None:
+            waits.add(asyncio.ensure_future(stopping.wait()))
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if receiving not in done:
+            return []
+        messages: list[_Message] = receiving.result().get("Messages", [])
+        return messages
+
+    async def _dead_letter(self, sqs: Any, queue_url: str, dead: list[tuple[_Message, str]]) -> int:
+        """Send each message with its reason to the dead-letter queue, or drop it when there
+        is none; either way it leaves the event queue. Returns how many left it."""
+        if not dead:
+            return 0
+        for message, reason in dead:
+            with log_context(message_id=message.get("MessageId")):
+                log.warning("event from %s dead-lettered: %s", queue_url, reason)
+        dead_letter_url = self.settings.event_dead_letter_queue_url
+        if dead_letter_url is None:
+            self.counters["events_dropped"] += len(dead)
+            return await self._delete(sqs, queue_url, [message for message, _ in dead])
+        entries = [
+            {
+                "Id": str(index),
+                "MessageBody": message.get("Body", ""),
+                "MessageAttributes": {
+                    REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:MAX_REASON_CHARS]}
+                },
+            }
+            for index, (message, reason) in enumerate(dead)
+        ]
+        try:
+            async with self.client(dead_letter_url) as dead_sqs:
+                answer = await dead_sqs.send_message_batch(QueueUrl=dead_letter_url, Entries=entries)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - they stay on the event queue and come back
+            log.warning("dead-letter queue %s refused the batch: %s", dead_letter_url, error)
+            return 0
+        for failure in answer.get("Failed", []):
+            log.warning("dead-letter queue %s refused one event: %s", dead_letter_url, failure.get("Message"))
+        sent = [dead[int(entry["Id"])][0] for entry in answer.get("Successful", [])]
+        self.counters["events_dead_lettered"] += len(sent)
+        return await self._delete(sqs, queue_url, sent)
+
+    async def _delete(self, sqs: Any, queue_url: str, messages: list[_Message]) -> int:
+        """Delete these messages from the event queue; returns how many went."""
+        if not messages:
+            return 0
+        answer = await sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        for failure in answer.get("Failed", []):
+            # It will be received again and followed again: harmless, the api is idempotent.
+            log.warning("could not delete a message from %s: %s", queue_url, failure.get("Message"))
+        deleted = len(answer.get("Successful", []))
+        self.counters["events_deleted"] += deleted
+        return deleted
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep for ``seconds`` or until ``stopping`` is set, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)

@@ -1,0 +1,100 @@
+"""The ingestor as a plain object — queue pollers, the sweep timer and the operations
+behind them — for main.py, the embedded sandbox and tests to drive without HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from zc_common.aws import AwsAccess
+from zc_common.bus import Bus
+from zc_common.cloudevents import InstanceHint
+from zc_common.internal_api import InternalApi
+from zc_common.settings import IngestorSettings
+
+from zc_ingestor.accounts import CloudAccountDirectory
+from zc_ingestor.hints import FollowedHints, HintFollower
+from zc_ingestor.poller import PollResult, QueuePoller, pause
+from zc_ingestor.sweep import Sweeper, SweepResult
+
+log = logging.getLogger("zc.ingestor")
+
+FIRST_SWEEP_DELAY = 5.0
+
+
+class Ingestor:
+    def __init__(self, settings: IngestorSettings, bus: Bus, aws: AwsAccess, api: InternalApi) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.api = api
+        # Named counts of what happened to events and sweeps, for /metrics.
+        self.counters: Counter[str] = Counter()
+        self.follower = HintFollower(aws, CloudAccountDirectory(api, ttl=settings.account_cache_seconds))
+        self.poller = QueuePoller(settings, aws, bus, self.follower, self.counters)
+        self.sweeper = Sweeper(bus, aws, api, self.counters)
+        self._stopping = asyncio.Event()
+        self._pollers: list[asyncio.Task[None]] = []
+        self._sweep_timer: asyncio.Task[None] | None = None
+
+    async def start(self, *, poll: bool = True, sweep_timer: bool = True) -> None:
+        """Start a poller per event queue and, when the interval is not 0, the sweep timer."""
+        self._stopping.clear()
+        if poll:
+            self._pollers = [
+                asyncio.create_task(self.poller.run(url, self._stopping), name=f"poll:{url}")
+                for url in self.settings.event_queue_urls
+            ]
+        if sweep_timer and self.settings.sweep_interval > 0:
+            self._sweep_timer = asyncio.create_task(self._sweep_periodically(), name="sweep-timer")
+        log.info(
+            "ingestor started: %d queues, sweep every %.0fs",
+            len(self._pollers), self.settings.sweep_interval if self._sweep_timer else 0,
+        )
+
+    async def stop(self) -> None:
+        """Stop receiving, let every poller finish the batch in hand, stop the sweep timer
+        (an interrupted sweep loses nothing: the next one starts over)."""
+        self._stopping.set()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            await asyncio.gather(self._sweep_timer, return_exceptions=True)
+            self._sweep_timer = None
+        if self._pollers:
+            # Past the visibility timeout the batch's messages are back on the queue anyway.
+            _, late = await asyncio.wait(self._pollers, timeout=self.settings.visibility_timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._pollers, return_exceptions=True)
+            self._pollers = []
+
+    async def poll_once(self, queue_url: str) -> PollResult:
+        """Receive one batch from ``queue_url`` and see it through (see QueuePoller.poll_once)."""
+        async with self.poller.client(queue_url) as sqs:
+            return await self.poller.poll_once(sqs, queue_url)
+
+    async def sweep(self, cloud_account_id: int | None = None, region: str | None = None) -> SweepResult:
+        return await self.sweeper.sweep(cloud_account_id, region)
+
+    async def handle_hints(self, hints: Sequence[InstanceHint]) -> FollowedHints:
+        """Follow the hints and publish their changes; raises if the publish fails."""
+        followed = await self.follower.follow(hints)
+        if followed.changes:
+            await self.bus.publish(*followed.changes)
+            self.counters["changes_published"] += len(followed.changes)
+        return followed
+
+    async def api_answers(self) -> bool:
+        """Whether the api answers an internal request (for /readyz)."""
+        await self.api.cloud_accounts()
+        return True
+
+    async def _sweep_periodically(self) -> None:
+        await pause(self._stopping, min(FIRST_SWEEP_DELAY, self.settings.sweep_interval))
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception as error:  # noqa: BLE001 - the timer must outlive a failed sweep
+                log.warning("sweep failed: %s: %s", type(error).__name__, error)
+            await pause(self._stopping, self.settings.sweep_interval)

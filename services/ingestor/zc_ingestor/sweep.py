@@ -1,0 +1,142 @@
+"""The inventory sweep: list every instance of each cloud account and region, publish
+what AWS lists, and publish as gone what the api still holds but AWS no longer lists.
+It catches what events missed (lost events, accounts onboarded with instances running)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from zc_common.aws import AwsAccess
+from zc_common.bus import Bus
+from zc_common.internal_api import CloudAccountRecord, InternalApi
+from zc_common.logging import log_context
+from zc_common.messages import ResourceChange, utcnow
+
+from zc_ingestor.changes import SWEEP_EVENT_NAME, SWEEP_EVENT_SOURCE, publish_in_chunks, resource_change
+from zc_ingestor.describe import Observation, list_instances
+
+log = logging.getLogger("zc.ingestor.sweep")
+
+PUBLISH_CHUNK = 500
+# Regions swept at once: enough to hide AWS latency, few enough to stay clear of
+# account-wide API throttling.
+CONCURRENT_REGIONS = 8
+
+
+class NothingToSweep(LookupError):
+    """The requested cloud account or region is not onboarded."""
+
+
+@dataclass(frozen=True)
+class RegionFailure:
+    cloud_account_id: int
+    region: str
+    reason: str
+
+
+@dataclass
+class SweepResult:
+    regions: int = 0  # (cloud account, region) pairs swept completely
+    instances: int = 0  # instances AWS listed, each published
+    gone: int = 0  # published as gone: known to the api, no longer listed by AWS
+    failures: list[RegionFailure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Sweeper:
+    def __init__(self, bus: Bus, aws: AwsAccess, api: InternalApi, counters: Counter[str]) -> None:
+        self.bus = bus
+        self.aws = aws
+        self.api = api
+        self.counters = counters
+
+    async def sweep(self, cloud_account_id: int | None = None, region: str | None = None) -> SweepResult:
+        """Sweep every onboarded cloud account and region, or only those asked for. A
+        failing account or region is logged and skipped; the others go on."""
+        started = time.monotonic()
+        targets = [
+            (record, target_region)
+            for record in await self.api.cloud_accounts()
+            if cloud_account_id is None or record.id == cloud_account_id
+            for target_region in record.regions
+            if region is None or target_region == region
+        ]
+        if not targets and (cloud_account_id is not None or region is not None):
+            raise NothingToSweep(f"no onboarded cloud account {cloud_account_id} with region {region}")
+        limit = asyncio.Semaphore(CONCURRENT_REGIONS)
+
+        async def bounded(record: CloudAccountRecord, target_region: str) -> tuple[int, int] | RegionFailure:
+            async with limit:
+                return await self._sweep_region(record, target_region)
+
+        result = SweepResult()
+        for outcome in await asyncio.gather(*(bounded(r, reg) for r, reg in targets)):
+            if isinstance(outcome, RegionFailure):
+                result.failures.append(outcome)
+            else:
+                result.regions += 1
+                result.instances += outcome[0]
+                result.gone += outcome[1]
+        result.seconds = time.monotonic() - started
+        self.counters["sweeps"] += 1
+        self.counters["sweep_failures"] += len(result.failures)
+        log.info(
+            "swept %d regions: %d instances, %d gone, %d failed in %.1fs",
+            result.regions, result.instances, result.gone, len(result.failures), result.seconds,
+        )
+        return result
+
+    async def _sweep_region(self, record: CloudAccountRecord, region: str) -> tuple[int, int] | RegionFailure:
+        """(instances published, gone published) for one region, or why it failed."""
+        with log_context(cloud_account=record.id):
+            try:
+                return await self._list_and_publish(record, region)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - one account's failure must not stop the sweep
+                reason = f"{type(error).__name__}: {error}"
+                log.warning("sweep of %s in %s failed: %s", record.upstream_account_id, region, reason)
+                return RegionFailure(record.id, region, reason)
+
+    async def _list_and_publish(self, record: CloudAccountRecord, region: str) -> tuple[int, int]:
+        account_id = record.upstream_account_id
+        listed: set[str] = set()
+        pending: list[ResourceChange] = []
+        # Gone is judged against the whole listing, which is not one atomic read: the time
+        # it started is the oldest moment any absence was seen. An instance the api learnt
+        # about after that has a newer observation, which this one cannot overwrite.
+        listing_started = utcnow()
+        async with self.aws.client("ec2", region, record.role) as ec2:
+            async for page in list_instances(ec2):
+                listed.update(observation.instance_id for observation in page)
+                pending.extend(_sweep_change(o, account_id, region, listing_started) for o in page)
+                if len(pending) >= PUBLISH_CHUNK:
+                    await self._publish(pending)
+                    pending.clear()
+        known = await self.api.known_instances(record.id, region)
+        absent = [Observation(i, None, listing_started) for i in known if i not in listed]
+        gone = [_sweep_change(o, account_id, region, listing_started) for o in absent]
+        await self._publish(pending + gone)
+        return len(listed), len(gone)
+
+    async def _publish(self, changes: list[ResourceChange]) -> None:
+        await publish_in_chunks(self.bus, changes, PUBLISH_CHUNK)
+        self.counters["changes_published"] += len(changes)
+
+
+def _sweep_change(
+    observation: Observation, account_id: str, region: str, swept_at: datetime
+) -> ResourceChange:
+    return resource_change(
+        observation,
+        account_id=account_id,
+        region=region,
+        event_name=SWEEP_EVENT_NAME,
+        event_time=swept_at,
+        event_source=SWEEP_EVENT_SOURCE,
+    )

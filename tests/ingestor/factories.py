@@ -1,0 +1,301 @@
+"""Builders for the ingestor's tests: the customer's hands in moto, ZeroCloud's event
+queues, a fake of the api's internal endpoints, a recording bus, and events as AWS sends
+them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import socket
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from botocore.exceptions import ClientError
+from fastapi import FastAPI, HTTPException, Request
+
+from zc_common.aws import AwsAccess, CloudAccountRole
+from zc_common.bus.memory import InProcessBus
+from zc_common.internal_api import CloudAccountMode, CloudAccountRecord, InternalApi
+from zc_common.messages import Message, ResourceChange
+from zc_common.settings import IngestorSettings
+
+from zc_ingestor.service import Ingestor
+
+CUSTOMER = "111111111111"
+OTHER_CUSTOMER = "333333333333"
+NOT_ONBOARDED = "222222222222"
+REGION = "us-east-1"
+SERVICE_TOKEN = "zc_test-service-token-0123456789"
+AMI = "ami-12c6146b"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- AWS as the ingestor sees it -------------------------------------------------------
+
+
+class ObservedAwsAccess(AwsAccess):
+    """AwsAccess that counts the AWS operations it calls, and refuses AssumeRole into the
+    roles in ``refused`` the way AWS does (moto accepts every AssumeRole)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls: Counter[str] = Counter()
+        self.refused: set[str] = set()
+
+    @contextlib.asynccontextmanager
+    async def client(
+        self, service: str, region: str | None = None, role: CloudAccountRole | None = None
+    ) -> AsyncIterator[Any]:
+        async with super().client(service, region, role) as client:
+            client.meta.events.register("before-call", self._count)
+            yield client
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    async def assume_role(self, role: CloudAccountRole) -> Any:
+        if role.role_arn in self.refused:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDenied",
+                        "Message": f"not authorized to perform: sts:AssumeRole on resource: {role.role_arn}",
+                    }
+                },
+                "AssumeRole",
+            )
+        return await super().assume_role(role)
+
+
+class CustomerAccount:
+    """A customer's AWS account in moto, acted on the way its developers would (through a
+    role there: moto puts what an assumed role does in the role's account)."""
+
+    def __init__(self, moto_url: str, account_id: str = CUSTOMER) -> None:
+        self.account_id = account_id
+        self.aws = AwsAccess(endpoint_url=moto_url, session_name="developer")
+        self.role = CloudAccountRole(f"arn:aws:iam::{account_id}:role/Developer", "developer")
+
+    async def launch(
+        self, count: int = 1, *, region: str = REGION, tags: dict[str, str] | None = None,
+        instance_type: str = "t3.micro",
+    ) -> list[str]:
+        tags = {"owner": "alice@bigdb.com", **(tags or {})}
+        async with self.aws.client("ec2", region, self.role) as ec2:
+            answer = await ec2.run_instances(
+                ImageId=AMI, MinCount=count, MaxCount=count, InstanceType=instance_type,
+                TagSpecifications=[
+                    {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+                ],
+            )
+        return [instance["InstanceId"] for instance in answer["Instances"]]
+
+    async def terminate(self, *instance_ids: str, region: str = REGION) -> None:
+        async with self.aws.client("ec2", region, self.role) as ec2:
+            await ec2.terminate_instances(InstanceIds=list(instance_ids))
+
+
+class EventQueues:
+    """ZeroCloud's own event queue and dead-letter queue, in its own account."""
+
+    def __init__(self, aws: AwsAccess, url: str, dead_letter_url: str) -> None:
+        self.aws = aws
+        self.url = url
+        self.dead_letter_url = dead_letter_url
+
+    async def send(self, *bodies: dict[str, Any] | str) -> None:
+        async with self.aws.client("sqs") as sqs:
+            for body in bodies:
+                await sqs.send_message(
+                    QueueUrl=self.url, MessageBody=body if isinstance(body, str) else json.dumps(body)
+                )
+
+    async def dead_letters(self) -> list[tuple[str, str]]:
+        """(body, zc_reason) of every message on the dead-letter queue."""
+        found: list[tuple[str, str]] = []
+        async with self.aws.client("sqs") as sqs:
+            while True:
+                answer = await sqs.receive_message(
+                    QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                    VisibilityTimeout=60,
+                )
+                messages = answer.get("Messages", [])
+                if not messages:
+                    return found
+                found += [(m["Body"], m["MessageAttributes"]["zc_reason"]["StringValue"]) for m in messages]
+
+    async def waiting(self) -> int:
+        """Messages still on the event queue, visible or not."""
+        async with self.aws.client("sqs") as sqs:
+            answer = await sqs.get_queue_attributes(
+                QueueUrl=self.url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )
+        return sum(int(value) for value in answer["Attributes"].values())
+
+
+# --- the api, faked --------------------------------------------------------------------
+
+
+def cloud_account(
+    id: int = 1, upstream_account_id: str = CUSTOMER, regions: tuple[str, ...] = (REGION,)
+) -> CloudAccountRecord:
+    return CloudAccountRecord(
+        id=id,
+        account_id=1,
+        name=f"dev-{upstream_account_id}",
+        upstream_account_id=upstream_account_id,
+        role_arn=f"arn:aws:iam::{upstream_account_id}:role/ZeroCloud",
+        external_id=f"zc-external-{id}",
+        regions=list(regions),
+        mode=CloudAccountMode.observe,
+    )
+
+
+class FakeApi:
+    """The api's internal endpoints, serving what a test puts in ``records`` and ``known``."""
+
+    def __init__(self) -> None:
+        self.records: list[CloudAccountRecord] = [cloud_account()]
+        self.known: dict[tuple[int, str], list[str]] = {}
+        self.requests: Counter[str] = Counter()
+        self.app = FastAPI()
+        self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
+        self.app.get("/internal/v1/cloudaccounts/{cloud_account_id}/instances")(self._instances)
+
+    def client(self) -> InternalApi:
+        return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
+
+    def _authorize(self, request: Request) -> None:
+        if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
+            raise HTTPException(401, "service token required")
+
+    async def _cloud_accounts(
+        self, request: Request, upstream_account_id: str | None = None
+    ) -> dict[str, Any]:
+        self._authorize(request)
+        self.requests["cloudaccounts"] += 1
+        data = [r for r in self.records if upstream_account_id in (None, r.upstream_account_id)]
+        return {"data": [r.model_dump(mode="json") for r in data], "count": len(data)}
+
+    async def _instances(self, request: Request, cloud_account_id: int, region: str) -> dict[str, Any]:
+        self._authorize(request)
+        self.requests["instances"] += 1
+        ids = self.known.get((cloud_account_id, region), [])
+        return {"cloud_account_id": cloud_account_id, "region": region, "instance_ids": ids}
+
+
+# --- the bus ---------------------------------------------------------------------------
+
+
+class RecordingBus(InProcessBus):
+    """The in-process bus, remembering what was published; ``refusing`` makes publish
+    fail the way it does when RabbitMQ does not confirm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[Message] = []
+        self.refusing = False
+
+    async def publish(self, *messages: Message) -> None:
+        if self.refusing:
+            raise ConnectionError(f"{len(messages)} messages not confirmed by RabbitMQ")
+        self.published.extend(messages)
+        await super().publish(*messages)
+
+    @property
+    def changes(self) -> list[ResourceChange]:
+        return [m for m in self.published if isinstance(m, ResourceChange)]
+
+
+# --- the ingestor ----------------------------------------------------------------------
+
+
+def ingestor_settings(moto_url: str, queues: EventQueues | None = None, **overrides: Any) -> IngestorSettings:
+    values: dict[str, Any] = {
+        "bus": "memory",
+        "amqp_url": "memory://",
+        "api_url": "http://api.test",
+        "api_token": SERVICE_TOKEN,
+        "aws_endpoint_url": moto_url,
+        "event_queue_urls": [queues.url] if queues else [],
+        "event_dead_letter_queue_url": queues.dead_letter_url if queues else None,
+        "poll_wait_seconds": 1,
+        "visibility_timeout": 5,
+        "sweep_interval": 0,
+    }
+    return IngestorSettings(**{**values, **overrides})
+
+
+def aws_of(ingestor: Ingestor) -> ObservedAwsAccess:
+    aws = ingestor.poller.aws
+    assert isinstance(aws, ObservedAwsAccess)
+    return aws
+
+
+# --- events as AWS sends them ----------------------------------------------------------
+
+
+def run_instances_event(
+    instance_ids: list[str], *, account_id: str = CUSTOMER, region: str = REGION
+) -> dict[str, Any]:
+    """The EventBridge event of a CloudTrail RunInstances call."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.ec2",
+        "account": account_id,
+        "time": now,
+        "region": region,
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "eventTime": now,
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "RunInstances",
+            "awsRegion": region,
+            "recipientAccountId": account_id,
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {"instanceType": "t3.micro", "minCount": len(instance_ids)},
+            "responseElements": {"instancesSet": {"items": [{"instanceId": i} for i in instance_ids]}},
+        },
+    }
+
+
+def sns_wrapped(event: dict[str, Any]) -> dict[str, Any]:
+    """An EventBridge event as an SNS subscription delivers it to SQS."""
+    return {
+        "Type": "Notification",
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": f"arn:aws:sns:{REGION}:{CUSTOMER}:zerocloud-events",
+        "Message": json.dumps(event),
+        "Timestamp": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Wait until ``check()`` holds, failing the test after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        outcome = check()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+

@@ -1,0 +1,282 @@
+"""The event queue: events become ResourceChanges described by AWS, deleted only after
+the publish; what cannot be used is dead-lettered with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+
+from zc_common.cloudevents import STATE_CHANGE, state_change_event
+from zc_common.messages import InstanceState, utcnow
+
+from tests.ingestor.conftest import IngestorFactory
+from tests.ingestor.factories import (
+    CUSTOMER,
+    NOT_ONBOARDED,
+    REGION,
+    CustomerAccount,
+    EventQueues,
+    FakeApi,
+    RecordingBus,
+    aws_of,
+    cloud_account,
+    eventually,
+    run_instances_event,
+    sns_wrapped,
+)
+from zc_ingestor.service import Ingestor
+
+pytestmark = pytest.mark.asyncio
+
+
+def running(instance_id: str, account_id: str = CUSTOMER, region: str = REGION) -> dict[str, object]:
+    return state_change_event(account_id=account_id, region=region, instance_id=instance_id, state="running")
+
+
+async def test_state_change_event_becomes_one_change_from_aws_and_is_deleted(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    [instance_id] = await customer.launch(tags={"Name": "build-box"}, instance_type="m5.large")
+    event = running(instance_id)
+    await queues.send(event)
+    before = utcnow()
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert (result.received, result.published, result.deleted) == (1, 1, 1)
+    [change] = recording_bus.changes
+    assert change.event_name == STATE_CHANGE
+    assert change.event_id == event["id"]
+    assert change.event_source == "aws.ec2"
+    assert change.aws_region == REGION
+    assert change.recipient_account_id == CUSTOMER
+    assert change.instance_id == instance_id
+    assert [r.arn for r in change.resources] == [f"arn:aws:ec2:{REGION}:{CUSTOMER}:instance/{instance_id}"]
+    assert change.instance is not None and not change.gone
+    assert change.instance.state is InstanceState.running
+    assert change.instance.instance_type == "m5.large"
+    assert change.instance.tags == {"owner": "alice@bigdb.com", "Name": "build-box"}
+    assert change.instance.launch_time is not None
+    assert before <= change.observed_at <= utcnow()
+    assert await queues.waiting() == 0
+
+
+async def test_event_is_only_a_hint_what_is_published_comes_from_aws(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    [instance_id] = await customer.launch()
+    await customer.terminate(instance_id)
+    await queues.send(running(instance_id))  # a stale event: AWS says terminated
+
+    await ingestor.poll_once(queues.url)
+
+    [change] = recording_bus.changes
+    assert change.instance is not None and change.instance.state is InstanceState.terminated
+    assert change.gone
+
+
+async def test_sns_wrapped_event_is_followed(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    [instance_id] = await customer.launch()
+    await queues.send(sns_wrapped(running(instance_id)))
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert result.deleted == 1
+    assert [c.instance_id for c in recording_bus.changes] == [instance_id]
+
+
+async def test_run_instances_of_three_is_one_describe_call_and_three_changes(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    instance_ids = await customer.launch(3)
+    event = run_instances_event(instance_ids)
+    await queues.send(event)
+
+    await ingestor.poll_once(queues.url)
+
+    assert aws_of(ingestor).calls["DescribeInstances"] == 1
+    assert sorted(c.instance_id for c in recording_bus.changes) == sorted(instance_ids)
+    assert {c.event_name for c in recording_bus.changes} == {"RunInstances"}
+    assert {c.event_id for c in recording_bus.changes} == {event["detail"]["eventID"]}
+    assert all(c.instance is not None and not c.gone for c in recording_bus.changes)
+
+
+async def test_a_batch_is_described_once_per_cloud_account_and_region(
+    ingestor: Ingestor, fake_api: FakeApi, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    fake_api.records = [cloud_account(regions=(REGION, "eu-west-1"))]
+    east = await customer.launch(4)
+    [west] = await customer.launch(region="eu-west-1")
+    await queues.send(*(running(i) for i in east), running(west, region="eu-west-1"), running(east[0]))
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert result.received == 6 and result.deleted == 6
+    assert aws_of(ingestor).calls["DescribeInstances"] == 2
+    # One change per instance, however many events of the batch named it.
+    assert sorted(c.instance_id for c in recording_bus.changes) == sorted([*east, west])
+
+
+async def test_instance_aws_does_not_know_is_published_gone(
+    ingestor: Ingestor, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    await queues.send(running("i-0123456789abcdef0"))
+
+    await ingestor.poll_once(queues.url)
+
+    [change] = recording_bus.changes
+    assert change.gone and change.instance is None
+
+
+async def test_event_of_account_not_onboarded_is_dead_lettered_and_nothing_published(
+    ingestor: Ingestor, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    event = running("i-0123456789abcdef0", account_id=NOT_ONBOARDED)
+    await queues.send(event)
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert result.dead_lettered == 1 and result.published == 0
+    assert recording_bus.published == []
+    assert aws_of(ingestor).calls["DescribeInstances"] == 0
+    [(body, reason)] = await queues.dead_letters()
+    assert json.loads(body) == event
+    assert reason == f"AWS account {NOT_ONBOARDED} is not onboarded"
+    assert ingestor.counters["events_not_onboarded"] == 1
+    assert await queues.waiting() == 0
+
+
+async def test_event_of_region_not_watched_is_dead_lettered(
+    ingestor: Ingestor, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    await queues.send(running("i-0123456789abcdef0", region="ap-south-1"))
+
+    await ingestor.poll_once(queues.url)
+
+    assert recording_bus.published == []
+    [(_, reason)] = await queues.dead_letters()
+    assert "region ap-south-1 is not watched" in reason
+
+
+async def test_unusable_events_are_dead_lettered_and_polling_goes_on(
+    make_ingestor: IngestorFactory, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    ingestor = make_ingestor(max_event_bytes=1024)
+    [instance_id] = await customer.launch()
+    oversized = running(instance_id) | {"padding": "x" * 2000}
+    unknown_kind = running(instance_id) | {"detail-type": "EC2 Spot Instance Interruption Warning"}
+    not_read = run_instances_event([instance_id]) | {"detail": {"eventName": "DescribeVolumes"}}
+    await queues.send("{not json", unknown_kind, oversized, not_read)
+    await queues.send(running(instance_id))
+
+    await ingestor.start()
+    await eventually(lambda: len(recording_bus.changes) == 1)
+    await eventually(lambda: ingestor.counters["events_dead_lettered"] == 4)
+    await ingestor.stop()
+
+    assert recording_bus.changes[0].instance_id == instance_id
+    reasons = sorted(reason for _, reason in await queues.dead_letters())
+    assert len(reasons) == 4
+    assert any(r.startswith("not JSON") for r in reasons)
+    assert any("'EC2 Spot Instance Interruption Warning' is not one ZeroCloud reads" in r for r in reasons)
+    assert any("more than the 1024 allowed" in r for r in reasons)
+    assert any("CloudTrail event 'DescribeVolumes' is not one ZeroCloud reads" in r for r in reasons)
+    assert await queues.waiting() == 0
+
+
+async def test_without_dead_letter_queue_unusable_events_are_dropped(
+    make_ingestor: IngestorFactory, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    ingestor = make_ingestor(event_dead_letter_queue_url=None)
+    await queues.send("{not json")
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert result.dead_lettered == 1
+    assert ingestor.counters["events_dropped"] == 1
+    assert await queues.waiting() == 0
+    assert await queues.dead_letters() == []
+
+
+async def test_failed_publish_leaves_the_message_on_the_queue(
+    make_ingestor: IngestorFactory, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    ingestor = make_ingestor(poll_wait_seconds=15, visibility_timeout=5)
+    [instance_id] = await customer.launch()
+    await queues.send(running(instance_id))
+    recording_bus.refusing = True
+
+    with pytest.raises(ConnectionError):
+        await ingestor.poll_once(queues.url)
+    assert await queues.waiting() == 1
+
+    recording_bus.refusing = False
+    started = time.monotonic()
+    result = await ingestor.poll_once(queues.url)  # long-polls until the message is visible again
+
+    assert time.monotonic() - started >= 3
+    assert (result.received, result.published, result.deleted) == (1, 1, 1)
+    assert [c.instance_id for c in recording_bus.changes] == [instance_id]
+    assert await queues.waiting() == 0
+
+
+async def test_event_that_cannot_be_described_now_is_left_for_a_retry(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    [instance_id] = await customer.launch()
+    aws_of(ingestor).refused.add(f"arn:aws:iam::{CUSTOMER}:role/ZeroCloud")
+    await queues.send(running(instance_id))
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert (result.left, result.deleted, result.dead_lettered) == (1, 0, 0)
+    assert recording_bus.published == []
+    assert await queues.waiting() == 1
+    assert await queues.dead_letters() == []
+
+
+async def test_a_failing_queue_does_not_stop_the_others(
+    make_ingestor: IngestorFactory, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    missing_queue = queues.url.rsplit("/", 1)[0] + f"/missing-{uuid.uuid4().hex[:8]}"
+    ingestor = make_ingestor(event_queue_urls=[missing_queue, queues.url])
+    [instance_id] = await customer.launch()
+    await queues.send(running(instance_id))
+
+    await ingestor.start()
+    await eventually(lambda: len(recording_bus.changes) == 1 and ingestor.counters["poll_errors"] >= 1)
+    await ingestor.stop()
+
+    assert recording_bus.changes[0].instance_id == instance_id
+
+
+async def test_stop_does_not_wait_for_a_long_poll(make_ingestor: IngestorFactory) -> None:
+    ingestor = make_ingestor(poll_wait_seconds=20)
+    await ingestor.start()
+    await asyncio.sleep(0.5)
+
+    started = time.monotonic()
+    await ingestor.stop()
+
+    assert time.monotonic() - started < 3
+
+
+async def test_changes_are_ordered_by_when_aws_was_asked(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    [instance_id] = await customer.launch()
+    await queues.send(running(instance_id))
+    await ingestor.poll_once(queues.url)
+    await customer.terminate(instance_id)
+    await queues.send(running(instance_id))
+    await ingestor.poll_once(queues.url)
+
+    first, second = recording_bus.changes
+    assert first.observed_at < second.observed_at
+    assert not first.gone and second.gone

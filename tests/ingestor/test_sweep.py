@@ -1,0 +1,150 @@
+"""The inventory sweep: every listed instance is published, terminated or unlisted ones
+as gone, and one failing account does not stop the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from zc_common.messages import InstanceState
+
+from tests.ingestor.conftest import IngestorFactory
+from tests.ingestor.factories import (
+    CUSTOMER,
+    OTHER_CUSTOMER,
+    REGION,
+    CustomerAccount,
+    FakeApi,
+    RecordingBus,
+    aws_of,
+    cloud_account,
+    eventually,
+)
+from zc_ingestor import describe
+from zc_ingestor.service import Ingestor
+from zc_ingestor.sweep import NothingToSweep
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_sweep_publishes_every_instance_of_the_account(
+    ingestor: Ingestor, fake_api: FakeApi, customer: CustomerAccount, recording_bus: RecordingBus
+) -> None:
+    fake_api.records = [cloud_account(regions=(REGION, "eu-west-1"))]
+    east = await customer.launch(3)
+    west = await customer.launch(2, region="eu-west-1")
+
+    result = await ingestor.sweep()
+
+    assert (result.regions, result.instances, result.gone, result.failures) == (2, 5, 0, [])
+    assert sorted(c.instance_id for c in recording_bus.changes) == sorted([*east, *west])
+    assert {(c.event_name, c.event_source, c.event_id) for c in recording_bus.changes} == {
+        ("Sweep", "zerocloud.sweep", None)
+    }
+    assert {c.aws_region for c in recording_bus.changes if c.instance_id in west} == {"eu-west-1"}
+    assert all(c.instance is not None and c.instance.state is InstanceState.running for c in recording_bus.changes)
+    assert all(c.recipient_account_id == CUSTOMER and not c.gone for c in recording_bus.changes)
+
+
+async def test_terminated_instance_is_published_gone(
+    ingestor: Ingestor, customer: CustomerAccount, recording_bus: RecordingBus
+) -> None:
+    kept, terminated = await customer.launch(2)
+    await customer.terminate(terminated)
+
+    await ingestor.sweep()
+
+    by_id = {c.instance_id: c for c in recording_bus.changes}
+    assert not by_id[kept].gone
+    assert by_id[terminated].gone
+    assert by_id[terminated].instance is not None
+    assert by_id[terminated].instance.state is InstanceState.terminated
+
+
+async def test_instance_the_api_knows_but_aws_no_longer_lists_is_published_gone(
+    ingestor: Ingestor, fake_api: FakeApi, customer: CustomerAccount, recording_bus: RecordingBus
+) -> None:
+    [listed] = await customer.launch()
+    vanished = "i-0123456789abcdef0"
+    fake_api.known[(1, REGION)] = [listed, vanished]
+
+    result = await ingestor.sweep()
+
+    assert result.gone == 1
+    by_id = {c.instance_id: c for c in recording_bus.changes}
+    assert set(by_id) == {listed, vanished}
+    assert by_id[vanished].gone and by_id[vanished].instance is None
+    assert not by_id[listed].gone
+    # The absence was seen no later than anything the listing saw.
+    assert by_id[vanished].observed_at <= by_id[listed].observed_at
+
+
+async def test_a_refused_account_does_not_stop_the_sweep_of_another(
+    ingestor: Ingestor,
+    fake_api: FakeApi,
+    customer: CustomerAccount,
+    other_customer: CustomerAccount,
+    recording_bus: RecordingBus,
+) -> None:
+    fake_api.records = [cloud_account(1, CUSTOMER), cloud_account(2, OTHER_CUSTOMER)]
+    fake_api.known[(1, REGION)] = ["i-0123456789abcdef0"]
+    await customer.launch(2)
+    theirs = await other_customer.launch(2)
+    aws_of(ingestor).refused.add(f"arn:aws:iam::{CUSTOMER}:role/ZeroCloud")
+
+    result = await ingestor.sweep()
+
+    [failure] = result.failures
+    assert (failure.cloud_account_id, failure.region) == (1, REGION)
+    assert "AccessDenied" in failure.reason
+    assert result.regions == 1
+    assert sorted(c.instance_id for c in recording_bus.changes) == sorted(theirs)
+    assert ingestor.counters["sweep_failures"] == 1
+
+
+async def test_sweep_of_one_cloud_account_and_region(
+    ingestor: Ingestor,
+    fake_api: FakeApi,
+    customer: CustomerAccount,
+    other_customer: CustomerAccount,
+    recording_bus: RecordingBus,
+) -> None:
+    fake_api.records = [cloud_account(1, CUSTOMER, (REGION, "eu-west-1")), cloud_account(2, OTHER_CUSTOMER)]
+    await customer.launch()
+    [west] = await customer.launch(region="eu-west-1")
+    await other_customer.launch()
+
+    result = await ingestor.sweep(cloud_account_id=1, region="eu-west-1")
+
+    assert result.regions == 1
+    assert [c.instance_id for c in recording_bus.changes] == [west]
+
+
+async def test_sweep_of_an_account_not_onboarded_is_refused(ingestor: Ingestor) -> None:
+    with pytest.raises(NothingToSweep):
+        await ingestor.sweep(cloud_account_id=99)
+
+
+async def test_sweep_pages_through_the_listing(
+    ingestor: Ingestor, customer: CustomerAccount, recording_bus: RecordingBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(describe, "PAGE_SIZE", 2)
+    launched = [i for _ in range(5) for i in await customer.launch()]  # moto pages by reservation
+
+    result = await ingestor.sweep()
+
+    assert aws_of(ingestor).calls["DescribeInstances"] == 3
+    assert result.instances == 5
+    assert sorted(c.instance_id for c in recording_bus.changes) == sorted(launched)
+
+
+async def test_sweep_timer_sweeps_shortly_after_start(
+    make_ingestor: IngestorFactory, customer: CustomerAccount, recording_bus: RecordingBus
+) -> None:
+    ingestor = make_ingestor(sweep_interval=0.5)
+    [instance_id] = await customer.launch()
+
+    await ingestor.start(poll=False)
+    await eventually(lambda: ingestor.counters["sweeps"] >= 2, timeout=10)
+    await ingestor.stop()
+
+    assert {c.instance_id for c in recording_bus.changes} == {instance_id}
