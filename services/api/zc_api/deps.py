@@ -10,10 +10,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zc_common.errors import NotAuthenticated, NotFound
+
 from zc_api.auth.principal import Principal
 from zc_api.auth.service import principal_for
 from zc_api.runtime import ApiRuntime
-from zc_common.errors import NotAuthenticated, NotFound
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (zc_…) or the service token.")
 
@@ -35,7 +36,9 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
         runtime.wake_outbox()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client never sees a 2xx
+# for a change that then failed to commit (FastAPI's default ends it after sending).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_caller(
@@ -45,7 +48,8 @@ async def get_caller(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise NotAuthenticated("an API token is required: send 'Authorization: Bearer <token>'")
-    principal = await principal_for(session, credentials.credentials, service_token=runtime.settings.service_token)
+    token = credentials.credentials
+    principal = await principal_for(session, token, service_token=runtime.settings.service_token)
     if principal is None:
         raise NotAuthenticated("this API token is not valid (unknown or revoked)")
     return principal

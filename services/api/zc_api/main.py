@@ -10,6 +10,11 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from zc_common.aws import AwsAccess
+from zc_common.bus import Bus, create_bus
+from zc_common.service import add_health_routes
+from zc_common.settings import ApiSettings
+
 from zc_api import errors
 from zc_api.auth.bootstrap import ensure_bootstrap_admin
 from zc_api.database import create_engine, ensure_migrated, session_maker
@@ -17,10 +22,6 @@ from zc_api.ingest.handlers import subscribe as subscribe_ingest
 from zc_api.outbox.relay import run_relay
 from zc_api.routes import router
 from zc_api.runtime import ApiRuntime
-from zc_common.aws import AwsAccess
-from zc_common.bus import Bus, create_bus
-from zc_common.service import add_health_routes
-from zc_common.settings import ApiSettings
 
 log = logging.getLogger("zc.api")
 
@@ -28,7 +29,7 @@ log = logging.getLogger("zc.api")
 async def _database_answers(app: FastAPI) -> bool:
     runtime: ApiRuntime = app.state.runtime
     async with runtime.engine.connect() as connection:
-        return (await connection.scalar(text("SELECT 1"))) == 1
+        return bool((await connection.scalar(text("SELECT 1"))) == 1)
 
 
 def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar, TypeVarTuple
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 HARD_CAP = 500
 
@@ -36,8 +37,22 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
-async def paginate(session: AsyncSession, query: Select[tuple[T]], page: PageParams) -> tuple[list[T], int]:
-    """Rows of one page of ``query`` and the total number of rows it matches."""
+async def _count(session: AsyncSession, query: Select[*Ts]) -> int:
     total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return int(total or 0)
+
+
+async def paginate(session: AsyncSession, query: Select[T], page: PageParams) -> tuple[list[T], int]:
+    """Objects of one page of a one-entity ``query`` and the total number it matches."""
+    total = await _count(session, query)
     rows = (await session.scalars(query.limit(page.limit).offset(page.offset))).all()
-    return list(rows), int(total or 0)
+    return list(rows), total
+
+
+async def paginate_rows(
+    session: AsyncSession, query: Select[*Ts], page: PageParams
+) -> tuple[list[Row[*Ts]], int]:
+    """Rows (several entities or columns each) of one page of ``query``, and the total."""
+    total = await _count(session, query)
+    rows = (await session.execute(query.limit(page.limit).offset(page.offset))).all()
+    return list(rows), total

@@ -1,0 +1,80 @@
+"""HTTP routes for cloud accounts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from zc_api.cloudaccounts import service
+from zc_api.cloudaccounts.schemas import (
+    CloudAccountCreate,
+    CloudAccountPublic,
+    CloudAccountUpdate,
+    VerifyReport,
+)
+from zc_api.deps import RuntimeDep, SessionDep, UserDep
+from zc_api.errors import responses
+from zc_api.pagination import Page, PageDep
+
+router = APIRouter(tags=["cloud accounts"])
+
+
+@router.post(
+    "/accounts/{account_id}/cloudaccounts", status_code=201, response_model=CloudAccountPublic,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Onboard an AWS account (admin); returns the external ID ZeroCloud generated",
+)
+async def create_cloud_account(
+    account_id: int, new: CloudAccountCreate, session: SessionDep, caller: UserDep, runtime: RuntimeDep
+) -> CloudAccountPublic:
+    row = await service.create(
+        session, caller=caller, account_id=account_id, new=new,
+        allow_supplied_external_id=runtime.settings.allow_supplied_external_id,
+    )
+    return CloudAccountPublic.of(row)
+
+
+@router.get(
+    "/accounts/{account_id}/cloudaccounts", response_model=Page[CloudAccountPublic],
+    responses=responses(401, 404, 422), summary="List an account's cloud accounts",
+)
+async def list_cloud_accounts(
+    account_id: int, session: SessionDep, caller: UserDep, page: PageDep
+) -> Page[CloudAccountPublic]:
+    rows, count = await service.get_all(session, caller=caller, account_id=account_id, page=page)
+    return Page(
+        data=[CloudAccountPublic.of(r) for r in rows], count=count, limit=page.limit, offset=page.offset
+    )
+
+
+@router.get(
+    "/cloudaccounts/{cloud_account_id}", response_model=CloudAccountPublic,
+    responses=responses(401, 404, 422), summary="Get a cloud account",
+)
+async def get_cloud_account(
+    cloud_account_id: int, session: SessionDep, caller: UserDep
+) -> CloudAccountPublic:
+    row = await service.get(session, caller=caller, cloud_account_id=cloud_account_id)
+    return CloudAccountPublic.of(row)
+
+
+@router.patch(
+    "/cloudaccounts/{cloud_account_id}", response_model=CloudAccountPublic,
+    responses=responses(401, 403, 404, 422),
+    summary="Rename a cloud account, change its regions, or switch observe/enforce (admin)",
+)
+async def update_cloud_account(
+    cloud_account_id: int, update: CloudAccountUpdate, session: SessionDep, caller: UserDep
+) -> CloudAccountPublic:
+    row = await service.update(session, caller=caller, cloud_account_id=cloud_account_id, update=update)
+    return CloudAccountPublic.of(row)
+
+
+@router.post(
+    "/cloudaccounts/{cloud_account_id}/verify", response_model=VerifyReport,
+    responses=responses(401, 403, 404, 422),
+    summary="Assume the role with the external ID and report what works (admin)",
+)
+async def verify_cloud_account(
+    cloud_account_id: int, session: SessionDep, caller: UserDep, runtime: RuntimeDep
+) -> VerifyReport:
+    return await service.verify(session, caller=caller, aws=runtime.aws, cloud_account_id=cloud_account_id)

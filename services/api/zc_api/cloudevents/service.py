@@ -1,0 +1,70 @@
+"""Accepting a posted EventBridge event: check it is usable and about an AWS account the
+caller's account onboarded, then hand it to the ingestor through the outbox. It is only
+a hint: the ingestor looks the instances up in AWS like for any queued event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from zc_common.cloudevents import UnusableEvent, parse_event
+from zc_common.errors import InvalidInput, PayloadTooLarge
+from zc_common.messages import CloudEventReceived
+
+from zc_api.audit import service as audit
+from zc_api.auth.principal import Principal
+from zc_api.cloudevents.schemas import CloudEventAccepted
+from zc_api.models import CloudAccount
+from zc_api.outbox import service as outbox
+
+
+def refuse_if_too_large(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"the event is more than {max_bytes} bytes; "
+            "EventBridge events are far smaller, so this is not one"
+        )
+
+
+async def accept(
+    session: AsyncSession, *, caller: Principal, body: bytes, max_bytes: int
+) -> CloudEventAccepted:
+    refuse_if_too_large(len(body), max_bytes)
+    try:
+        hint = parse_event(body, max_bytes=max_bytes)
+        event: dict[str, Any] = json.loads(body)
+    except UnusableEvent as error:
+        raise InvalidInput(f"this event cannot be used: {error}", field="body") from None
+
+    cloud_account = None
+    if caller.account_id is not None:
+        cloud_account = await session.scalar(
+            select(CloudAccount).where(
+                col(CloudAccount.upstream_account_id) == hint.account_id,
+                col(CloudAccount.account_id) == caller.account_id,
+            )
+        )
+    if cloud_account is None:
+        # Another tenant's AWS account gets the same answer as an unknown one.
+        raise InvalidInput(
+            f"AWS account {hint.account_id} is not onboarded in your ZeroCloud account: "
+            "onboard it as a cloud account first",
+            field="account",
+        )
+
+    message = CloudEventReceived(event=event)
+    await outbox.enqueue(session, [message])
+    audit.record(
+        session, account_id=cloud_account.account_id, actor=caller.actor, action="cloudevent.received",
+        subject_type="cloud_account", subject_id=cloud_account.id, message_id=message.message_id,
+        event_name=hint.event_name, event_id=hint.event_id, region=hint.region,
+        instance_ids=list(hint.instance_ids),
+    )
+    return CloudEventAccepted(
+        message_id=message.message_id, account_id=hint.account_id, region=hint.region,
+        instance_ids=list(hint.instance_ids),
+    )

@@ -1,0 +1,71 @@
+"""Reading leases: an admin sees the account's, a developer only their own."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import ColumnElement, Select, false, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from zc_common.errors import NotFound
+from zc_common.messages import LeaseStatus
+
+from zc_api.auth.principal import Principal
+from zc_api.leases.policy import normalise_email
+from zc_api.models import Lease, Resource
+from zc_api.pagination import PageParams, paginate_rows
+
+
+def visible_to(caller: Principal) -> list[ColumnElement[bool]]:
+    """The conditions under which ``caller`` may see a lease."""
+    if caller.kind != "user" or caller.account_id is None:
+        return [false()]
+    conditions = [col(Lease.account_id) == caller.account_id]
+    if not caller.is_admin:
+        conditions.append(col(Lease.owner_user_id) == caller.user_id)
+    return conditions
+
+
+def _with_resource(caller: Principal) -> Select[Lease, Resource]:
+    return (
+        select(Lease, Resource)
+        .join(Resource, col(Resource.id) == col(Lease.resource_id))
+        .where(*visible_to(caller))
+    )
+
+
+async def get(session: AsyncSession, *, caller: Principal, lease_id: int) -> tuple[Lease, Resource]:
+    row = (await session.execute(_with_resource(caller).where(col(Lease.id) == lease_id))).first()
+    if row is None:
+        raise NotFound(f"lease {lease_id} not found")
+    return row[0], row[1]
+
+
+async def get_all(
+    session: AsyncSession,
+    *,
+    caller: Principal,
+    page: PageParams,
+    owner: str | None = None,
+    status: LeaseStatus | None = None,
+    cloud_account_id: int | None = None,
+    expires_before: datetime | None = None,
+    instance_id: str | None = None,
+) -> tuple[list[tuple[Lease, Resource]], int]:
+    """Soonest expiry first."""
+    query = _with_resource(caller)
+    if owner is not None:
+        query = query.where(col(Lease.owner_email) == normalise_email(owner))
+    if status is not None:
+        query = query.where(col(Lease.status) == status.value)
+    if cloud_account_id is not None:
+        query = query.where(col(Lease.cloud_account_id) == cloud_account_id)
+    if expires_before is not None:
+        if expires_before.tzinfo is None:  # a time without a zone is read as UTC
+            expires_before = expires_before.replace(tzinfo=timezone.utc)
+        query = query.where(col(Lease.expires_at) < expires_before)
+    if instance_id is not None:
+        query = query.where(col(Resource.instance_id) == instance_id)
+    rows, count = await paginate_rows(session, query.order_by(col(Lease.expires_at), col(Lease.id)), page)
+    return [(row[0], row[1]) for row in rows], count

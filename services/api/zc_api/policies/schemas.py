@@ -1,0 +1,117 @@
+"""Account and user policies as the API reads and writes them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# An Integer column holds at most ~68 years of seconds; ten years is a generous ceiling.
+MAX_SECONDS = 10 * 365 * 24 * 3600
+
+Seconds = Annotated[int, Field(gt=0, le=MAX_SECONDS)]
+
+
+class LeaseUnit(str, enum.Enum):
+    seconds = "seconds"
+    minutes = "minutes"
+    hours = "hours"
+    days = "days"
+
+    @property
+    def seconds_each(self) -> int:
+        return {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}[self.value]
+
+
+class ActionOnExpiry(str, enum.Enum):
+    stop = "stop"
+    terminate = "terminate"
+
+
+class AccountPolicyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    account_id: int
+    default_lease_seconds: int
+    max_lease_seconds: int
+    owner_tag: str
+    allowed_email_patterns: list[str]
+    max_instances_per_user: int | None
+    over_quota_grace_seconds: int
+    action_on_expiry: ActionOnExpiry
+    warning_seconds: list[int]
+    updated_at: datetime | None
+
+
+class AccountPolicyUpdate(BaseModel):
+    """Only the fields sent change; ``max_instances_per_user: null`` lifts the quota."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_lease_seconds: Seconds | None = None
+    lease_expires_in: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="The default lease in lease_expires_in_units (instead of default_lease_seconds)."
+    )
+    lease_expires_in_units: LeaseUnit | None = None
+    max_lease_seconds: Seconds | None = None
+    owner_tag: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        None, description="The instance tag naming the owner's email (its key is matched case-insensitively)."
+    )
+    allowed_email_patterns: list[Annotated[str, Field(min_length=1, max_length=320)]] | None = Field(
+        None, description="Glob patterns such as '*@bigdb.com', case-insensitive; empty = any email."
+    )
+    max_instances_per_user: Annotated[int, Field(ge=0)] | None = None
+    over_quota_grace_seconds: Seconds | None = None
+    action_on_expiry: ActionOnExpiry | None = None
+    warning_seconds: list[Seconds] | None = Field(
+        None, description="Warn the owner this many seconds before the lease ends (each)."
+    )
+
+    @field_validator("owner_tag")
+    @classmethod
+    def _owner_tag(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip() if value is not None else None
+
+    @field_validator("allowed_email_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [pattern.strip().lower() for pattern in value]
+        for pattern in cleaned:
+            if not pattern or any(ch.isspace() for ch in pattern):
+                raise ValueError(f"{pattern!r} is not a pattern: write one like '*@bigdb.com'")
+        return list(dict.fromkeys(cleaned))
+
+    @field_validator("warning_seconds")
+    @classmethod
+    def _warnings(cls, value: list[int] | None) -> list[int] | None:
+        return sorted(set(value), reverse=True) if value is not None else None
+
+
+class UserPolicyPut(BaseModel):
+    """A user's overrides; a null (or missing) field means 'as the account'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_lease_seconds: Seconds | None = None
+    max_lease_seconds: Seconds | None = None
+    max_instances: Annotated[int, Field(ge=0)] | None = None
+
+
+class EffectivePolicyPublic(BaseModel):
+    default_lease_seconds: int
+    max_lease_seconds: int
+    max_instances: int | None
+
+
+class UserPolicyPublic(BaseModel):
+    user_id: int
+    default_lease_seconds: int | None
+    max_lease_seconds: int | None
+    max_instances: int | None
+    effective: EffectivePolicyPublic = Field(description="The account policy with these overrides applied.")

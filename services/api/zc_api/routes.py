@@ -1,0 +1,27 @@
+"""Every HTTP route of the api, collected from the domain folders: the public API under
+/api/v1 (user tokens) and the internal one under /internal/v1 (the service token)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from zc_api.accounts.endpoints import router as accounts
+from zc_api.audit.endpoints import router as audit
+from zc_api.cloudaccounts.endpoints import router as cloudaccounts
+from zc_api.cloudevents.endpoints import router as cloudevents
+from zc_api.internal.endpoints import router as internal
+from zc_api.leases.endpoints import router as leases
+from zc_api.policies.endpoints import router as policies
+from zc_api.resources.endpoints import router as resources
+from zc_api.tokens.endpoints import router as tokens
+from zc_api.users.endpoints import router as users
+
+PUBLIC = (accounts, policies, cloudaccounts, users, tokens, resources, leases, audit, cloudevents)
+
+public_router = APIRouter(prefix="/api/v1")
+for domain in PUBLIC:
+    public_router.include_router(domain)
+
+router = APIRouter()
+router.include_router(public_router)
+router.include_router(internal, prefix="/internal/v1")

@@ -1,0 +1,67 @@
+"""The OpenAPI document: every route says what it does, what it answers and how it fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.factories import Api
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+# The routes of the api spec; each must be served (more may be, with the same care).
+SPEC_ROUTES = {
+    "POST /api/v1/accounts", "GET /api/v1/accounts", "GET /api/v1/accounts/{account_id}",
+    "PATCH /api/v1/accounts/{account_id}", "GET /api/v1/accounts/{account_id}/policy",
+    "PATCH /api/v1/accounts/{account_id}/policy", "POST /api/v1/accounts/{account_id}/cloudaccounts",
+    "GET /api/v1/accounts/{account_id}/cloudaccounts", "GET /api/v1/cloudaccounts/{cloud_account_id}",
+    "PATCH /api/v1/cloudaccounts/{cloud_account_id}", "POST /api/v1/cloudaccounts/{cloud_account_id}/verify",
+    "POST /api/v1/accounts/{account_id}/users", "GET /api/v1/accounts/{account_id}/users",
+    "GET /api/v1/users/me", "GET /api/v1/users/{user_id}", "PATCH /api/v1/users/{user_id}",
+    "GET /api/v1/users/{user_id}/policy", "PUT /api/v1/users/{user_id}/policy",
+    "POST /api/v1/tokens", "GET /api/v1/tokens", "DELETE /api/v1/tokens/{token_id}",
+    "GET /api/v1/resources", "GET /api/v1/resources/{resource_id}",
+    "GET /api/v1/leases", "GET /api/v1/leases/{lease_id}", "GET /api/v1/audit-events",
+    "POST /api/v1/cloudevents",
+    "GET /internal/v1/cloudaccounts", "GET /internal/v1/cloudaccounts/{cloud_account_id}/instances",
+}
+
+
+async def _operations(api: Api) -> dict[str, dict[str, Any]]:
+    document = (await api.client.get("/openapi.json")).json()
+    return {
+        f"{method.upper()} {path}": operation
+        for path, item in document["paths"].items()
+        if path.startswith(("/api/v1/", "/internal/v1/"))
+        for method, operation in item.items()
+        if method in METHODS
+    }
+
+
+async def test_every_route_has_a_summary_a_response_model_and_its_errors(api: Api) -> None:
+    operations = await _operations(api)
+
+    assert SPEC_ROUTES <= operations.keys(), SPEC_ROUTES - operations.keys()
+    for name, operation in operations.items():
+        responses = operation["responses"]
+        success = [code for code in responses if code.startswith("2")]
+        assert operation.get("summary"), name
+        assert len(success) == 1, name
+        if success != ["204"]:
+            assert "schema" in responses[success[0]]["content"]["application/json"], name
+        assert "401" in responses, name
+        if "{" in name or "/internal/" in name:
+            assert "404" in responses, name
+        if operation.get("requestBody") or "parameters" in operation:
+            assert "422" in responses, name
+        for code, response in responses.items():
+            if not code.startswith("2"):
+                assert response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody"), name
+
+
+async def test_error_codes_a_route_can_answer_are_declared(api: Api) -> None:
+    operations = await _operations(api)
+
+    assert "409" in operations["POST /api/v1/accounts/{account_id}/cloudaccounts"]["responses"]
+    assert "403" in operations["PATCH /api/v1/accounts/{account_id}/policy"]["responses"]
+    assert "413" in operations["POST /api/v1/cloudevents"]["responses"]
+    assert "requestBody" in operations["POST /api/v1/cloudevents"]
