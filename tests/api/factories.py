@@ -4,7 +4,6 @@ makes them, through the session where only ingestion would (resources, leases)."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -86,21 +85,8 @@ async def running_api(api_settings: ApiSettings) -> AsyncIterator[Api]:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://zerocloud.test") as client:
                 yield Api(app=app, client=client)
-            await _let_relay_settle(app)
     finally:
         await bus.close()
-
-
-async def _let_relay_settle(app: FastAPI) -> None:
-    # Python 3.11's asyncio.wait_for can swallow a cancel that lands just as its awaitable
-    # completes; the relay waits for its wake-up that way, so stopping the app right after
-    # a request woke it can hang shutdown. Until the relay avoids that, let it take the
-    # wake-up first.
-    wakeup: asyncio.Event = app.state.runtime.outbox_wakeup
-    for _ in range(500):
-        if not wakeup.is_set():
-            return
-        await asyncio.sleep(0.01)
 
 
 def random_upstream() -> str:

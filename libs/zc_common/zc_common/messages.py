@@ -56,6 +56,8 @@ def decode(body: bytes, type_hint: str | None = None) -> Message:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UndecodableMessage(f"body is not JSON: {error}") from None
+    except RecursionError:  # a RuntimeError: would escape the bus's dead-lettering
+        raise UndecodableMessage("body is not usable JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise UndecodableMessage("body is not a JSON object")
     type_name = raw.get("type") or type_hint
@@ -197,6 +199,9 @@ class LeaseSnapshot(BaseModel):
     instance_id: str
     instance_type: str | None = None
     instance_name: str | None = None
+    cloud_account_name: str | None = None
+    mode: str = Field("observe", description="the cloud account's mode: observe | enforce")
+    action_on_expiry: str = Field("stop", description="what happens at expiry: stop | terminate")
 
 
 class LeaseChange(str, enum.Enum):
@@ -205,8 +210,10 @@ class LeaseChange(str, enum.Enum):
     owner_changed = "owner_changed"
     exempted = "exempted"
     released = "released"
-    expired = "expired"
+    shutdown_requested = "shutdown_requested"
+    expired = "expired"  # observe mode: what would have been reaped
     reaped = "reaped"
+    reap_skipped = "reap_skipped"
 
 
 class LeaseChanged(Message):
@@ -218,6 +225,9 @@ class LeaseChanged(Message):
     change: LeaseChange
     lease: LeaseSnapshot
     warn_at: list[datetime] = Field(default_factory=list)
+    expire_at: datetime | None = Field(
+        None, description="When the scheduler fires LeaseExpired for this version; None: no timers"
+    )
     actor: str = Field(description="who or what: user:<id>, service:<name>, message:<id>")
     reason: str | None = None
 
@@ -229,5 +239,19 @@ class LeaseExpiringSoon(Message):
 
 
 class LeaseExpired(Message):
+    """A lease's expiry timer fired for ``lease.version``; the reaper claims it first."""
+
     type: Literal["LeaseExpired"] = "LeaseExpired"
     lease: LeaseSnapshot
+
+
+class BlastRadiusHalted(Message):
+    """Reaping in a cloud account stopped at the blast-radius cap; its admins are told."""
+
+    type: Literal["BlastRadiusHalted"] = "BlastRadiusHalted"
+    account_id: int
+    cloud_account_id: int
+    upstream_account_id: str
+    admin_emails: list[str]
+    held_lease_ids: list[int]
+    cap: str = Field(description="the cap that was reached, in words")

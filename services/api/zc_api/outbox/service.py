@@ -5,17 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zc_api.models import OutboxMessage
 from zc_common.messages import Message
+
+# One statement whatever the number of messages, and always the same text (so it is
+# prepared once per connection): arrays, not a VALUES list that SQLAlchemy would have
+# to compile anew for every batch size.
+_INSERT = text(
+    "INSERT INTO outbox (message_id, type, body)"
+    " SELECT * FROM unnest(CAST(:message_ids AS uuid[]), CAST(:types AS text[]), CAST(:bodies AS text[]))"
+    " ON CONFLICT (message_id) DO NOTHING"
+)
 
 
 async def enqueue(session: AsyncSession, messages: Iterable[Message]) -> int:
-    rows = [{"message_id": m.message_id, "type": m.type, "body": m.model_dump_json()} for m in messages]
-    if not rows:
+    batch = list(messages)
+    if not batch:
         return 0
-    await session.execute(insert(OutboxMessage).values(rows).on_conflict_do_nothing(index_elements=["message_id"]))
+    await session.execute(
+        _INSERT,
+        {
+            "message_ids": [m.message_id for m in batch],
+            "types": [m.type for m in batch],
+            "bodies": [m.model_dump_json() for m in batch],
+        },
+    )
     session.info["outbox_written"] = True
-    return len(rows)
+    return len(batch)

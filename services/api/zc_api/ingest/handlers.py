@@ -1,0 +1,57 @@
+"""Bus subscribers of the ingestion domain: ResourceChange batches into resources and
+leases, acknowledged only after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.exc import DBAPIError
+
+from zc_common.messages import ResourceChange, utcnow
+
+from zc_api.database import transaction
+from zc_api.ingest.service import IngestResult, apply_changes
+from zc_api.runtime import ApiRuntime
+
+log = logging.getLogger("zc.api.ingest")
+
+QUEUE = "api"
+# Deadlock and serialisation failures between concurrent batches are retried here, at
+# once, rather than by the bus (which would split the batch and back off).
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+ATTEMPTS = 3
+
+
+def subscribe(runtime: ApiRuntime) -> None:
+    async def handle(changes: Sequence[ResourceChange]) -> None:
+        await ingest(runtime, changes)
+
+    runtime.bus.subscribe(
+        QUEUE, [ResourceChange], handle, batch_size=runtime.settings.ingest_batch_size, max_wait=0.05
+    )
+
+
+async def ingest(runtime: ApiRuntime, changes: Sequence[ResourceChange]) -> IngestResult:
+    """Apply a batch in one transaction and return once it is committed (the bus acks
+    after that); then let the outbox relay publish what it wrote."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with transaction(runtime.sessions) as session:
+                result = await apply_changes(session, changes, now=utcnow())
+            break
+        except DBAPIError as error:
+            sqlstate = getattr(error.orig, "sqlstate", None)
+            if sqlstate not in RETRYABLE_SQLSTATES or attempt == ATTEMPTS:
+                raise
+            log.info("ingest batch of %d hit %s; retrying", len(changes), sqlstate)
+            await asyncio.sleep(0.05 * attempt)
+    if result.messages:
+        runtime.wake_outbox()
+    log.debug(
+        "ingested %d changes: %d discovered, %d updated, %d stale, %d leases created, %d released",
+        result.received, result.discovered, result.updated, result.stale,
+        len(result.leases_created), len(result.leases_released),
+    )
+    return result

@@ -1,0 +1,105 @@
+"""LeaseSnapshot and LeaseChanged built from committed rows (ORM objects or result rows
+alike), so every place that changes a lease describes it the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID, uuid4
+
+from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus
+
+from zc_api.leases.policy import warn_at
+
+
+class LeaseFields(Protocol):
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def owner_email(self) -> str: ...
+    @property
+    def expires_at(self) -> datetime: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def cloud_account_id(self) -> int: ...
+
+
+class ResourceFields(Protocol):
+    @property
+    def region(self) -> str: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def instance_type(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+
+
+class CloudAccountFields(Protocol):
+    @property
+    def upstream_account_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+
+
+def lease_snapshot(
+    lease: LeaseFields, *, resource: ResourceFields, cloud_account: CloudAccountFields, action_on_expiry: str
+) -> LeaseSnapshot:
+    """The lease as committed, with what the scheduler, notifier and reaper need."""
+    if lease.id is None:
+        raise ValueError("a lease must be flushed (have an id) before it is described")
+    return LeaseSnapshot(
+        lease_id=lease.id,
+        version=lease.version,
+        status=LeaseStatus(lease.status),
+        owner_email=lease.owner_email,
+        expires_at=lease.expires_at,
+        account_id=lease.account_id,
+        cloud_account_id=lease.cloud_account_id,
+        upstream_account_id=cloud_account.upstream_account_id,
+        region=resource.region,
+        instance_id=resource.instance_id,
+        instance_type=resource.instance_type,
+        instance_name=resource.name,
+        cloud_account_name=cloud_account.name,
+        mode=cloud_account.mode,
+        action_on_expiry=action_on_expiry,
+    )
+
+
+def lease_changed(
+    change: LeaseChange,
+    lease: LeaseSnapshot,
+    *,
+    actor: str,
+    now: datetime,
+    warning_seconds: Iterable[int] = (),
+    reason: str | None = None,
+    message_id: UUID | None = None,
+) -> LeaseChanged:
+    """The message for a committed lease change; it is also the lease's schedule. An
+    active lease carries the warnings still ahead of it and its expiry (the scheduler's
+    timers); any other status carries none, which cancels the older versions' timers."""
+    warnings: list[datetime] = []
+    expire_at = None
+    if lease.status is LeaseStatus.active:
+        warnings = warn_at(lease.expires_at, warning_seconds, now=now)
+        expire_at = lease.expires_at
+    return LeaseChanged(
+        message_id=message_id or uuid4(),
+        occurred_at=now,
+        change=change,
+        lease=lease,
+        warn_at=warnings,
+        expire_at=expire_at,
+        actor=actor,
+        reason=reason,
+    )
