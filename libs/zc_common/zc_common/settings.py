@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+import yaml
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -63,7 +64,14 @@ class ZeroCloudSettings(BaseSettings):
             path = Path(config_path)
             if not path.is_file():
                 raise SettingsError(f"{CONFIG_ENV}={config_path}: no such file")
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            try:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            except (yaml.YAMLError, ValueError, TypeError) as error:
+                # Broken YAML or not a mapping: one line naming the file, not a traceback.
+                reason = str(error).splitlines()[0]
+                raise SettingsError(
+                    f"{CONFIG_ENV}={config_path}: cannot be read as a YAML mapping of settings: {reason}"
+                ) from None
         return tuple(sources)
 
 
@@ -99,6 +107,9 @@ class ApiSettings(ZeroCloudSettings):
     max_cloudevent_bytes: int = Field(256 * 1024, ge=1024)
     ingest_batch_size: int = Field(500, ge=1, le=5000)
     public_url: str = "http://127.0.0.1:8000"
+    action_token_ttl_seconds: int = Field(
+        3 * 24 * 3600, ge=1, description="How long a mailed renew / shut-down link works (seconds)."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -129,14 +140,87 @@ class IngestorSettings(ApiCallerSettings):
 
 class SchedulerSettings(ZeroCloudSettings):
     http_port: int = Field(8002, ge=1, le=65535)
+    database_url: str = Field(
+        description="PostgreSQL URL for the scheduler's own tables (scheduler_*); may be the api's database"
+    )
+    sweep_interval: float = Field(
+        600.0, ge=0, description="Seconds between SweepRequested jobs; 0 turns them off."
+    )
+    fire_batch_size: int = Field(1000, ge=1, le=10_000, description="Due timers fired per transaction.")
+    lease_batch_size: int = Field(
+        500, ge=1, le=5000, description="LeaseChanged messages stored per transaction."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (PostgreSQL is the only database)")
+        return value
 
 
-class NotifierSettings(ZeroCloudSettings):
+class NotifierSettings(ApiCallerSettings):
+    """Mail (SMTP or SES) and an optional Slack-compatible webhook, one digest per
+    recipient per ``digest_window``."""
+
     http_port: int = Field(8003, ge=1, le=65535)
+    delivery: Literal["smtp", "ses"] = Field("smtp", description="How mail leaves: an SMTP server or Amazon SES.")
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = Field(None, description="AUTH login; set together with smtp_password.")
+    smtp_password: str | None = None
+    smtp_starttls: bool = Field(False, description="Require STARTTLS before AUTH and sending.")
+    smtp_ca_file: str | None = Field(
+        None, description="CA bundle to verify the SMTP server's certificate (default: the system's)."
+    )
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds for each SMTP connect and command.")
+    mail_from: str = Field("ZeroCloud <zerocloud@localhost>", description="The From of every mail.")
+    digest_window: float = Field(
+        30.0, ge=0, description="Seconds the bus gathers messages into one batch: one digest per recipient."
+    )
+    webhook_url: str | None = Field(None, description="Also post each digest here (Slack-compatible JSON).")
+    send_attempts: int = Field(6, ge=1, le=20, description="Tries per mail inside one handling, with backoff.")
+    send_retry_delay: float = Field(1.0, ge=0, description="First backoff between tries; doubles each time.")
+    redelivery_attempts: int = Field(
+        10, ge=1, description="Times the bus hands a failing message back before dead-lettering it."
+    )
+    redelivery_delay: float = Field(
+        5.0, ge=0, description="First delay before the bus hands a failed message back; doubles, capped at 60s."
+    )
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _smtp_login_is_complete(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Validated after smtp_username (declaration order), so the error names the password.
+        if (info.data.get("smtp_username") is None) != (value is None):
+            raise ValueError("set together with smtp_username: both or neither")
+        return value
 
 
 class ReaperSettings(ApiCallerSettings):
     http_port: int = Field(8004, ge=1, le=65535)
+    batch_size: int = Field(
+        1000, ge=1, le=10_000, description="LeaseExpired messages claimed, checked and acted on together."
+    )
+    batch_wait: float = Field(0.5, ge=0, le=30, description="Seconds a batch waits to fill up.")
+    aws_attempts: int = Field(
+        5, ge=1, le=20,
+        description="Tries of one AWS call on throttling or a 5xx (on top of the client's own retries) "
+        "before the batch goes back to the bus.",
+    )
+    aws_retry_delay: float = Field(
+        1.0, ge=0, le=60, description="Seconds before the second try; doubles each try, capped at 20 s."
+    )
+    protection_concurrency: int = Field(
+        25, ge=1, le=200, description="DescribeInstanceAttribute calls in flight at once per account and region."
+    )
+    account_cache_seconds: float = Field(60.0, ge=0, description="How long cloud account records are reused.")
+    message_attempts: int = Field(
+        10, ge=1, le=100, description="Deliveries of one LeaseExpired before it is dead-lettered."
+    )
+    message_retry_delay: float = Field(
+        2.0, ge=0.01, le=60, description="Seconds before a failed LeaseExpired is retried; doubles, capped at 60 s."
+    )
 
 
 class SettingsError(Exception):

@@ -1,0 +1,144 @@
+"""What one bus message means for the people who read mail: a notice per recipient, with
+the idempotency key that makes a re-delivered message never mail the same person twice."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from zc_common.internal_api import LeaseRef
+from zc_common.messages import (
+    BlastRadiusHalted,
+    LeaseChange,
+    LeaseChanged,
+    LeaseExpiringSoon,
+    LeaseSnapshot,
+    LeaseStatus,
+    Message,
+)
+
+
+class NoticeKind(str, enum.Enum):
+    """In the order a digest lists them: what needs action first."""
+
+    blast_radius = "blast_radius"
+    warning = "warning"
+    observed = "observed"
+    reap_skipped = "reap_skipped"
+    reaped = "reaped"
+    new_lease = "new_lease"
+
+    @property
+    def rank(self) -> int:
+        return list(NoticeKind).index(self)
+
+
+# A lease in one of these can still be renewed or shut down from a mail.
+ACTIONABLE_STATUSES = frozenset({LeaseStatus.active, LeaseStatus.expired, LeaseStatus.exempt})
+
+_MAILED_CHANGES = {
+    LeaseChange.created: NoticeKind.new_lease,
+    LeaseChange.owner_changed: NoticeKind.new_lease,
+    LeaseChange.expired: NoticeKind.observed,
+    LeaseChange.reaped: NoticeKind.reaped,
+    LeaseChange.reap_skipped: NoticeKind.reap_skipped,
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One item of one recipient's mail."""
+
+    message_id: UUID
+    recipient: str
+    kind: NoticeKind
+    occurred_at: datetime
+    lease: LeaseSnapshot | None = None
+    reason: str | None = None
+    halted: BlastRadiusHalted | None = None
+    change: LeaseChange | None = None
+
+    @property
+    def key(self) -> str:
+        """The notification key the api keeps: reserved before sending, marked once sent."""
+        return f"{self.message_id}:{self.recipient}"
+
+    @property
+    def lease_ref(self) -> LeaseRef | None:
+        return LeaseRef(lease_id=self.lease.lease_id, version=self.lease.version) if self.lease else None
+
+    @property
+    def wants_links(self) -> bool:
+        """Renew / shut down links only where they can still do something."""
+        return self.lease is not None and self.lease.status in ACTIONABLE_STATUSES
+
+
+_MAIL_ADDRESS = re.compile(r'[^@\s<>,;:"()\[\]]+@[^@\s<>,;:"()\[\]]+')
+
+
+def is_mail_address(address: str) -> bool:
+    """Plausibly a mailbox (local@domain, nothing that would break a header)."""
+    return _MAIL_ADDRESS.fullmatch(address) is not None
+
+
+def recipient_address(email: str) -> str:
+    """One spelling per mailbox, so one person gets one digest and one key per message."""
+    return email.strip().lower()
+
+
+def notices_for(message: Message, now: datetime) -> list[Notice]:
+    """The notices a message asks for; none for changes people made themselves (renewed,
+    released …) and none for a warning about a lease that has already expired."""
+    if isinstance(message, LeaseChanged):
+        kind = _MAILED_CHANGES.get(message.change)
+        if kind is None:
+            return []
+        return [_lease_notice(message, message.lease, kind, reason=message.reason, change=message.change)]
+    if isinstance(message, LeaseExpiringSoon):
+        if message.lease.expires_at <= now:
+            return []  # the lease ran out before the warning could go: nothing left to warn of
+        return [_lease_notice(message, message.lease, NoticeKind.warning)]
+    if isinstance(message, BlastRadiusHalted):
+        admins = dict.fromkeys(recipient_address(email) for email in message.admin_emails if email.strip())
+        return [
+            Notice(
+                message_id=message.message_id,
+                recipient=admin,
+                kind=NoticeKind.blast_radius,
+                occurred_at=message.occurred_at,
+                halted=message,
+            )
+            for admin in admins
+        ]
+    return []
+
+
+def _lease_notice(
+    message: Message,
+    lease: LeaseSnapshot,
+    kind: NoticeKind,
+    *,
+    reason: str | None = None,
+    change: LeaseChange | None = None,
+) -> Notice:
+    return Notice(
+        message_id=message.message_id,
+        recipient=recipient_address(lease.owner_email),
+        kind=kind,
+        occurred_at=message.occurred_at,
+        lease=lease,
+        reason=reason,
+        change=change,
+    )
+
+
+def unique(notices: Iterable[Notice]) -> list[Notice]:
+    """Drop repeats of one key (the same message twice in one batch), keeping the first."""
+    seen: dict[str, Notice] = {}
+    for notice in notices:
+        seen.setdefault(notice.key, notice)
+    return list(seen.values())

@@ -1,0 +1,187 @@
+"""The notifier as a plain object: a batch of lease messages in, one mail per recipient
+out (a digest when there are several notices), each notice delivered once per channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from zc_common.bus import Bus, PermanentFailure
+from zc_common.internal_api import InternalApi, InternalApiError, LeaseAction, LeaseRef
+from zc_common.messages import Message, utcnow
+from zc_common.service import ReadinessCheck
+from zc_common.settings import NotifierSettings
+
+from zc_notifier import handlers
+from zc_notifier.channels import Channel, RecipientRefused, SendFailed, build_channels
+from zc_notifier.delivery import Delivery
+from zc_notifier.mail import Mail
+from zc_notifier.notices import Notice, is_mail_address, notices_for, unique
+from zc_notifier.render import Renderer
+
+log = logging.getLogger("zc.notifier")
+
+# Mails in flight at once per batch: enough to clear a digest round quickly, few enough
+# not to look like a flood to the mail server.
+SEND_CONCURRENCY = 8
+MARK_SENT_ATTEMPTS = 4
+
+
+class DeliveryIncomplete(Exception):
+    """Some mails of the batch did not go out; the bus hands their messages back."""
+
+
+@dataclass
+class _Round:
+    """What one batch sent and what it could not."""
+
+    sent_keys: list[str] = field(default_factory=list)
+    retryable: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+
+class Notifier:
+    def __init__(
+        self,
+        settings: NotifierSettings,
+        api: InternalApi,
+        channels: Sequence[Channel] | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.clock = clock
+        self.renderer = Renderer(mail_from=settings.mail_from)
+        self.bus: Bus | None = None
+        self.deliveries = [
+            Delivery(
+                channel,
+                attempts=settings.send_attempts,
+                retry_delay=settings.send_retry_delay,
+                cooldown=settings.redelivery_delay,
+            )
+            for channel in (build_channels(settings) if channels is None else channels)
+        ]
+
+    def subscribe(self, bus: Bus) -> None:
+        """Consume the notifier's queue on ``bus`` (call before ``bus.start()``)."""
+        handlers.subscribe(bus, self)
+        self.bus = bus
+
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
+        """For /readyz: the bus it consumes, and each channel's server answering."""
+        checks: dict[str, ReadinessCheck] = {delivery.name: delivery.channel.ready for delivery in self.deliveries}
+        if self.bus is not None:
+            checks = {"bus": self.bus.ping, **checks}
+        return checks
+
+    async def close(self) -> None:
+        for delivery in self.deliveries:
+            await delivery.channel.close()
+
+    async def handle(self, messages: Sequence[Message]) -> None:
+        """Mail one batch. Returns once every notice of it is delivered and recorded as
+        sent; raises (so the bus retries or dead-letters) when some could not be."""
+        found = unique(notice for message in messages for notice in notices_for(message, self.clock()))
+        notices = [notice for notice in found if is_mail_address(notice.recipient)]
+        unmailable = sorted({notice.recipient for notice in found} - {notice.recipient for notice in notices})
+        if notices:
+            await self._mail(notices)
+        if unmailable:
+            # Nothing to retry: dead-lettered with the reason, for someone to fix the address.
+            raise PermanentFailure(f"not a mail address: {', '.join(repr(a) for a in unmailable)}")
+
+    async def _mail(self, notices: Sequence[Notice]) -> None:
+        all_keys = [delivery.key(notice.key) for delivery in self.deliveries for notice in notices]
+        pending = set(await self.api.reserve_notifications(all_keys))
+        if len(pending) < len(all_keys):
+            log.info("%d of %d notifications already sent; not sending them again",
+                     len(all_keys) - len(pending), len(all_keys))
+        work: dict[tuple[int, str], list[Notice]] = defaultdict(list)
+        for index, delivery in enumerate(self.deliveries):
+            for notice in notices:
+                if delivery.key(notice.key) in pending:
+                    work[(index, notice.recipient)].append(notice)
+        if not work:
+            return
+        if not any(self.deliveries[index].breaker.allows() for index, _ in work):
+            # Every channel needed is presumed down: fail before minting links that would
+            # go unused (after a failed batch the bus hands each message back alone).
+            raise DeliveryIncomplete(f"{len(work)} mails held: {', '.join(d.name for d in self.deliveries)} down")
+        links = await self._links(n for group in work.values() for n in group)
+        now = self.clock()
+        mails = [
+            (self.deliveries[index], self.renderer.render(recipient, group, links, now))
+            for (index, recipient), group in work.items()
+        ]
+        outcome = await self._send_all(mails)
+        if outcome.sent_keys:
+            await self._mark_sent(outcome.sent_keys)
+        if outcome.retryable:
+            raise DeliveryIncomplete(
+                f"{len(outcome.retryable)} of {len(mails)} mails not delivered: {outcome.retryable[0]}"
+            )
+        if outcome.refused:
+            raise PermanentFailure(f"recipient refused: {'; '.join(outcome.refused)}")
+
+    async def _links(self, notices: Iterable[Notice]) -> Mapping[LeaseRef, Mapping[LeaseAction, str]]:
+        """Renew / shut down links for every still-live lease of the batch: one api call.
+        An api that refuses the request (4xx: it will refuse it again) costs the links,
+        not the mail; an api that is down fails the batch, which the bus retries."""
+        refs = list(dict.fromkeys(n.lease_ref for n in notices if n.wants_links and n.lease_ref))
+        if not refs:
+            return {}
+        try:
+            answered = await self.api.action_links(refs)
+        except InternalApiError as error:
+            if not _refused(error):
+                raise
+            log.error("the api refused action links for %d leases; mailing without them: %s", len(refs), error)
+            return {}
+        return {LeaseRef(lease_id=a.lease_id, version=a.version): a.links for a in answered}
+
+    async def _send_all(self, mails: Sequence[tuple[Delivery, Mail]]) -> _Round:
+        outcome = _Round()
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def send(delivery: Delivery, mail: Mail) -> None:
+            async with gate:
+                try:
+                    await delivery.send(mail)
+                except RecipientRefused as error:
+                    log.error("%s refused %s for good: %s", delivery.name, mail.recipient, error)
+                    outcome.refused.append(str(error))
+                    return
+                except SendFailed as error:
+                    outcome.retryable.append(str(error))
+                    return
+            outcome.sent_keys.extend(delivery.key(key) for key in mail.keys)
+            log.info("%s: sent %r to %s (%d notices)", delivery.name, mail.subject, mail.recipient, len(mail.keys))
+
+        await asyncio.gather(*(send(delivery, mail) for delivery, mail in mails))
+        return outcome
+
+    async def _mark_sent(self, keys: list[str]) -> None:
+        """Record what went out; if the api cannot be told, those mails may go again."""
+        for attempt in range(1, MARK_SENT_ATTEMPTS + 1):
+            try:
+                await self.api.notifications_sent(keys)
+                return
+            except Exception as error:  # noqa: BLE001 - any failure: try again, then give up loudly
+                if attempt == MARK_SENT_ATTEMPTS:
+                    log.error("could not record %d sent notifications (%s); they may be sent again",
+                              len(keys), error)
+                    raise
+                await asyncio.sleep(self.settings.send_retry_delay * 2 ** (attempt - 1))
+
+
+def _refused(error: InternalApiError) -> bool:
+    """Whether the api answered 4xx (InternalApiError says "<METHOD> <path> -> <status>: …")."""
+    found = re.search(r"-> (\d{3})\b", str(error))
+    return found is not None and 400 <= int(found.group(1)) < 500
