@@ -1,5 +1,5 @@
-"""The reaper's process: settings, logging, the bus, health. Its handlers arrive with
-the lease lifecycle; until then it connects, reports readiness and consumes nothing."""
+"""Wiring: the reaper's process (FastAPI app with its lifespan and health routes) and the
+``zerocloud-reaper`` entry point."""
 
 from __future__ import annotations
 
@@ -8,29 +8,66 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from zc_common.aws import AwsAccess
 from zc_common.bus import Bus, create_bus
+from zc_common.internal_api import InternalApi
 from zc_common.service import add_health_routes, serve
 from zc_common.settings import ReaperSettings, load_settings
 
+from zc_reaper.service import Reaper
+
+__all__ = ["Reaper", "create_app", "run", "wired"]
+
+SERVICE = "reaper"
+
+
+@contextlib.asynccontextmanager
+async def wired(settings: ReaperSettings, *, bus: Bus | None = None) -> AsyncIterator[Reaper]:
+    """A Reaper subscribed to a started bus, with AWS access and the api client. On exit
+    the bus (unless it was given) finishes the batch in hand and closes, then the api client."""
+    owns_bus = bus is None
+    bus = bus or create_bus(settings)
+    aws = AwsAccess(
+        endpoint_url=settings.aws_endpoint_url,
+        default_region=settings.aws_region,
+        session_name="zerocloud-reaper",
+        max_attempts=settings.aws_max_attempts,
+    )
+    api = InternalApi(settings.api_url, settings.api_token)
+    reaper = Reaper(settings, aws, api)
+    reaper.subscribe(bus)
+    try:
+        await bus.start()
+        try:
+            yield reaper
+        finally:
+            if owns_bus:
+                await bus.close()
+    finally:
+        await api.close()
+
 
 def create_app(settings: ReaperSettings, *, bus: Bus | None = None) -> FastAPI:
-    """Given a bus (the embedded default shares one) it does not close it."""
+    """The reaper's process: the LeaseExpired handler, /healthz and /readyz (bus and api).
+    Given a bus (the embedded default shares one) it subscribes to it but does not close it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.bus = bus or create_bus(settings)
-        await app.state.bus.start()
-        try:
-            yield
-        finally:
-            if bus is None:
-                await app.state.bus.close()
+        async with wired(settings, bus=app.state.bus) as reaper:
+            app.state.reaper = reaper
+            try:
+                yield
+            finally:
+                if bus is None:
+                    await app.state.bus.close()
 
     app = FastAPI(title="ZeroCloud reaper", lifespan=lifespan)
-    add_health_routes(app, lambda: {"bus": app.state.bus.ping})
+    add_health_routes(app, lambda: {"bus": app.state.bus.ping, "api": app.state.reaper.api_answers})
     return app
 
 
 def run() -> None:
-    settings = load_settings(ReaperSettings, "reaper")
-    serve(create_app(settings), settings, "reaper")
+    """``zerocloud-reaper``: the service in the foreground; SIGTERM drains it."""
+    settings = load_settings(ReaperSettings, SERVICE)
+    serve(create_app(settings), settings, SERVICE)

@@ -1,0 +1,368 @@
+"""Builders for the reaper's tests: the customer's hands in moto, AWS access that counts
+(and can throttle) calls, a fake of the api's internal claim/outcomes endpoints with the
+spec's compare-and-set semantics, and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from fastapi import FastAPI, HTTPException, Request
+
+from zc_common.aws import AwsAccess, CloudAccountRole
+from zc_common.internal_api import (
+    ClaimedLease,
+    ClaimRefusal,
+    ClaimRequest,
+    ClaimResult,
+    CloudAccountMode,
+    CloudAccountRecord,
+    InternalApi,
+    LeaseRef,
+    ReapAction,
+    ReapOutcome,
+    ReapOutcomeKind,
+    ReapOutcomes,
+)
+from zc_common.messages import LeaseExpired, LeaseSnapshot, LeaseStatus
+from zc_common.settings import ReaperSettings
+
+CUSTOMER = "111111111111"
+OTHER_CUSTOMER = "333333333333"
+REGION = "us-east-1"
+OTHER_REGION = "eu-west-1"
+SERVICE_TOKEN = "zc_test-service-token-0123456789"
+AMI = "ami-12c6146b"
+OWNER = "alice@bigdb.com"
+WRITES = ("StopInstances", "TerminateInstances")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- AWS as the reaper sees it ---------------------------------------------------------
+
+
+@dataclass
+class _Throttle:
+    remaining: int
+    code: str
+    status: int
+
+
+@dataclass
+class _ErrorResponse:
+    status_code: int
+
+
+class CountingAwsAccess(AwsAccess):
+    """AwsAccess that counts every AWS operation it is asked for (throttled tries too),
+    fails the next N calls of an operation the way a throttling AWS does, and refuses
+    AssumeRole into the roles in ``refused`` (moto accepts every AssumeRole)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls: Counter[str] = Counter()
+        self.refused: set[str] = set()
+        self._throttles: dict[str, _Throttle] = {}
+
+    def throttle(self, operation: str, times: int, *, code: str = "RequestLimitExceeded", status: int = 503) -> None:
+        self._throttles[operation] = _Throttle(times, code, status)
+
+    @property
+    def writes(self) -> int:
+        return sum(self.calls[name] for name in WRITES)
+
+    @contextlib.asynccontextmanager
+    async def client(
+        self, service: str, region: str | None = None, role: CloudAccountRole | None = None
+    ) -> AsyncIterator[Any]:
+        async with super().client(service, region, role) as client:
+            client.meta.events.register("before-call", self._before_call)
+            yield client
+
+    def _before_call(self, model: Any, **_: Any) -> tuple[_ErrorResponse, dict[str, Any]] | None:
+        self.calls[model.name] += 1
+        throttle = self._throttles.get(model.name)
+        if throttle is None or throttle.remaining <= 0:
+            return None
+        throttle.remaining -= 1
+        # A response from before-call stands in for AWS's: the client raises it as a ClientError.
+        return _ErrorResponse(throttle.status), {
+            "Error": {"Code": throttle.code, "Message": "Request limit exceeded."},
+            "ResponseMetadata": {"HTTPStatusCode": throttle.status},
+        }
+
+    async def assume_role(self, role: CloudAccountRole) -> Any:
+        if role.role_arn in self.refused:
+            raise ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": f"not authorized to assume {role.role_arn}"}},
+                "AssumeRole",
+            )
+        return await super().assume_role(role)
+
+
+class CustomerAccount:
+    """A customer's AWS account in moto, acted on the way its developers would (through a
+    role there: moto puts what an assumed role does in the role's account)."""
+
+    def __init__(self, moto_url: str, account_id: str = CUSTOMER) -> None:
+        self.account_id = account_id
+        self.aws = AwsAccess(endpoint_url=moto_url, session_name="developer")
+        self.role = CloudAccountRole(f"arn:aws:iam::{account_id}:role/Developer", "developer")
+
+    @contextlib.asynccontextmanager
+    async def ec2(self, region: str = REGION) -> AsyncIterator[Any]:
+        async with self.aws.client("ec2", region, self.role) as ec2:
+            yield ec2
+
+    async def launch(
+        self, count: int = 1, *, region: str = REGION, tags: dict[str, str] | None = None,
+        stop_protected: bool = False, termination_protected: bool = False,
+    ) -> list[str]:
+        tags = {"owner": OWNER} if tags is None else tags
+        async with self.ec2(region) as ec2:
+            answer = await ec2.run_instances(
+                ImageId=AMI, MinCount=count, MaxCount=count, InstanceType="t3.micro",
+                **({"TagSpecifications": [{"ResourceType": "instance", "Tags": [
+                    {"Key": k, "Value": v} for k, v in tags.items()]}]} if tags else {}),
+            )
+            launched = [instance["InstanceId"] for instance in answer["Instances"]]
+            # moto ignores RunInstances' DisableApiTermination: switched on afterwards, as AWS allows.
+            for instance_id in launched:
+                if stop_protected:
+                    await ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiStop={"Value": True})
+                if termination_protected:
+                    await ec2.modify_instance_attribute(
+                        InstanceId=instance_id, DisableApiTermination={"Value": True}
+                    )
+        return launched
+
+    async def states(self, *instance_ids: str, region: str = REGION) -> dict[str, str]:
+        async with self.ec2(region) as ec2:
+            answer = await ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": list(instance_ids)}])
+        return {
+            instance["InstanceId"]: instance["State"]["Name"]
+            for reservation in answer["Reservations"]
+            for instance in reservation["Instances"]
+        }
+
+    async def stop(self, *instance_ids: str, region: str = REGION) -> None:
+        async with self.ec2(region) as ec2:
+            await ec2.stop_instances(InstanceIds=list(instance_ids))
+
+    async def terminate(self, *instance_ids: str, region: str = REGION) -> None:
+        async with self.ec2(region) as ec2:
+            await ec2.terminate_instances(InstanceIds=list(instance_ids))
+
+    async def tag(self, instance_id: str, key: str, value: str, *, region: str = REGION) -> None:
+        async with self.ec2(region) as ec2:
+            await ec2.create_tags(Resources=[instance_id], Tags=[{"Key": key, "Value": value}])
+
+
+# --- the api, faked --------------------------------------------------------------------
+
+
+def cloud_account(
+    id: int = 1, upstream_account_id: str = CUSTOMER, *, mode: CloudAccountMode = CloudAccountMode.enforce,
+    role_account_id: str | None = None,
+) -> CloudAccountRecord:
+    return CloudAccountRecord(
+        id=id,
+        account_id=1,
+        name=f"dev-{upstream_account_id}",
+        upstream_account_id=upstream_account_id,
+        role_arn=f"arn:aws:iam::{role_account_id or upstream_account_id}:role/ZeroCloud",
+        external_id=f"zc-external-{id}",
+        regions=[REGION, OTHER_REGION],
+        mode=mode,
+    )
+
+
+@dataclass
+class FakeLease:
+    """A lease row as the api holds it."""
+
+    lease_id: int
+    instance_id: str
+    cloud_account_id: int
+    upstream_account_id: str
+    region: str
+    action: ReapAction
+    owner_tag: str
+    owner_tag_value: str | None
+    version: int = 1
+    status: LeaseStatus = LeaseStatus.active
+    expires_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc) - timedelta(seconds=1))
+    reason: str | None = None
+
+    @property
+    def ref(self) -> LeaseRef:
+        return LeaseRef(lease_id=self.lease_id, version=self.version)
+
+    def snapshot(self, mode: CloudAccountMode) -> LeaseSnapshot:
+        return LeaseSnapshot(
+            lease_id=self.lease_id, version=self.version, status=self.status, owner_email=OWNER,
+            expires_at=self.expires_at, account_id=1, cloud_account_id=self.cloud_account_id,
+            upstream_account_id=self.upstream_account_id, region=self.region, instance_id=self.instance_id,
+            mode=mode.value, action_on_expiry=self.action.value,
+        )
+
+
+class FakeApi:
+    """The api's internal endpoints the reaper uses, with the spec's semantics kept to the
+    minimum: claim is a compare-and-set on (lease id, version, status); outcomes apply only
+    to leases in status reaping at that version."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, CloudAccountRecord] = {1: cloud_account()}
+        self.leases: dict[int, FakeLease] = {}
+        self.claims: list[list[LeaseRef]] = []
+        self.reported: list[ReapOutcome] = []
+        self.requests: Counter[str] = Counter()
+        self.failing_outcomes = 0  # answer 503 to this many outcome reports
+        self.claims_regardless_of_mode = False  # a broken api: claims in observe mode too
+        self.app = FastAPI()
+        self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
+        self.app.post("/internal/v1/leases/claim")(self._claim)
+        self.app.post("/internal/v1/leases/outcomes")(self._outcomes)
+
+    def client(self) -> InternalApi:
+        return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
+
+    def lease(
+        self, instance_id: str, *, cloud_account_id: int = 1, region: str = REGION,
+        action: ReapAction = ReapAction.stop, owner_tag: str = "owner", owner_tag_value: str | None = OWNER,
+        upstream_account_id: str | None = None,
+    ) -> FakeLease:
+        """An active lease whose expiry has just passed (its timer fired)."""
+        record = self.records[cloud_account_id]
+        lease = FakeLease(
+            lease_id=len(self.leases) + 1, instance_id=instance_id, cloud_account_id=cloud_account_id,
+            upstream_account_id=upstream_account_id or record.upstream_account_id, region=region, action=action,
+            owner_tag=owner_tag, owner_tag_value=owner_tag_value,
+        )
+        self.leases[lease.lease_id] = lease
+        return lease
+
+    def expired(self, *leases: FakeLease) -> list[LeaseExpired]:
+        """The LeaseExpired the scheduler fires for each lease at its current version."""
+        return [LeaseExpired(lease=lease.snapshot(self._mode(lease))) for lease in leases]
+
+    def renew(self, lease: FakeLease) -> None:
+        lease.version += 1
+        lease.status = LeaseStatus.active
+        lease.expires_at = datetime.now(timezone.utc) + timedelta(hours=1)
+
+    def outcomes_of(self, lease: FakeLease) -> list[ReapOutcome]:
+        return [o for o in self.reported if o.lease_id == lease.lease_id]
+
+    def _mode(self, lease: FakeLease) -> CloudAccountMode:
+        return self.records[lease.cloud_account_id].mode
+
+    def _authorize(self, request: Request) -> None:
+        if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
+            raise HTTPException(401, "service token required")
+
+    async def _cloud_accounts(self, request: Request, upstream_account_id: str | None = None) -> dict[str, Any]:
+        self._authorize(request)
+        self.requests["cloudaccounts"] += 1
+        data = [r for r in self.records.values() if upstream_account_id in (None, r.upstream_account_id)]
+        return {"data": [r.model_dump(mode="json") for r in data], "count": len(data)}
+
+    async def _claim(self, request: Request, body: ClaimRequest) -> ClaimResult:
+        self._authorize(request)
+        self.requests["claim"] += 1
+        self.claims.append(body.leases)
+        result = ClaimResult()
+        now = datetime.now(timezone.utc)
+        for ref in body.leases:
+            lease = self.leases.get(ref.lease_id)
+            refuse = None
+            if lease is None:
+                refuse = "unknown"
+            elif lease.version != ref.version:
+                refuse = "stale_version"
+            elif lease.status in (LeaseStatus.active, LeaseStatus.exempt) and lease.expires_at > now:
+                refuse = "not_expired"
+            elif lease.status not in (LeaseStatus.active, LeaseStatus.exempt, LeaseStatus.expired, LeaseStatus.reaping):
+                refuse = "not_live"
+            if refuse is not None or lease is None:
+                result.refused.append(ClaimRefusal(lease_id=ref.lease_id, version=ref.version, reason=refuse or "unknown"))
+                continue
+            mode = self._mode(lease)
+            if mode is CloudAccountMode.enforce or self.claims_regardless_of_mode:
+                lease.status = LeaseStatus.reaping  # again for a re-delivery: idempotent
+                result.claimed.append(ClaimedLease(
+                    lease=lease.snapshot(mode), action=lease.action, owner_tag=lease.owner_tag,
+                    owner_tag_value=lease.owner_tag_value,
+                ))
+            elif lease.status is LeaseStatus.reaping:
+                result.refused.append(ClaimRefusal(lease_id=ref.lease_id, version=ref.version, reason="not_live"))
+            else:
+                lease.status = LeaseStatus.expired
+                result.observed.append(ref)
+        return result
+
+    async def _outcomes(self, request: Request, body: ReapOutcomes) -> None:
+        self._authorize(request)
+        self.requests["outcomes"] += 1
+        if self.failing_outcomes > 0:
+            self.failing_outcomes -= 1
+            raise HTTPException(503, "database unavailable")
+        for outcome in body.outcomes:
+            lease = self.leases.get(outcome.lease_id)
+            if lease is None or lease.version != outcome.version or lease.status is not LeaseStatus.reaping:
+                continue
+            self.reported.append(outcome)
+            lease.reason = outcome.reason
+            if outcome.outcome in (ReapOutcomeKind.stopped, ReapOutcomeKind.terminated):
+                lease.status = LeaseStatus.reaped
+                lease.version += 1
+            elif outcome.outcome is ReapOutcomeKind.gone:
+                lease.status = LeaseStatus.released
+            else:
+                lease.status = LeaseStatus.expired
+
+
+# --- the reaper ------------------------------------------------------------------------
+
+
+def reaper_settings(moto_url: str, **overrides: Any) -> ReaperSettings:
+    values: dict[str, Any] = {
+        "bus": "memory",
+        "amqp_url": "memory://",
+        "api_url": "http://api.test",
+        "api_token": SERVICE_TOKEN,
+        "aws_endpoint_url": moto_url,
+        "aws_retry_delay": 0.01,
+        "batch_wait": 0.1,
+        "message_retry_delay": 0.2,
+    }
+    return ReaperSettings(**{**values, **overrides})
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0) -> None:
+    """Wait until ``check()`` holds, failing the test after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        outcome = check()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)

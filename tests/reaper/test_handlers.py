@@ -1,0 +1,76 @@
+"""The reaper's bus queue, on both bus implementations: LeaseExpired in batches is
+claimed and acted on once per batch; throttling past the retry loop goes back to the bus
+and is done later, nothing dropped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from zc_common.bus import Bus
+from zc_common.bus.memory import InProcessBus
+from zc_common.internal_api import ReapOutcomeKind
+from zc_common.messages import LeaseStatus
+
+from tests.reaper.conftest import ReaperFactory
+from tests.reaper.factories import CountingAwsAccess, CustomerAccount, FakeApi, eventually
+from zc_reaper import handlers
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def reaping_bus(make_reaper: ReaperFactory, bus: Bus) -> AsyncIterator[Bus]:
+    """The test's bus (in-process or RabbitMQ) with a reaper consuming from it."""
+    make_reaper(batch_wait=0.5).subscribe(bus)
+    await bus.start()
+    yield bus
+
+
+async def test_expired_leases_on_the_bus_are_reaped_in_one_batch(
+    reaping_bus: Bus, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
+) -> None:
+    launched = await customer.launch(4)
+    [renewed_instance] = await customer.launch()
+    leases = [fake_api.lease(i) for i in launched]
+    renewed = fake_api.lease(renewed_instance)
+    stale_timer = fake_api.expired(renewed)
+    fake_api.renew(renewed)
+
+    await reaping_bus.publish(*fake_api.expired(*leases), *stale_timer)
+    await eventually(lambda: len(fake_api.reported) == 4)
+
+    assert await customer.states(*launched, renewed_instance) == {
+        **{i: "stopped" for i in launched}, renewed_instance: "running"
+    }
+    assert aws.calls["StopInstances"] == 1
+    assert fake_api.requests["claim"] == 1
+    assert {o.outcome for o in fake_api.reported} == {ReapOutcomeKind.stopped}
+    assert renewed.status is LeaseStatus.active
+    assert await reaping_bus.dead_letters(handlers.QUEUE) == []
+
+
+async def test_throttling_past_the_retry_loop_is_retried_by_the_bus(
+    make_reaper: ReaperFactory, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
+) -> None:
+    bus = InProcessBus()
+    make_reaper(aws_attempts=2, message_retry_delay=0.3).subscribe(bus)
+    await bus.start()
+    try:
+        launched = await customer.launch(5)
+        leases = [fake_api.lease(i) for i in launched]
+        aws.throttle("StopInstances", 3)  # more than one batch's two tries
+
+        await bus.publish(*fake_api.expired(*leases))
+        await eventually(lambda: len(fake_api.reported) == 5)
+
+        assert await customer.states(*launched) == {i: "stopped" for i in launched}
+        assert sorted(o.lease_id for o in fake_api.reported) == sorted(lease.lease_id for lease in leases)
+        assert await bus.dead_letters(handlers.QUEUE) == []
+        # Two tries, the bus's retry, two more: the one-at-a-time pass after the failed
+        # batch left the throttled account alone instead of one call per lease.
+        assert aws.calls["StopInstances"] == 4
+    finally:
+        await bus.close()
