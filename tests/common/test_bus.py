@@ -1,0 +1,489 @@
+"""The bus contract (zc_common.bus.base), run against both implementations through the
+``bus`` fixture; what only a broker can show (restarts, durability, dropped
+connections) runs against RabbitMQ alone."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Literal
+
+import aio_pika
+import pytest
+from aio_pika.exceptions import ChannelPreconditionFailed
+from yarl import URL
+
+from zc_common.bus import Bus, PermanentFailure
+from zc_common.bus.base import DeadLetter
+from zc_common.bus.rabbit import RabbitBus
+from zc_common.messages import Message, decode
+
+
+class Ping(Message):
+    type: Literal["zc-test.Ping"] = "zc-test.Ping"
+    n: int
+
+
+class Pong(Message):
+    type: Literal["zc-test.Pong"] = "zc-test.Pong"
+    n: int
+
+
+class Recorder:
+    """A handler that keeps every batch it completed; ``fail`` may raise to refuse one."""
+
+    def __init__(self, fail: Callable[[Sequence[Message]], None] | None = None) -> None:
+        self.fail = fail
+        self.calls: list[list[Message]] = []  # every call, failed or not
+        self.batches: list[list[Message]] = []  # the calls that succeeded
+
+    async def __call__(self, messages: Sequence[Message]) -> None:
+        self.calls.append(list(messages))
+        if self.fail is not None:
+            self.fail(messages)
+        self.batches.append(list(messages))
+
+    @property
+    def messages(self) -> list[Message]:
+        return [message for batch in self.batches for message in batch]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until ``check`` holds; fail the test if it does not within ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+async def publish_raw(bus: Bus, body: bytes, type_name: str) -> None:
+    """Put a body on the wire as-is (sync on the in-process bus, async on RabbitMQ)."""
+    result = bus.publish_raw(body, type_name)  # type: ignore[attr-defined]
+    if inspect.isawaitable(result):
+        await result
+
+
+async def dead_letters_eventually(bus: Bus, queue: str, count: int) -> list[DeadLetter]:
+    found: list[DeadLetter] = []
+
+    async def enough() -> bool:
+        nonlocal found
+        found = await bus.dead_letters(queue)
+        return len(found) >= count
+
+    await eventually(enough)
+    return found
+
+
+FAST = {"retry_delay": 0.05, "max_wait": 0.05}
+
+
+# --- both implementations -------------------------------------------------------------
+
+
+async def test_published_messages_reach_the_handler_unchanged(bus: Bus) -> None:
+    handler = Recorder()
+    bus.subscribe("alpha", [Ping], handler)
+    await bus.start()
+    sent = [Ping(n=n) for n in range(3)]
+
+    await bus.publish(*sent)
+
+    await eventually(lambda: len(handler.messages) == 3)
+    assert sorted(handler.messages, key=lambda m: m.n) == sent  # type: ignore[attr-defined]
+    assert await bus.dead_letters("alpha") == []
+
+
+async def test_batches_never_exceed_batch_size(bus: Bus) -> None:
+    handler = Recorder()
+    bus.subscribe("alpha", [Ping], handler, batch_size=4, max_wait=0.3)
+    await bus.start()
+
+    await bus.publish(*(Ping(n=n) for n in range(10)))
+
+    await eventually(lambda: len(handler.messages) == 10)
+    sizes = [len(batch) for batch in handler.batches]
+    assert max(sizes) <= 4, sizes
+    assert max(sizes) > 1, f"messages were never batched: {sizes}"
+    assert sorted(m.n for m in handler.messages) == list(range(10))  # type: ignore[attr-defined]
+
+
+async def test_failing_handler_is_retried_until_it_succeeds(bus: Bus) -> None:
+    def fail_twice(messages: Sequence[Message]) -> None:
+        if len(handler.calls) <= 2:
+            raise ConnectionError("database not reachable yet")
+
+    handler = Recorder(fail_twice)
+    bus.subscribe("alpha", [Ping], handler, max_attempts=5, **FAST)
+    await bus.start()
+    sent = Ping(n=1)
+
+    await bus.publish(sent)
+
+    await eventually(lambda: len(handler.messages) == 1)
+    assert handler.messages == [sent]
+    assert len(handler.calls) == 3
+    await asyncio.sleep(0.3)
+    assert len(handler.calls) == 3, "a message that succeeded was handled again"
+    assert await bus.dead_letters("alpha") == []
+
+
+async def test_message_failing_every_attempt_is_dead_lettered_with_the_error(bus: Bus) -> None:
+    def always(messages: Sequence[Message]) -> None:
+        raise ValueError("lease 42 has no owner")
+
+    handler = Recorder(always)
+    bus.subscribe("alpha", [Ping], handler, max_attempts=3, **FAST)
+    await bus.start()
+    sent = Ping(n=1)
+
+    await bus.publish(sent)
+
+    [dead] = await dead_letters_eventually(bus, "alpha", 1)
+    assert dead.queue == "alpha"
+    assert dead.attempts == 3
+    assert "gave up after 3 attempts" in dead.reason
+    assert "ValueError: lease 42 has no owner" in dead.reason
+    assert decode(dead.body) == sent
+    assert len(handler.calls) == 3
+    await asyncio.sleep(0.3)
+    assert len(handler.calls) == 3, "a dead-lettered message was retried"
+
+
+async def test_permanent_failure_is_dead_lettered_at_once(bus: Bus) -> None:
+    def refuse(messages: Sequence[Message]) -> None:
+        raise PermanentFailure("instance i-0123456789abcdef0 is in no managed account")
+
+    handler = Recorder(refuse)
+    bus.subscribe("alpha", [Ping], handler, max_attempts=5, **FAST)
+    await bus.start()
+
+    await bus.publish(Ping(n=1))
+
+    [dead] = await dead_letters_eventually(bus, "alpha", 1)
+    assert "PermanentFailure: instance i-0123456789abcdef0 is in no managed account" in dead.reason
+    assert dead.attempts == 1
+    await asyncio.sleep(0.3)
+    assert len(handler.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"\x00this is not json", r"not JSON"),
+        (b'["a", "list"]', r"not a JSON object"),
+        (json.dumps({"type": "zc-test.Nope", "n": 1}).encode(), r"unknown message type 'zc-test.Nope'"),
+        (json.dumps({"type": "zc-test.Ping", "n": "seven"}).encode(), r"zc-test.Ping failed validation at n"),
+        (json.dumps({"type": "zc-test.Ping"}).encode(), r"zc-test.Ping failed validation at n: Field required"),
+        (b"[" * 100_000, r"nested too deeply"),
+    ],
+    ids=["not-json", "not-an-object", "unknown-type", "invalid-field", "missing-field", "too-deep"],
+)
+async def test_unusable_body_is_dead_lettered_and_does_not_block_the_queue(
+    bus: Bus, body: bytes, why: str
+) -> None:
+    handler = Recorder()
+    bus.subscribe("alpha", [Ping], handler, **FAST)
+    await bus.start()
+
+    await publish_raw(bus, body, Ping.type_name())
+    await bus.publish(Ping(n=2))
+
+    await eventually(lambda: len(handler.messages) == 1)
+    assert handler.messages[0].n == 2  # type: ignore[attr-defined]
+    assert all(isinstance(m, Ping) for call in handler.calls for m in call)
+    [dead] = await dead_letters_eventually(bus, "alpha", 1)
+    assert re.search(why, dead.reason), dead.reason
+    assert dead.body == body
+
+
+async def test_one_poison_message_does_not_hold_back_the_rest_of_its_batch(bus: Bus) -> None:
+    def poison(messages: Sequence[Message]) -> None:
+        if any(m.n == 3 for m in messages):  # type: ignore[attr-defined]
+            raise ValueError("cannot handle 3")
+
+    handler = Recorder(poison)
+    bus.subscribe("alpha", [Ping], handler, batch_size=10, max_wait=0.3, max_attempts=2, retry_delay=0.05)
+    await bus.start()
+
+    await bus.publish(*(Ping(n=n) for n in range(6)))
+
+    [dead] = await dead_letters_eventually(bus, "alpha", 1)
+    assert decode(dead.body).n == 3  # type: ignore[attr-defined]
+    assert "cannot handle 3" in dead.reason
+    await eventually(lambda: sorted(m.n for m in handler.messages) == [0, 1, 2, 4, 5])  # type: ignore[attr-defined]
+    assert max(len(call) for call in handler.calls) > 1, "the poison message was never in a batch"
+
+
+async def test_fields_added_by_a_newer_version_are_ignored(bus: Bus) -> None:
+    handler = Recorder()
+    bus.subscribe("alpha", [Ping], handler, **FAST)
+    await bus.start()
+    sent = Ping(n=7)
+    newer = {**json.loads(sent.encode()), "schema_version": 2, "added_in_v2": {"nested": [1, 2]}}
+
+    await publish_raw(bus, json.dumps(newer).encode(), Ping.type_name())
+
+    await eventually(lambda: len(handler.messages) == 1)
+    [received] = handler.messages
+    assert isinstance(received, Ping)
+    assert (received.n, received.message_id, received.occurred_at) == (7, sent.message_id, sent.occurred_at)
+    assert await bus.dead_letters("alpha") == []
+
+
+async def test_a_queue_receives_only_the_types_it_subscribed_to(bus: Bus) -> None:
+    pings, pongs, both = Recorder(), Recorder(), Recorder()
+    bus.subscribe("alpha", [Ping], pings, **FAST)
+    bus.subscribe("beta", [Pong], pongs, **FAST)
+    bus.subscribe("gamma", [Ping, Pong], both, **FAST)
+    await bus.start()
+
+    ping, pong = Ping(n=2), Pong(n=1)
+    await bus.publish(pong, ping)
+
+    await eventually(lambda: len(pings.messages) == 1 and len(pongs.messages) == 1 and len(both.messages) == 2)
+    await asyncio.sleep(0.3)  # anything misrouted would have arrived by now
+    assert pings.messages == [ping]
+    assert pongs.messages == [pong]
+    assert sorted(both.messages, key=lambda m: m.type) == [ping, pong]
+
+
+async def test_each_subscribed_queue_gets_its_own_copy(bus: Bus) -> None:
+    first, second = Recorder(), Recorder()
+    bus.subscribe("alpha", [Ping], first, **FAST)
+    bus.subscribe("beta", [Ping], second, **FAST)
+    await bus.start()
+    sent = Ping(n=5)
+
+    await bus.publish(sent)
+
+    await eventually(lambda: first.messages == [sent] and second.messages == [sent])
+
+
+# --- RabbitMQ only --------------------------------------------------------------------
+
+
+class BrokerProxy:
+    """A TCP proxy in front of RabbitMQ whose ``cut`` makes the broker unreachable."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.server: asyncio.Server | None = None
+        self.links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.links |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        assert self.server is not None
+        self.server.close()
+        for writer in self.links:
+            writer.transport.abort()
+        self.links.clear()
+
+
+@pytest.fixture
+async def broker_proxy(amqp_url: str) -> AsyncIterator[tuple[BrokerProxy, str]]:
+    url = URL(amqp_url)
+    proxy = BrokerProxy(url.host or "127.0.0.1", url.port or 5672)
+    port = await proxy.start()
+    yield proxy, str(url.with_host("127.0.0.1").with_port(port))
+    await proxy.cut()
+
+
+async def test_messages_published_while_no_consumer_runs_wait_for_it(
+    rabbit_bus: Callable[..., RabbitBus],
+) -> None:
+    first = rabbit_bus()
+    first.subscribe("alpha", [Ping], Recorder())
+    await first.start()  # declares the queue
+    await first.close()
+    publisher = rabbit_bus()
+    await publisher.start()
+    sent = [Ping(n=n) for n in range(5)]
+    await publisher.publish(*sent)
+    await publisher.close()
+
+    handler = Recorder()
+    restarted = rabbit_bus()
+    restarted.subscribe("alpha", [Ping], handler)
+    await restarted.start()
+
+    await eventually(lambda: len(handler.messages) == 5)
+    assert sorted(handler.messages, key=lambda m: m.n) == sent  # type: ignore[attr-defined]
+
+
+async def test_handled_messages_are_acknowledged_and_not_delivered_again(
+    rabbit_bus: Callable[..., RabbitBus],
+) -> None:
+    handler = Recorder()
+    first = rabbit_bus()
+    first.subscribe("alpha", [Ping], handler, batch_size=3)
+    await first.start()
+    await first.publish(*(Ping(n=n) for n in range(5)))
+    await eventually(lambda: len(handler.messages) == 5)
+    await first.close()
+
+    again = Recorder()
+    restarted = rabbit_bus()
+    restarted.subscribe("alpha", [Ping], again)
+    await restarted.start()
+    await asyncio.sleep(0.5)
+
+    assert again.calls == []
+
+
+async def test_a_message_whose_handler_did_not_finish_is_delivered_again(
+    rabbit_bus: Callable[..., RabbitBus],
+) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def crashes_midway(messages: Sequence[Message]) -> None:
+        entered.set()
+        await release.wait()
+
+    crashing = rabbit_bus()
+    crashing.subscribe("alpha", [Ping], crashes_midway)
+    await crashing.start()
+    sent = Ping(n=1)
+    await crashing.publish(sent)
+    await asyncio.wait_for(entered.wait(), timeout=10)
+    assert crashing._connection is not None
+    await crashing._connection.close()  # the process dies while the work is in progress
+    release.set()
+
+    handler = Recorder()
+    successor = rabbit_bus()
+    successor.subscribe("alpha", [Ping], handler)
+    await successor.start()
+
+    await eventually(lambda: handler.messages == [sent])
+
+
+async def test_queues_are_durable_and_messages_persistent(
+    rabbit_bus: Callable[..., RabbitBus], amqp_url: str, exchange: str
+) -> None:
+    consumer = rabbit_bus()
+    consumer.subscribe("alpha", [Ping], Recorder())
+    await consumer.start()
+    await consumer.close()
+    publisher = rabbit_bus()
+    await publisher.start()
+    await publisher.publish(Ping(n=1))
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(f"{exchange}.alpha", ensure=True)
+        message = await queue.get(timeout=5)
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        await message.nack(requeue=True)
+        await channel.close()
+
+        # Re-declaring with durable=False must be refused: the broker holds them durable.
+        arguments: dict[str, Any] = {"x-dead-letter-exchange": f"{exchange}.dead", "x-dead-letter-routing-key": "alpha"}
+        for name, args in [
+            (f"{exchange}.alpha", arguments),
+            (f"{exchange}.alpha.dead", None),
+        ]:
+            channel = await connection.channel()
+            with pytest.raises(ChannelPreconditionFailed, match="durable"):
+                await channel.declare_queue(name, durable=False, arguments=args)
+        for name in (exchange, f"{exchange}.dead"):
+            channel = await connection.channel()
+            with pytest.raises(ChannelPreconditionFailed, match="durable"):
+                await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=False)
+    finally:
+        await connection.close()
+
+
+async def _drop_connections(rabbitmqctl: str, connection_name: str) -> int:
+    """Close, on the broker's side, every connection whose client named itself so."""
+    listing = await asyncio.create_subprocess_exec(
+        rabbitmqctl, "--quiet", "list_connections", "pid", "client_properties",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await listing.communicate()
+    assert listing.returncode == 0, err.decode()
+    pids = [
+        line.split("\t", 1)[0]
+        for line in out.decode().splitlines()
+        if f'{{"connection_name","{connection_name}"}}' in line
+    ]
+    for pid in pids:
+        closing = await asyncio.create_subprocess_exec(
+            rabbitmqctl, "--quiet", "close_connection", pid, "test: dropping the connection",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await closing.communicate()
+        assert closing.returncode == 0, err.decode()
+    return len(pids)
+
+
+@pytest.mark.needs_rabbitmqctl
+async def test_a_dropped_broker_connection_loses_no_message(
+    rabbit_bus: Callable[..., RabbitBus], exchange: str, local_rabbitmqctl: str
+) -> None:
+    handler = Recorder()
+    bus = rabbit_bus()
+    bus.subscribe("alpha", [Ping], handler, batch_size=5, max_wait=0.05)
+    await bus.start()
+    sent = [Ping(n=n) for n in range(100)]
+
+    async def publish_stream() -> None:
+        for message in sent:
+            await bus.publish(message)
+            await asyncio.sleep(0.01)
+
+    stream = asyncio.create_task(publish_stream())
+    await eventually(lambda: len(handler.messages) >= 20)
+    assert await _drop_connections(local_rabbitmqctl, exchange) >= 1
+    await asyncio.wait_for(stream, timeout=90)
+
+    wanted = {m.message_id for m in sent}
+    await eventually(lambda: wanted <= {m.message_id for m in handler.messages}, timeout=60)
+    after = Ping(n=1000)
+    await bus.publish(after)
+    await eventually(lambda: after in handler.messages)
+    assert await bus.ping()
+    assert await bus.dead_letters("alpha") == []
+
+
+async def test_close_finishes_while_the_broker_is_unreachable(
+    broker_proxy: tuple[BrokerProxy, str], rabbit_bus: Callable[..., RabbitBus]
+) -> None:
+    proxy, proxied_url = broker_proxy
+    bus = rabbit_bus(proxied_url, connect_timeout=5)
+    bus.subscribe("alpha", [Ping], Recorder())
+    await bus.start()
+    await proxy.cut()
+    await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(bus.close(), timeout=20)  # a SIGTERM during an outage must not hang

@@ -1,0 +1,218 @@
+"""Settings: config.yml below the environment, and a process that stops with one clear
+line per bad setting instead of a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zc_common.settings import (
+    ApiSettings,
+    IngestorSettings,
+    SchedulerSettings,
+    ZeroCloudSettings,
+    load_settings,
+)
+
+TOKEN = "s" * 32
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No ZC_* variable of the developer's shell leaks into these tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ZC_"):
+            monkeypatch.delenv(name)
+    yield monkeypatch
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "config.yml"
+    monkeypatch.setenv("ZC_CONFIG", str(path))
+    return path
+
+
+def stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return capsys.readouterr().err.splitlines()
+
+
+def test_config_file_values_are_used(config_file: Path) -> None:
+    config_file.write_text("amqp_url: amqp://mq.internal:5672/\nhttp_port: 9001\nlog_level: DEBUG\n")
+
+    settings = load_settings(SchedulerSettings, "scheduler")
+
+    assert settings.amqp_url == "amqp://mq.internal:5672/"
+    assert settings.http_port == 9001
+    assert settings.log_level == "DEBUG"
+
+
+def test_environment_overrides_config_file(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_file.write_text("amqp_url: amqp://from-file:5672/\nhttp_port: 9001\n")
+    monkeypatch.setenv("ZC_HTTP_PORT", "9002")
+
+    settings = load_settings(SchedulerSettings, "scheduler")
+
+    assert settings.http_port == 9002
+    assert settings.amqp_url == "amqp://from-file:5672/"
+
+
+def test_explicit_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://from-env:5672/")
+
+    settings = load_settings(SchedulerSettings, "scheduler", amqp_url="memory://")
+
+    assert settings.amqp_url == "memory://"
+
+
+def test_each_service_has_its_own_default_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_API_URL", "http://api:8000")
+    monkeypatch.setenv("ZC_API_TOKEN", TOKEN)
+
+    assert load_settings(ZeroCloudSettings, "any").http_port == 8000
+    assert load_settings(IngestorSettings, "ingestor").http_port == 8001
+    assert load_settings(SchedulerSettings, "scheduler").http_port == 8002
+
+
+def test_missing_required_setting_stops_with_one_line_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(SchedulerSettings, "scheduler")
+
+    assert stopped.value.code == 2
+    [line] = stderr_lines(capsys)
+    assert line.startswith("zerocloud-scheduler: ")
+    assert "ZC_AMQP_URL" in line
+    assert "missing" in line
+
+
+def test_every_missing_setting_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(ApiSettings, "api")
+
+    assert stopped.value.code == 2
+    text = "\n".join(stderr_lines(capsys))
+    for name in ("ZC_AMQP_URL", "ZC_DATABASE_URL", "ZC_SERVICE_TOKEN"):
+        assert name in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("ZC_HTTP_PORT", "99999", "less than or equal to 65535"),
+        ("ZC_HTTP_PORT", "eighty", "valid integer"),
+        ("ZC_AMQP_URL", "http://mq:5672/", "must start with amqp://"),
+        ("ZC_BUS", "kafka", "'rabbitmq' or 'memory'"),
+        ("ZC_LOG_LEVEL", "LOUD", "DEBUG"),
+    ],
+)
+def test_invalid_value_is_named_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str, why: str
+) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(SchedulerSettings, "scheduler")
+
+    assert stopped.value.code == 2
+    [line] = stderr_lines(capsys)
+    assert f"setting {name} is invalid" in line
+    assert why in line
+
+
+def test_database_must_be_postgresql(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_SERVICE_TOKEN", TOKEN)
+    monkeypatch.setenv("ZC_DATABASE_URL", "sqlite:///zerocloud.db")
+
+    with pytest.raises(SystemExit):
+        load_settings(ApiSettings, "api")
+
+    [line] = stderr_lines(capsys)
+    assert "ZC_DATABASE_URL" in line and "postgresql://" in line
+
+
+def test_short_service_token_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_DATABASE_URL", "postgresql://zerocloud@db/zerocloud")
+    monkeypatch.setenv("ZC_SERVICE_TOKEN", "changeme")
+
+    with pytest.raises(SystemExit):
+        load_settings(ApiSettings, "api")
+
+    [line] = stderr_lines(capsys)
+    assert "ZC_SERVICE_TOKEN is invalid" in line
+
+
+def test_event_queue_urls_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_API_URL", "http://api:8000")
+    monkeypatch.setenv("ZC_API_TOKEN", TOKEN)
+    monkeypatch.setenv(
+        "ZC_EVENT_QUEUE_URLS",
+        " https://sqs.us-east-1.amazonaws.com/111111111111/zc-events ,"
+        "https://sqs.eu-west-1.amazonaws.com/111111111111/zc-events,,",
+    )
+
+    settings = load_settings(IngestorSettings, "ingestor")
+
+    assert settings.event_queue_urls == [
+        "https://sqs.us-east-1.amazonaws.com/111111111111/zc-events",
+        "https://sqs.eu-west-1.amazonaws.com/111111111111/zc-events",
+    ]
+
+
+def test_event_queue_urls_can_be_a_yaml_list(config_file: Path) -> None:
+    config_file.write_text(
+        "amqp_url: amqp://mq:5672/\napi_url: http://api:8000\n"
+        f"api_token: {TOKEN}\n"
+        "event_queue_urls:\n  - https://sqs.us-east-1.amazonaws.com/111111111111/zc-events\n"
+    )
+
+    settings = load_settings(IngestorSettings, "ingestor")
+
+    assert settings.event_queue_urls == ["https://sqs.us-east-1.amazonaws.com/111111111111/zc-events"]
+
+
+def test_config_file_that_does_not_exist_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ZC_CONFIG", str(tmp_path / "nowhere.yml"))
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(SchedulerSettings, "scheduler")
+
+    assert stopped.value.code == 2
+    [line] = stderr_lines(capsys)
+    assert "ZC_CONFIG" in line and "nowhere.yml" in line
+
+
+@pytest.mark.parametrize(
+    "content", ["amqp_url: [\n", "- just\n- a list\n"], ids=["broken-yaml", "not-a-mapping"]
+)
+def test_unreadable_config_file_stops_with_one_line_naming_it(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    config_file.write_text(content)
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(SchedulerSettings, "scheduler")
+
+    assert stopped.value.code == 2
+    [line] = stderr_lines(capsys)
+    assert "ZC_CONFIG" in line and str(config_file) in line
+
+
+def test_empty_config_file_is_fine(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_file.write_text("")
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+
+    assert load_settings(SchedulerSettings, "scheduler").amqp_url == "amqp://mq:5672/"
