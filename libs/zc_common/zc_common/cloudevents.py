@@ -48,6 +48,8 @@ def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = N
             event = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise UnusableEvent(f"not JSON: {error}") from None
+        except RecursionError:
+            raise UnusableEvent("not usable JSON: nested too deeply") from None
     else:
         event = body
     if not isinstance(event, dict):
@@ -71,7 +73,8 @@ def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = N
         instance_id = detail.get("instance-id")
         if not isinstance(instance_id, str) or not _INSTANCE_ID.match(instance_id):
             raise UnusableEvent(f"{STATE_CHANGE}: detail.instance-id is missing or not an instance id")
-        return InstanceHint(account, region, (instance_id,), STATE_CHANGE, event_time, str(event.get("source", "aws.ec2")), event_id)
+        source = str(event.get("source", "aws.ec2"))
+        return InstanceHint(account, region, (instance_id,), STATE_CHANGE, event_time, source, event_id)
 
     if detail_type == CLOUDTRAIL_CALL:
         name = detail.get("eventName")

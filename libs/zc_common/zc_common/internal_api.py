@@ -8,14 +8,32 @@ import enum
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from zc_common.aws import CloudAccountRole
+from zc_common.messages import LeaseSnapshot
 
 
 class CloudAccountMode(str, enum.Enum):
     observe = "observe"
     enforce = "enforce"
+
+
+class ReapAction(str, enum.Enum):
+    stop = "stop"
+    terminate = "terminate"
+
+
+class ReapOutcomeKind(str, enum.Enum):
+    stopped = "stopped"
+    terminated = "terminated"
+    skipped = "skipped"  # protection, live state changed, owner tag changed: reported, never forced
+    gone = "gone"  # the instance no longer exists: the lease is released
+
+
+class LeaseAction(str, enum.Enum):
+    renew = "renew"
+    shutdown = "shutdown"
 
 
 class CloudAccountRecord(BaseModel):
@@ -50,6 +68,75 @@ class KnownInstances(BaseModel):
     instance_ids: list[str]
 
 
+class LeaseRef(BaseModel):
+    """A lease at one version: what a timer, a claim or a link is bound to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lease_id: int
+    version: int
+
+
+class ClaimRequest(BaseModel):
+    leases: list[LeaseRef]
+
+
+class ClaimedLease(BaseModel):
+    """A lease the reaper now holds (status ``reaping``): act on it, then report."""
+
+    lease: LeaseSnapshot
+    action: ReapAction
+    owner_tag: str = Field(description="the policy's owner tag key")
+    owner_tag_value: str | None = Field(description="the owner tag's value when the lease was made")
+
+
+class ClaimRefusal(BaseModel):
+    lease_id: int
+    version: int
+    reason: str = Field(description="stale_version | not_expired | not_live | blast_radius | unknown")
+
+
+class ClaimResult(BaseModel):
+    """Compare-and-set on (lease id, version, state). ``observed``: observe mode, the api
+    has recorded what would have happened and told the owner; nothing to do in AWS."""
+
+    claimed: list[ClaimedLease] = Field(default_factory=list)
+    observed: list[LeaseRef] = Field(default_factory=list)
+    refused: list[ClaimRefusal] = Field(default_factory=list)
+
+
+class ReapOutcome(BaseModel):
+    lease_id: int
+    version: int
+    outcome: ReapOutcomeKind
+    reason: str | None = None
+
+
+class ReapOutcomes(BaseModel):
+    outcomes: list[ReapOutcome]
+
+
+class ActionLinksRequest(BaseModel):
+    leases: list[LeaseRef]
+    actions: list[LeaseAction] = Field(default_factory=lambda: [LeaseAction.renew, LeaseAction.shutdown])
+
+
+class ActionLinks(BaseModel):
+    lease_id: int
+    version: int
+    links: dict[LeaseAction, str]
+
+
+class ActionLinksResult(BaseModel):
+    data: list[ActionLinks]
+
+
+class NotificationKeys(BaseModel):
+    """Idempotency of mail: ``reserve`` answers the keys not yet sent; ``sent`` records them."""
+
+    keys: list[str]
+
+
 class InternalApiError(Exception):
     pass
 
@@ -57,7 +144,14 @@ class InternalApiError(Exception):
 class InternalApi:
     """httpx client for /internal/v1 with the service token."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 15.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/internal/v1",
             headers={"Authorization": f"Bearer {token}"},
@@ -82,3 +176,25 @@ class InternalApi:
     async def known_instances(self, cloud_account_id: int, region: str) -> list[str]:
         body = await self._get(f"/cloudaccounts/{cloud_account_id}/instances", region=region)
         return KnownInstances.model_validate(body).instance_ids
+
+    async def _post(self, path: str, body: BaseModel) -> Any:
+        response = await self._http.post(path, content=body.model_dump_json(), headers={"Content-Type": "application/json"})
+        if response.status_code >= 400:
+            raise InternalApiError(f"POST {path} -> {response.status_code}: {response.text[:300]}")
+        return response.json() if response.content else None
+
+    async def claim(self, leases: list[LeaseRef]) -> ClaimResult:
+        return ClaimResult.model_validate(await self._post("/leases/claim", ClaimRequest(leases=leases)))
+
+    async def report_outcomes(self, outcomes: list[ReapOutcome]) -> None:
+        await self._post("/leases/outcomes", ReapOutcomes(outcomes=outcomes))
+
+    async def action_links(self, leases: list[LeaseRef], actions: list[LeaseAction] | None = None) -> list[ActionLinks]:
+        request = ActionLinksRequest(leases=leases) if actions is None else ActionLinksRequest(leases=leases, actions=actions)
+        return ActionLinksResult.model_validate(await self._post("/action-links", request)).data
+
+    async def reserve_notifications(self, keys: list[str]) -> list[str]:
+        return NotificationKeys.model_validate(await self._post("/notifications/reserve", NotificationKeys(keys=keys))).keys
+
+    async def notifications_sent(self, keys: list[str]) -> None:
+        await self._post("/notifications/sent", NotificationKeys(keys=keys))

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("zc_log_context", default={})
+# No default: a shared mutable default dict is a trap; .get({}) gives a fresh one.
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("zc_log_context")
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -20,7 +21,7 @@ _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Add fields (message_id, cloud_account, ...) to every log line inside the block."""
-    current = _context.get()
+    current = _context.get({})
     merged = {**current, **{k: v for k, v in fields.items() if v is not None}}
     token = _context.set(merged)
     try:
@@ -44,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             "message_id": None,
             "cloud_account": None,
         }
-        line.update(_context.get())
+        line.update(_context.get({}))
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 line[key] = value

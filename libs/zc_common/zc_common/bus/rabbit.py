@@ -71,7 +71,7 @@ class RabbitBus(Bus):
         while True:
             try:
                 return await aio_pika.connect_robust(self.url, timeout=10)
-            except (AMQPError, OSError, asyncio.TimeoutError) as error:
+            except (AMQPError, OSError, TimeoutError) as error:
                 if asyncio.get_running_loop().time() + delay > deadline:
                     raise ConnectionError(f"RabbitMQ at {_safe(self.url)} unreachable: {error}") from error
                 log.warning("RabbitMQ not reachable (%s); retrying in %.1fs", error, delay)
@@ -87,7 +87,8 @@ class RabbitBus(Bus):
             self._connection = None
 
     async def ping(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed and self._connection.connected.is_set()
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def publish(self, *messages: Message) -> None:
         pending = [(m.type, _to_amqp(m.encode(), m.type, str(m.message_id))) for m in messages]
@@ -196,14 +197,19 @@ class _Consumer:
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=max(self.bus.prefetch, self.sub.batch_size * 2))
-        exchange = await channel.declare_exchange(self.bus.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await channel.declare_exchange(
+            self.bus.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         dead_exchange = await channel.declare_exchange(
             self.bus.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
         self.queue = await channel.declare_queue(
             self.name,
             durable=True,
-            arguments={"x-dead-letter-exchange": self.bus.dead_exchange_name, "x-dead-letter-routing-key": self.sub.queue},
+            arguments={
+                "x-dead-letter-exchange": self.bus.dead_exchange_name,
+                "x-dead-letter-routing-key": self.sub.queue,
+            },
         )
         for key in self.sub.routing_keys:
             await self.queue.bind(exchange, routing_key=key)
@@ -222,14 +228,15 @@ class _Consumer:
         self.stopping = True
         if self.queue is not None and self.consumer_tag is not None:
             try:
-                await self.queue.cancel(self.consumer_tag)
-            except (AMQPError, RuntimeError, asyncio.TimeoutError) as error:
+                # Bounded: while the broker is unreachable a robust channel waits for it forever.
+                await asyncio.wait_for(self.queue.cancel(self.consumer_tag), timeout=5)
+            except (AMQPError, RuntimeError, TimeoutError) as error:
                 log.warning("cancel consumer %s: %s", self.name, error)
         if self.worker is not None:
-            self.buffer.put_nowait(_STOP)  # type: ignore[arg-type]
+            self.buffer.put_nowait(_STOP)
             try:
                 await asyncio.wait_for(self.worker, timeout=30)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self.worker.cancel()
 
     async def _work(self) -> None:
@@ -249,7 +256,7 @@ class _Consumer:
                         break
                     try:
                         item = await asyncio.wait_for(self.buffer.get(), remaining)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                 if item is _STOP:
                     self.buffer.put_nowait(item)
