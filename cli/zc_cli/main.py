@@ -1,5 +1,5 @@
 """`zerocloud-cli`: the root command, login, verify, the ingestor's poller in the foreground,
-and the sub-apps (create, get, list, sandbox)."""
+and the sub-apps (create, get, list, lease, sandbox)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from zc_cli import credentials
 from zc_cli.client import connect, resolve_target
 from zc_cli.create import create_app
 from zc_cli.errors import EXIT_API_ERROR, fail
+from zc_cli.lease import lease_app
 from zc_cli.options import ApiUrl, Json, Token
 from zc_cli.output import emit_json, emit_record, table
 from zc_cli.read import get_app, list_app
@@ -27,6 +28,7 @@ verify_app = typer.Typer(help="Check that ZeroCloud can work with something.", n
 app.add_typer(create_app, name="create")
 app.add_typer(get_app, name="get")
 app.add_typer(list_app, name="list")
+app.add_typer(lease_app, name="lease")
 app.add_typer(verify_app, name="verify")
 
 

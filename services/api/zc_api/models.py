@@ -20,6 +20,8 @@ DEFAULT_LEASE_SECONDS = 3 * 24 * 3600
 DEFAULT_MAX_LEASE_SECONDS = 14 * 24 * 3600
 DEFAULT_WARNING_SECONDS = [24 * 3600, 3600]
 DEFAULT_OVER_QUOTA_GRACE_SECONDS = 3600
+DEFAULT_BLAST_RADIUS_PERCENT = 50
+DEFAULT_BLAST_RADIUS_PER_HOUR = 100
 
 
 def _now_column(**kwargs: Any) -> Any:
@@ -42,6 +44,8 @@ class AccountPolicy(SQLModel, table=True):
     __table_args__ = (
         sa.CheckConstraint("default_lease_seconds > 0 AND default_lease_seconds <= max_lease_seconds", name="lease_bounds"),
         sa.CheckConstraint("action_on_expiry IN ('stop', 'terminate')", name="action_on_expiry"),
+        sa.CheckConstraint("blast_radius_percent BETWEEN 0 AND 100", name="blast_radius_percent"),
+        sa.CheckConstraint("blast_radius_per_hour >= 0", name="blast_radius_per_hour"),
     )
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     default_lease_seconds: int = DEFAULT_LEASE_SECONDS
@@ -56,6 +60,16 @@ class AccountPolicy(SQLModel, table=True):
     warning_seconds: list[int] = Field(
         default_factory=lambda: list(DEFAULT_WARNING_SECONDS),
         sa_column=sa.Column(pg.ARRAY(sa.Integer), nullable=False, server_default="{86400,3600}"),
+    )
+    blast_radius_percent: int = Field(
+        default=DEFAULT_BLAST_RADIUS_PERCENT,
+        sa_column_kwargs={"server_default": str(DEFAULT_BLAST_RADIUS_PERCENT)},
+        description="at most this share of a cloud account's managed instances is reaped per hour",
+    )
+    blast_radius_per_hour: int = Field(
+        default=DEFAULT_BLAST_RADIUS_PER_HOUR,
+        sa_column_kwargs={"server_default": str(DEFAULT_BLAST_RADIUS_PER_HOUR)},
+        description="and at most this many per cloud account per hour",
     )
     updated_at: datetime | None = _now_column(onupdate=sa.func.now())
 
@@ -153,6 +167,11 @@ class Lease(SQLModel, table=True):
     __table_args__ = (
         sa.Index("uq_lease_live_resource", "resource_id", unique=True, postgresql_where=sa.text(LIVE_STATUSES_SQL)),
         sa.Index("ix_lease_account_status_expires", "account_id", "status", "expires_at"),
+        # The blast-radius cap counts a cloud account's leases claimed in the last hour.
+        sa.Index(
+            "ix_lease_cloud_account_claimed", "cloud_account_id", "claimed_at",
+            postgresql_where=sa.text("claimed_at IS NOT NULL"),
+        ),
         sa.CheckConstraint(
             "status IN ('active', 'expired', 'reaping', 'reaped', 'released', 'exempt')", name="status"
         ),
@@ -173,6 +192,37 @@ class Lease(SQLModel, table=True):
     created_at: datetime | None = _now_column()
     updated_at: datetime | None = _now_column(onupdate=sa.func.now())
     ended_at: datetime | None = Field(default=None, sa_type=TZ)
+    exempt_reason: str | None = Field(default=None, sa_type=sa.Text)
+    claimed_at: datetime | None = Field(default=None, sa_type=TZ, description="when the reaper claimed it")
+    reaped_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class ActionToken(SQLModel, table=True):
+    """A single-use link (renew or shut down) mailed to a lease's owner, bound to one
+    version of the lease; stored only as its SHA-256."""
+
+    __tablename__ = "action_token"
+    __table_args__ = (sa.CheckConstraint("action IN ('renew', 'shutdown')", name="action"),)
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
+    token_hash: str = Field(max_length=64, unique=True)
+    lease_id: int = Field(foreign_key="lease.id", index=True, ondelete="CASCADE")
+    lease_version: int
+    action: str = Field(max_length=16)
+    expires_at: datetime = Field(sa_type=TZ)
+    used_at: datetime | None = Field(default=None, sa_type=TZ)
+    created_at: datetime | None = _now_column()
+
+
+class Notification(SQLModel, table=True):
+    """A notification key (message and recipient) the notifier reserved or sent: a
+    re-delivered message never mails anyone twice."""
+
+    __tablename__ = "notification"
+    __table_args__ = (sa.CheckConstraint("state IN ('reserved', 'sent')", name="state"),)
+    key: str = Field(sa_type=sa.Text, primary_key=True)
+    state: str = Field(default="reserved", max_length=16)
+    created_at: datetime | None = _now_column()
+    sent_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
 class AuditEvent(SQLModel, table=True):

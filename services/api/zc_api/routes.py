@@ -1,5 +1,6 @@
 """Every HTTP route of the api, collected from the domain folders: the public API under
-/api/v1 (user tokens) and the internal one under /internal/v1 (the service token)."""
+/api/v1 (user tokens), the internal one under /internal/v1 (the service token), and the
+pages action links open under /a/ (the link's token)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ from zc_api.cloudaccounts.endpoints import router as cloudaccounts
 from zc_api.cloudevents.endpoints import router as cloudevents
 from zc_api.internal.endpoints import router as internal
 from zc_api.leases.endpoints import router as leases
+from zc_api.links.endpoints import internal_router as action_links
+from zc_api.links.endpoints import pages_router as action_link_pages
+from zc_api.notifications.endpoints import router as notifications
 from zc_api.policies.endpoints import router as policies
+from zc_api.reaping.endpoints import router as reaping
 from zc_api.resources.endpoints import router as resources
 from zc_api.tokens.endpoints import router as tokens
 from zc_api.users.endpoints import router as users
 
 PUBLIC = (accounts, policies, cloudaccounts, users, tokens, resources, leases, audit, cloudevents)
+INTERNAL = (internal, reaping, action_links, notifications)
 
 public_router = APIRouter(prefix="/api/v1")
 for domain in PUBLIC:
@@ -24,4 +30,6 @@ for domain in PUBLIC:
 
 router = APIRouter()
 router.include_router(public_router)
-router.include_router(internal, prefix="/internal/v1")
+for domain in INTERNAL:
+    router.include_router(domain, prefix="/internal/v1")
+router.include_router(action_link_pages)

@@ -1,4 +1,4 @@
-"""HTTP routes for reading leases."""
+"""HTTP routes for leases: reading them, and what owners and admins do to them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from zc_common.messages import LeaseStatus
 
 from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
-from zc_api.leases import service
-from zc_api.leases.schemas import LeasePublic
+from zc_api.leases import actions, service
+from zc_api.leases.repository import LeaseRecord
+from zc_api.leases.schemas import LeaseExemption, LeaseOwnerChange, LeasePublic, LeaseRenewal
 from zc_api.pagination import Page, PageDep
 
 router = APIRouter(tags=["leases"])
@@ -47,3 +48,45 @@ async def list_leases(
 async def get_lease(lease_id: int, session: SessionDep, caller: UserDep) -> LeasePublic:
     lease, resource = await service.get(session, caller=caller, lease_id=lease_id)
     return LeasePublic.of(lease, resource)
+
+
+def _public(record: LeaseRecord) -> LeasePublic:
+    return LeasePublic.of(record.lease, record.resource)
+
+
+@router.post(
+    "/leases/{lease_id}/renew", response_model=LeasePublic, responses=responses(401, 404, 409, 422),
+    summary="Renew a lease by a duration or to a time, within the maximum lease (owner or admin)",
+)
+async def renew_lease(lease_id: int, body: LeaseRenewal, session: SessionDep, caller: UserDep) -> LeasePublic:
+    record = await actions.renew(
+        session, caller=caller, lease_id=lease_id, extend_by_seconds=body.extend_by_seconds, until=body.until
+    )
+    return _public(record)
+
+
+@router.post(
+    "/leases/{lease_id}/shutdown", response_model=LeasePublic, responses=responses(401, 404, 409, 422),
+    summary="Expire a lease now: its instance is stopped or terminated per policy (owner or admin)",
+)
+async def shutdown_lease(lease_id: int, session: SessionDep, caller: UserDep) -> LeasePublic:
+    return _public(await actions.shutdown(session, caller=caller, lease_id=lease_id))
+
+
+@router.post(
+    "/leases/{lease_id}/exempt", response_model=LeasePublic, responses=responses(401, 403, 404, 409, 422),
+    summary="Exempt a lease from expiry, with a reason, optionally until a time (admin)",
+)
+async def exempt_lease(lease_id: int, body: LeaseExemption, session: SessionDep, caller: UserDep) -> LeasePublic:
+    record = await actions.exempt(session, caller=caller, lease_id=lease_id, reason=body.reason, until=body.until)
+    return _public(record)
+
+
+@router.post(
+    "/leases/{lease_id}/owner", response_model=LeasePublic, responses=responses(401, 403, 404, 409, 422),
+    summary="Give a lease to another user of the account (admin)",
+)
+async def change_lease_owner(
+    lease_id: int, body: LeaseOwnerChange, session: SessionDep, caller: UserDep
+) -> LeasePublic:
+    return _public(await actions.change_owner(session, caller=caller, lease_id=lease_id, email=body.email))

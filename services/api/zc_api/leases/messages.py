@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus
 
-from zc_api.leases.policy import warn_at
+from zc_api.leases.policy import NEVER_EXPIRES, warn_at
 
 
 class LeaseFields(Protocol):
@@ -87,11 +87,17 @@ def lease_changed(
 ) -> LeaseChanged:
     """The message for a committed lease change; it is also the lease's schedule. An
     active lease carries the warnings still ahead of it and its expiry (the scheduler's
-    timers); any other status carries none, which cancels the older versions' timers."""
+    timers); an exemption with an end date and a shutdown request carry only the expiry
+    (a shutdown's is now: the reaper is asked at once); anything else carries none, which
+    cancels the older versions' timers."""
     warnings: list[datetime] = []
     expire_at = None
     if lease.status is LeaseStatus.active:
         warnings = warn_at(lease.expires_at, warning_seconds, now=now)
+        expire_at = lease.expires_at
+    elif lease.status is LeaseStatus.exempt and lease.expires_at < NEVER_EXPIRES:
+        expire_at = lease.expires_at
+    elif change is LeaseChange.shutdown_requested:
         expire_at = lease.expires_at
     return LeaseChanged(
         message_id=message_id or uuid4(),

@@ -7,7 +7,7 @@ import fnmatch
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 
@@ -156,6 +156,10 @@ def resolve_owner(
 
 
 # --- expiry ---------------------------------------------------------------------------
+
+# The expiry of a lease exempted without an end date: a time that never comes (the column
+# is not null, and "expires_at <= now" stays the one test of being due).
+NEVER_EXPIRES = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from zc_common.messages import LeaseStatus
 
@@ -27,6 +28,9 @@ class LeasePublic(BaseModel):
     over_quota: bool
     created_at: datetime | None
     updated_at: datetime | None
+    exempt_reason: str | None = None
+    claimed_at: datetime | None = None
+    reaped_at: datetime | None = None
 
     @classmethod
     def of(cls, lease: Lease, resource: Resource) -> LeasePublic:
@@ -37,5 +41,38 @@ class LeasePublic(BaseModel):
             cloud_account_id=lease.cloud_account_id, owner_email=lease.owner_email,
             owner_reason=lease.owner_reason, expires_at=lease.expires_at, version=lease.version,
             status=LeaseStatus(lease.status), over_quota=lease.over_quota, created_at=lease.created_at,
-            updated_at=lease.updated_at,
+            updated_at=lease.updated_at, exempt_reason=lease.exempt_reason, claimed_at=lease.claimed_at,
+            reaped_at=lease.reaped_at,
         )
+
+
+# A renewal can ask for at most ten years; the policy's maximum lease is the real bound.
+MAX_EXTENSION_SECONDS = 10 * 365 * 24 * 3600
+
+
+class LeaseRenewal(BaseModel):
+    """Exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    extend_by_seconds: Annotated[int, Field(gt=0, le=MAX_EXTENSION_SECONDS)] | None = Field(
+        None, description="Add this to the current expiry (to now, once the lease has expired)."
+    )
+    until: datetime | None = Field(None, description="The new expiry, ISO 8601; UTC when no zone.")
+
+
+class LeaseExemption(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = Field(
+        description="Why this instance may outlive the policy (kept in the audit log)."
+    )
+    until: datetime | None = Field(None, description="When the exemption ends; none: until an admin changes it.")
+
+
+class LeaseOwnerChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)] = Field(
+        description="A user of the lease's account."
+    )

@@ -42,6 +42,8 @@ class AccountPolicyPublic(BaseModel):
     over_quota_grace_seconds: int
     action_on_expiry: ActionOnExpiry
     warning_seconds: list[int]
+    blast_radius_percent: int
+    blast_radius_per_hour: int
     updated_at: datetime | None
 
 
@@ -67,6 +69,12 @@ class AccountPolicyUpdate(BaseModel):
     action_on_expiry: ActionOnExpiry | None = None
     warning_seconds: list[Seconds] | None = Field(
         None, description="Warn the owner this many seconds before the lease ends (each)."
+    )
+    blast_radius_percent: Annotated[int, Field(ge=0, le=100)] | None = Field(
+        None, description="Reap at most this share of a cloud account's managed instances per hour."
+    )
+    blast_radius_per_hour: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="And at most this many instances per cloud account per hour."
     )
 
     @field_validator("owner_tag")

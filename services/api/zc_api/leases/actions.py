@@ -1,0 +1,295 @@
+"""What people do to a lease: renew it, shut it down now, exempt it, give it to someone
+else. Each change is a new version of the lease, in the audit log with who did it and on
+the outbox (the new schedule) in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from zc_common.errors import Conflict, InvalidInput, NotFound
+from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus, utcnow
+
+from zc_api.audit import service as audit
+from zc_api.auth.principal import Principal
+from zc_api.leases import repository
+from zc_api.leases.messages import lease_changed
+from zc_api.leases.policy import NEVER_EXPIRES, normalise_email
+from zc_api.leases.repository import LeaseRecord
+from zc_api.leases.service import visible_to
+from zc_api.models import User, UserPolicy
+from zc_api.outbox import service as outbox
+from zc_api.policies.service import human_duration
+
+RENEWABLE = frozenset({LeaseStatus.active, LeaseStatus.expired})
+# An exempt lease can be shut down or exempted again (to change the reason or the end).
+ADJUSTABLE = frozenset({LeaseStatus.active, LeaseStatus.expired, LeaseStatus.exempt})
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A time without a zone is read as UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _why_not(record: LeaseRecord, doing: str) -> str:
+    """Why ``doing`` cannot be done to this lease in its status, and what to do instead."""
+    lease = record.lease
+    match record.status:
+        case LeaseStatus.reaping:
+            return (f"lease {lease.id} cannot be {doing}: the reaper claimed it and is stopping or terminating "
+                    f"its instance now")
+        case LeaseStatus.reaped:
+            return (f"lease {lease.id} cannot be {doing}: its instance was already "
+                    f"{'terminated' if record.policy.action_on_expiry == 'terminate' else 'stopped'}; "
+                    "start the instance again and it gets a new lease")
+        case LeaseStatus.released:
+            return f"lease {lease.id} cannot be {doing}: it was released, its instance is gone"
+        case LeaseStatus.exempt:
+            return (f"lease {lease.id} cannot be {doing}: it is exempt ({lease.exempt_reason}); an admin can "
+                    "exempt it with another end date, or shut it down")
+        case _:
+            return f"lease {lease.id} cannot be {doing} while it is {lease.status}"
+
+
+def require_status(record: LeaseRecord, allowed: frozenset[LeaseStatus], doing: str) -> None:
+    if record.status not in allowed:
+        raise Conflict(_why_not(record, doing))
+
+
+async def _visible(session: AsyncSession, caller: Principal, lease_id: int) -> LeaseRecord:
+    records = await repository.load(session, [lease_id], lock=True, where=visible_to(caller))
+    if lease_id not in records:
+        raise NotFound(f"lease {lease_id} not found")
+    return records[lease_id]
+
+
+def new_version(
+    session: AsyncSession,
+    record: LeaseRecord,
+    change: LeaseChange,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    **details: Any,
+) -> LeaseChanged:
+    """Make what the caller changed on ``record.lease`` a new version and audit it;
+    answers its LeaseChanged (the new schedule) for the caller to put on the outbox in
+    the same transaction (batches enqueue many at once)."""
+    lease = record.lease
+    lease.version += 1
+    lease.updated_at = now
+    message = lease_changed(
+        change, record.snapshot(), actor=actor, now=now, warning_seconds=record.policy.warning_seconds,
+        reason=reason,
+    )
+    audit.record(
+        session, account_id=lease.account_id, actor=actor, action=f"lease.{change.value}", subject_type="lease",
+        subject_id=lease.id, reason=reason, message_id=message.message_id, version=lease.version,
+        status=lease.status, expires_at=lease.expires_at.isoformat(), **details,
+    )
+    return message
+
+
+async def record_change(
+    session: AsyncSession,
+    record: LeaseRecord,
+    change: LeaseChange,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    **details: Any,
+) -> LeaseChanged:
+    """A new version of one lease, audited, its LeaseChanged on the outbox."""
+    message = new_version(session, record, change, actor=actor, now=now, reason=reason, **details)
+    await outbox.enqueue(session, [message])
+    return message
+
+
+# --- renew ----------------------------------------------------------------------------
+
+
+def _within_max(record: LeaseRecord, expires_at: datetime, *, now: datetime, field: str) -> None:
+    maximum = record.effective.max_lease_seconds
+    if expires_at - now > timedelta(seconds=maximum):
+        latest = now + timedelta(seconds=maximum)
+        raise InvalidInput(
+            f"a lease can run at most {human_duration(maximum)} ({maximum} s) from now, the maximum lease for "
+            f"{record.lease.owner_email}: ask for {latest:%Y-%m-%d %H:%M} UTC or earlier",
+            field=field,
+        )
+
+
+async def renewed(
+    session: AsyncSession,
+    record: LeaseRecord,
+    *,
+    expires_at: datetime,
+    actor: str,
+    now: datetime,
+    via: str,
+    **details: Any,
+) -> LeaseChanged:
+    """Renew a locked lease to ``expires_at`` (already checked against the policy)."""
+    require_status(record, RENEWABLE, "renewed")
+    lease = record.lease
+    previous = lease.expires_at
+    lease.status, lease.expires_at = LeaseStatus.active.value, expires_at
+    return await record_change(
+        session, record, LeaseChange.renewed, actor=actor, now=now, via=via,
+        previous_expires_at=previous.isoformat(), **details,
+    )
+
+
+async def renew(
+    session: AsyncSession,
+    *,
+    caller: Principal,
+    lease_id: int,
+    extend_by_seconds: int | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> LeaseRecord:
+    """Renew by a duration (added to the current expiry, or to now once that has passed)
+    or to a time; never further than the owner's maximum lease from now."""
+    now = now or utcnow()
+    record = await _visible(session, caller, lease_id)
+    require_status(record, RENEWABLE, "renewed")
+    if until is not None and extend_by_seconds is not None:
+        raise InvalidInput("give extend_by_seconds or until, not both", field="until")
+    if until is not None:
+        expires_at, field = as_utc(until), "until"
+        if expires_at <= now:
+            raise InvalidInput(f"until ({expires_at:%Y-%m-%d %H:%M} UTC) has passed: give a time ahead", field=field)
+    elif extend_by_seconds is not None:
+        expires_at, field = extended(record, extend_by_seconds, now=now), "extend_by_seconds"
+    else:
+        raise InvalidInput("give extend_by_seconds or until", field="extend_by_seconds")
+    _within_max(record, expires_at, now=now, field=field)
+    await renewed(session, record, expires_at=expires_at, actor=caller.actor, now=now, via="api")
+    return record
+
+
+def extended(record: LeaseRecord, seconds: int, *, now: datetime) -> datetime:
+    """The expiry ``seconds`` later: added to the current expiry while the lease is
+    active, to now once it has expired (time already lost is not given back)."""
+    base = max(record.lease.expires_at, now) if record.status is LeaseStatus.active else now
+    return base + timedelta(seconds=seconds)
+
+
+def default_renewal(record: LeaseRecord, *, now: datetime) -> datetime:
+    """Where a one-click renewal takes a lease: the owner's default lease more, never
+    further than their maximum lease from now."""
+    policy = record.effective
+    return min(extended(record, policy.lease_seconds, now=now), now + timedelta(seconds=policy.max_lease_seconds))
+
+
+# --- shut down ------------------------------------------------------------------------
+
+
+async def shut_down(
+    session: AsyncSession,
+    record: LeaseRecord,
+    *,
+    actor: str,
+    now: datetime,
+    via: str,
+    reason: str,
+    **details: Any,
+) -> LeaseChanged:
+    """Expire a locked lease now: its timer fires at once and the reaper stops or
+    terminates the instance (or, in observe mode, says it would have)."""
+    require_status(record, ADJUSTABLE, "shut down")
+    lease = record.lease
+    previous = lease.expires_at
+    lease.status, lease.expires_at, lease.exempt_reason = LeaseStatus.expired.value, now, None
+    return await record_change(
+        session, record, LeaseChange.shutdown_requested, actor=actor, now=now, via=via,
+        reason=reason, previous_expires_at=previous.isoformat(), **details,
+    )
+
+
+async def shutdown(
+    session: AsyncSession, *, caller: Principal, lease_id: int, now: datetime | None = None
+) -> LeaseRecord:
+    now = now or utcnow()
+    record = await _visible(session, caller, lease_id)
+    await shut_down(
+        session, record, actor=caller.actor, now=now, via="api", reason=f"shut down by {caller.email or caller.actor}"
+    )
+    return record
+
+
+# --- exempt ---------------------------------------------------------------------------
+
+
+async def exempt(
+    session: AsyncSession,
+    *,
+    caller: Principal,
+    lease_id: int,
+    reason: str,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> LeaseRecord:
+    """Keep an instance beyond the policy (admins only): until a time, or until an admin
+    changes it again."""
+    now = now or utcnow()
+    record = await _visible(session, caller, lease_id)
+    caller.require_admin(record.lease.account_id)
+    require_status(record, ADJUSTABLE, "exempted")
+    expires_at = NEVER_EXPIRES
+    if until is not None:
+        expires_at = as_utc(until)
+        if expires_at <= now:
+            raise InvalidInput(f"until ({expires_at:%Y-%m-%d %H:%M} UTC) has passed: give a time ahead", field="until")
+        if expires_at >= NEVER_EXPIRES:
+            raise InvalidInput("until is too far ahead: leave it out to exempt without an end", field="until")
+    lease = record.lease
+    previous = lease.expires_at
+    lease.status, lease.expires_at, lease.exempt_reason = LeaseStatus.exempt.value, expires_at, reason
+    await record_change(
+        session, record, LeaseChange.exempted, actor=caller.actor, now=now, reason=reason,
+        until=until.isoformat() if until else None, previous_expires_at=previous.isoformat(),
+    )
+    return record
+
+
+# --- owner ----------------------------------------------------------------------------
+
+
+async def change_owner(
+    session: AsyncSession, *, caller: Principal, lease_id: int, email: str, now: datetime | None = None
+) -> LeaseRecord:
+    """Give a lease to another user of the account (admins only)."""
+    now = now or utcnow()
+    record = await _visible(session, caller, lease_id)
+    lease = record.lease
+    caller.require_admin(lease.account_id)
+    require_status(record, ADJUSTABLE, "given to another owner")
+    wanted = normalise_email(email)
+    user = await session.scalar(
+        select(User).where(col(User.account_id) == lease.account_id, col(User.email) == wanted)
+    )
+    if user is None:
+        raise InvalidInput(
+            f"{wanted} is not a user of this account: add them first (POST /api/v1/accounts/{lease.account_id}/users)",
+            field="email",
+        )
+    if user.id == lease.owner_user_id:
+        return record
+    previous = lease.owner_email
+    lease.owner_user_id, lease.owner_email = user.id, user.email
+    lease.owner_reason = f"owner set by {caller.email or caller.actor}"
+    # The new owner's overrides bound the lease from now on.
+    record.owner_policy = await session.get(UserPolicy, user.id)
+    await record_change(
+        session, record, LeaseChange.owner_changed, actor=caller.actor, now=now,
+        reason=lease.owner_reason, previous_owner_email=previous, owner_email=user.email,
+    )
+    return record

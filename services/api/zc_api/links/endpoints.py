@@ -1,0 +1,52 @@
+"""Routes of action links: minting them (internal, for the notifier) and the pages a
+link opens (public: the token is the credential). GET shows, only POST acts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from zc_common.internal_api import ActionLinksRequest, ActionLinksResult
+from zc_common.messages import utcnow
+
+from zc_api.deps import RuntimeDep, ServiceDep, SessionDep
+from zc_api.errors import responses
+from zc_api.links import pages, service
+from zc_api.links.service import LinkRefused
+
+internal_router = APIRouter(tags=["internal"])
+pages_router = APIRouter(tags=["action links"], include_in_schema=False)
+
+
+@internal_router.post(
+    "/action-links", response_model=ActionLinksResult, responses=responses(401, 404, 422),
+    summary="Mint single-use renew / shut-down links for leases at their current version (service token)",
+)
+async def mint_action_links(
+    body: ActionLinksRequest, session: SessionDep, runtime: RuntimeDep, _: ServiceDep
+) -> ActionLinksResult:
+    links = await service.mint(
+        session, refs=body.leases, wanted=body.actions, public_url=runtime.settings.public_url,
+        ttl_seconds=runtime.settings.action_token_ttl_seconds,
+    )
+    return ActionLinksResult(data=links)
+
+
+@pages_router.get("/a/{token}", response_class=HTMLResponse)
+async def confirm_action(token: str, session: SessionDep) -> HTMLResponse:
+    now = utcnow()
+    try:
+        link = await service.inspect(session, token=token, now=now)
+    except LinkRefused as refusal:
+        return pages.refused(refusal)
+    return pages.confirmation(link, now=now)
+
+
+@pages_router.post("/a/{token}", response_class=HTMLResponse)
+async def perform_action(token: str, session: SessionDep) -> HTMLResponse:
+    now = utcnow()
+    try:
+        done = await service.use(session, token=token, now=now)
+    except LinkRefused as refusal:
+        return pages.refused(refusal)
+    return pages.outcome(done, now=now)

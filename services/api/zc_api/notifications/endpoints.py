@@ -1,0 +1,29 @@
+"""Internal routes for the notifier: reserve notification keys, mark them sent."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from zc_common.internal_api import NotificationKeys
+
+from zc_api.deps import ServiceDep, SessionDep
+from zc_api.errors import responses
+from zc_api.notifications import service
+
+router = APIRouter(tags=["internal"])
+
+
+@router.post(
+    "/notifications/reserve", response_model=NotificationKeys, responses=responses(401, 404, 422),
+    summary="Reserve notification keys; answers those not sent yet (service token)",
+)
+async def reserve_notifications(body: NotificationKeys, session: SessionDep, _: ServiceDep) -> NotificationKeys:
+    return NotificationKeys(keys=await service.reserve(session, keys=body.keys))
+
+
+@router.post(
+    "/notifications/sent", status_code=204, response_class=Response, responses=responses(401, 404, 422),
+    summary="Record notification keys as sent (service token)",
+)
+async def notifications_sent(body: NotificationKeys, session: SessionDep, _: ServiceDep) -> None:
+    await service.mark_sent(session, keys=body.keys)
