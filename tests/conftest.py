@@ -164,20 +164,15 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def clean_database(database_url: str) -> str:
-    """The run's database with every api table emptied (identities restarted)."""
-    from sqlmodel import SQLModel
-
-    import zc_api.models  # noqa: F401 - puts the api's tables on the metadata
-
-    wanted = {table.name for table in SQLModel.metadata.sorted_tables} - {"alembic_version"}
+    """The run's database with every table emptied (identities restarted): the api's and
+    the scheduler's, which may share it. Only the migration bookkeeping stays."""
     connection = await asyncpg.connect(database_url)
     try:
-        # Only tables that exist here: the metadata may also hold other packages' tables.
-        present = {
+        tables = sorted(
             row["tablename"]
             for row in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        }
-        tables = sorted(wanted & present)
+            if not row["tablename"].endswith("alembic_version")
+        )
         if tables:
             names = ", ".join(f'"{table}"' for table in tables)
             await connection.execute(f"TRUNCATE TABLE {names} RESTART IDENTITY CASCADE")

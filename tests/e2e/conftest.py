@@ -14,17 +14,27 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
 import uvicorn
 
-from zc_api.main import create_app
 from zc_common.aws import AwsAccess, CloudAccountRole
-from zc_common.settings import ApiSettings, IngestorSettings
+from zc_common.settings import (
+    ApiSettings,
+    IngestorSettings,
+    NotifierSettings,
+    ReaperSettings,
+    SchedulerSettings,
+)
+
+from zc_api.main import create_app
 from zc_ingestor.main import wired
 from zc_ingestor.service import Ingestor
+
+if TYPE_CHECKING:
+    from tests.notifier.factories import SmtpSink
 
 CUSTOMER = "111111111111"
 ROLE_ARN = f"arn:aws:iam::{CUSTOMER}:role/ZeroCloud"
@@ -145,6 +155,49 @@ class Stack:
             "sweep_interval": 0, "account_cache_seconds": 0,
         }
         return IngestorSettings(**{**values, **overrides})
+
+    @contextlib.asynccontextmanager
+    async def lifecycle(self, *, digest_window: float = 0.5) -> AsyncIterator[SmtpSink]:
+        """Scheduler, notifier and reaper, each with its own RabbitMQ connection, and an
+        SMTP sink standing in for the mail relay. Yields the sink."""
+        from tests.notifier.factories import SmtpSink
+        from zc_notifier.main import create_app as create_notifier
+        from zc_reaper.main import create_app as create_reaper
+        from zc_scheduler.database import migrate as migrate_scheduler
+        from zc_scheduler.main import create_app as create_scheduler
+
+        await migrate_scheduler(self.database_url)
+        sink = SmtpSink()
+        sink.start()
+        common = {"amqp_url": self.amqp_url, "amqp_exchange": self.exchange, "aws_endpoint_url": self.aws_endpoint_url}
+        caller = {**common, "api_url": self.api_url, "api_token": self.service_token}
+        apps = [
+            create_scheduler(SchedulerSettings(**common, database_url=self.database_url, sweep_interval=0)),
+            create_notifier(NotifierSettings(
+                **caller, smtp_host="127.0.0.1", smtp_port=sink.port, digest_window=digest_window, send_retry_delay=0.2,
+            )),
+            create_reaper(ReaperSettings(**caller)),
+        ]
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for app in apps:
+                    await stack.enter_async_context(app.router.lifespan_context(app))
+                yield sink
+        finally:
+            sink.stop()
+
+    async def set_policy(self, **policy: Any) -> None:
+        answer = await self.http.patch(f"/api/v1/accounts/{self.ids['account']}/policy", json=policy)
+        assert answer.status_code == 200, answer.text
+
+    async def set_mode(self, mode: str) -> None:
+        answer = await self.http.patch(f"/api/v1/cloudaccounts/{self.ids['cloud_account']}", json={"mode": mode})
+        assert answer.status_code == 200, answer.text
+
+    async def instance_state(self, instance_id: str) -> str:
+        async with self.aws.client("ec2", REGION, CloudAccountRole(ROLE_ARN, "customer-admin")) as ec2:
+            answer = await ec2.describe_instances(InstanceIds=[instance_id])
+        return str(answer["Reservations"][0]["Instances"][0]["State"]["Name"])
 
     @contextlib.asynccontextmanager
     async def ingestor(self, **overrides: Any) -> AsyncIterator[Ingestor]:
