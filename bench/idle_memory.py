@@ -42,25 +42,37 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def wait_ready(url: str, timeout: float = 60) -> None:
+def wait_ready(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            try:
-                if (await http.get(f"{url}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
     raise RuntimeError(f"{url} never became ready")
 
 
-async def main(idle_seconds: float) -> None:
+def sql(statement: str) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(f"{PG}/postgres")
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def main(idle_seconds: float) -> None:
     database = f"zc_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(f"{PG}/postgres")
-    await admin.execute(f"CREATE DATABASE {database}")
+    sql(f"CREATE DATABASE {database}")
     moto_port = free_port()
     moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    smtp_port = free_port()
+    smtp = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     token = f"zc_{secrets.token_urlsafe(32)}"
     ports = {name: free_port() for name in ("api", "ingestor", "scheduler", "notifier", "reaper")}
@@ -68,7 +80,7 @@ async def main(idle_seconds: float) -> None:
         **os.environ, "ZC_DATABASE_URL": f"{PG}/{database}", "ZC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
         "ZC_AMQP_EXCHANGE": f"zc-bench-{secrets.token_hex(4)}", "ZC_SERVICE_TOKEN": token, "ZC_API_TOKEN": token,
         "ZC_API_URL": f"http://127.0.0.1:{ports['api']}", "ZC_AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
-        "ZC_SWEEP_INTERVAL": "0", "ZC_LOG_LEVEL": "WARNING", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+        "ZC_SWEEP_INTERVAL": "0", "ZC_SMTP_HOST": "127.0.0.1", "ZC_SMTP_PORT": str(smtp_port), "ZC_LOG_LEVEL": "WARNING", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
     }
     commands = {
         "api": [str(BIN / "zerocloud-api"), "serve"],
@@ -80,16 +92,17 @@ async def main(idle_seconds: float) -> None:
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         subprocess.run([str(BIN / "zerocloud-api"), "migrate"], env=env, check=True, capture_output=True)
+        subprocess.run([str(BIN / "zerocloud-scheduler"), "migrate"], env=env, check=True, capture_output=True)
         for name, command in commands.items():
             processes[name] = subprocess.Popen(command, env={**env, "ZC_HTTP_PORT": str(ports[name])},
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            await wait_ready(f"http://127.0.0.1:{ports[name]}")
+            wait_ready(f"http://127.0.0.1:{ports[name]}")
         samples: dict[str, list[float]] = {name: [] for name in processes}
         end = time.monotonic() + idle_seconds
         while time.monotonic() < end:
             for name, process in processes.items():
                 samples[name].append(rss_mb(process.pid))
-            await asyncio.sleep(1)
+            time.sleep(1)
         print(f"idle resident memory per service over {idle_seconds:.0f}s (target < 150 MB)")
         print(f"{'service':10} {'median MB':>10} {'max MB':>8}")
         for name, values in samples.items():
@@ -103,11 +116,11 @@ async def main(idle_seconds: float) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         moto.terminate()
-        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        await admin.close()
+        smtp.terminate()
+        sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idle-seconds", type=float, default=20)
-    asyncio.run(main(parser.parse_args().idle_seconds))
+    main(parser.parse_args().idle_seconds)

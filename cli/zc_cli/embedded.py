@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -113,6 +114,31 @@ def moto_server(port: int) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+class Mailbox:
+    """The sandbox's SMTP server: every mail ZeroCloud sends lands in a folder as .eml."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.eml"
+        (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        return "250 kept in the sandbox mailbox"
+
+
+@contextlib.contextmanager
+def smtp_sink(folder: Path, port: int) -> Iterator[int]:
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(Mailbox(folder), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
 async def create_event_queue(aws: AwsAccess) -> str:
     async with aws.client("sqs") as sqs:
         answer = await sqs.create_queue(QueueName=QUEUE_NAME)
@@ -121,8 +147,8 @@ async def create_event_queue(aws: AwsAccess) -> str:
 
 @contextlib.asynccontextmanager
 async def embedded_services(
-    *, database_url: str, aws_endpoint_url: str, api_port: int, admin_token: str, sweep_interval: float = 60.0,
-    log_level: str = "INFO",
+    *, database_url: str, aws_endpoint_url: str, api_port: int, admin_token: str, smtp_port: int,
+    sweep_interval: float = 60.0, log_level: str = "INFO",
 ) -> AsyncIterator[SandboxState]:
     """Run the api and the ingestor (and the skeleton services) on one in-process bus."""
     from zc_common.internal_api import InternalApi
@@ -159,8 +185,14 @@ async def embedded_services(
 
     # The other services: their apps' lifespans subscribe to the shared bus.
     others = [
-        create_scheduler(SchedulerSettings(**common), bus=bus),
-        create_notifier(NotifierSettings(**common), bus=bus),
+        create_scheduler(SchedulerSettings(**common, database_url=database_url, sweep_interval=sweep_interval), bus=bus),
+        create_notifier(
+            NotifierSettings(
+                **common, api_url=api_url, api_token=service_token, smtp_host="127.0.0.1", smtp_port=smtp_port,
+                mail_from="zerocloud@sandbox.localhost", digest_window=2,
+            ),
+            bus=bus,
+        ),
         create_reaper(ReaperSettings(**common, api_url=api_url, api_token=service_token), bus=bus),
     ]
     async with contextlib.AsyncExitStack() as stack:
@@ -194,10 +226,10 @@ async def embedded_services(
 
 async def run_sandbox(data_dir: Path, *, api_port: int, moto_port: int, sweep_interval: float) -> None:
     admin_token, database_url = await asyncio.to_thread(_prepare, data_dir)
-    with moto_server(moto_port) as aws_endpoint_url:
+    with moto_server(moto_port) as aws_endpoint_url, smtp_sink(data_dir / "mailbox", free_port()) as smtp_port:
         async with embedded_services(
             database_url=database_url, aws_endpoint_url=aws_endpoint_url, api_port=api_port,
-            admin_token=admin_token, sweep_interval=sweep_interval, log_level="WARNING",
+            admin_token=admin_token, smtp_port=smtp_port, sweep_interval=sweep_interval, log_level="WARNING",
         ) as state:
             state.save(data_dir)
             print(banner(state), flush=True)
@@ -218,6 +250,7 @@ ZeroCloud sandbox is running (all services in one process; Ctrl-C stops it).
   AWS (moto)     {state.aws_endpoint_url}
   event queue    {state.queue_url}
   customer AWS   account {state.customer_account_id}, role {state.customer_role_arn}
+  mailbox        every mail ZeroCloud sends is kept in the data folder's mailbox/ as .eml
 
 In another terminal:
   export ZC_API_URL={state.api_url} ZC_API_TOKEN={state.admin_token}

@@ -8,13 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zc_common.settings import (
-    ApiSettings,
-    IngestorSettings,
-    SchedulerSettings,
-    ZeroCloudSettings,
-    load_settings,
-)
+from zc_common.settings import ApiSettings, IngestorSettings, ZeroCloudSettings, load_settings
 
 TOKEN = "s" * 32
 
@@ -44,7 +38,7 @@ def stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
 def test_config_file_values_are_used(config_file: Path) -> None:
     config_file.write_text("amqp_url: amqp://mq.internal:5672/\nhttp_port: 9001\nlog_level: DEBUG\n")
 
-    settings = load_settings(SchedulerSettings, "scheduler")
+    settings = load_settings(ZeroCloudSettings, "scheduler")
 
     assert settings.amqp_url == "amqp://mq.internal:5672/"
     assert settings.http_port == 9001
@@ -55,7 +49,7 @@ def test_environment_overrides_config_file(config_file: Path, monkeypatch: pytes
     config_file.write_text("amqp_url: amqp://from-file:5672/\nhttp_port: 9001\n")
     monkeypatch.setenv("ZC_HTTP_PORT", "9002")
 
-    settings = load_settings(SchedulerSettings, "scheduler")
+    settings = load_settings(ZeroCloudSettings, "scheduler")
 
     assert settings.http_port == 9002
     assert settings.amqp_url == "amqp://from-file:5672/"
@@ -64,24 +58,14 @@ def test_environment_overrides_config_file(config_file: Path, monkeypatch: pytes
 def test_explicit_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZC_AMQP_URL", "amqp://from-env:5672/")
 
-    settings = load_settings(SchedulerSettings, "scheduler", amqp_url="memory://")
+    settings = load_settings(ZeroCloudSettings, "scheduler", amqp_url="memory://")
 
     assert settings.amqp_url == "memory://"
 
 
-def test_each_service_has_its_own_default_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
-    monkeypatch.setenv("ZC_API_URL", "http://api:8000")
-    monkeypatch.setenv("ZC_API_TOKEN", TOKEN)
-
-    assert load_settings(ZeroCloudSettings, "any").http_port == 8000
-    assert load_settings(IngestorSettings, "ingestor").http_port == 8001
-    assert load_settings(SchedulerSettings, "scheduler").http_port == 8002
-
-
 def test_missing_required_setting_stops_with_one_line_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
-        load_settings(SchedulerSettings, "scheduler")
+        load_settings(ZeroCloudSettings, "scheduler")
 
     assert stopped.value.code == 2
     [line] = stderr_lines(capsys)
@@ -118,7 +102,7 @@ def test_invalid_value_is_named_with_the_reason(
     monkeypatch.setenv(name, value)
 
     with pytest.raises(SystemExit) as stopped:
-        load_settings(SchedulerSettings, "scheduler")
+        load_settings(ZeroCloudSettings, "scheduler")
 
     assert stopped.value.code == 2
     [line] = stderr_lines(capsys)
@@ -187,7 +171,7 @@ def test_config_file_that_does_not_exist_is_named(
     monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
 
     with pytest.raises(SystemExit) as stopped:
-        load_settings(SchedulerSettings, "scheduler")
+        load_settings(ZeroCloudSettings, "scheduler")
 
     assert stopped.value.code == 2
     [line] = stderr_lines(capsys)
@@ -204,7 +188,7 @@ def test_unreadable_config_file_stops_with_one_line_naming_it(
     monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
 
     with pytest.raises(SystemExit) as stopped:
-        load_settings(SchedulerSettings, "scheduler")
+        load_settings(ZeroCloudSettings, "scheduler")
 
     assert stopped.value.code == 2
     [line] = stderr_lines(capsys)
@@ -215,4 +199,4 @@ def test_empty_config_file_is_fine(config_file: Path, monkeypatch: pytest.Monkey
     config_file.write_text("")
     monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
 
-    assert load_settings(SchedulerSettings, "scheduler").amqp_url == "amqp://mq:5672/"
+    assert load_settings(ZeroCloudSettings, "scheduler").amqp_url == "amqp://mq:5672/"

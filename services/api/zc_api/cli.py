@@ -7,9 +7,10 @@ import asyncio
 import typer
 import uvicorn
 
-from zc_api.database import create_engine, migrate, session_maker, transaction
 from zc_common.logging import configure_logging
 from zc_common.settings import ApiSettings, load_settings
+
+from zc_api.database import create_engine, migrate, session_maker, transaction
 
 app = typer.Typer(help="The ZeroCloud api service.", no_args_is_help=True)
 
