@@ -9,6 +9,7 @@ import inspect
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import aio_pika
@@ -19,7 +20,7 @@ from yarl import URL
 from zc_common.bus import Bus, PermanentFailure
 from zc_common.bus.base import DeadLetter
 from zc_common.bus.rabbit import RabbitBus
-from zc_common.messages import Message, decode
+from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message, decode
 
 
 class Ping(Message):
@@ -338,6 +339,31 @@ async def test_messages_published_while_no_consumer_runs_wait_for_it(
 
     await eventually(lambda: len(handler.messages) == 5)
     assert sorted(handler.messages, key=lambda m: m.n) == sent  # type: ignore[attr-defined]
+
+
+async def test_a_message_published_before_its_consumer_ever_ran_is_kept_for_it(
+    rabbit_bus: Callable[..., RabbitBus],
+) -> None:
+    """A fresh deployment where the api publishes before the scheduler has ever started."""
+    publisher = rabbit_bus()
+    await publisher.start()
+    change = LeaseChanged(
+        change=LeaseChange.created, actor="test",
+        lease=LeaseSnapshot(
+            lease_id=1, version=1, status=LeaseStatus.active, owner_email="a@b.c",
+            expires_at=datetime.now(timezone.utc), account_id=1, cloud_account_id=1,
+            upstream_account_id="111111111111", region="us-east-1", instance_id="i-0123456789abcdef0",
+        ),
+    )
+    await publisher.publish(change)
+
+    handler = Recorder()
+    scheduler = rabbit_bus()
+    scheduler.subscribe("scheduler", [LeaseChanged], handler)
+    await scheduler.start()
+
+    await eventually(lambda: len(handler.messages) == 1)
+    assert handler.messages[0].message_id == change.message_id
 
 
 async def test_handled_messages_are_acknowledged_and_not_delivered_again(

@@ -15,6 +15,7 @@ import aio_pika.abc
 from aio_pika.exceptions import AMQPError
 
 from zc_common.bus.base import ATTEMPT_HEADER, REASON_HEADER, Bus, DeadLetter, Subscription, run_handler
+from zc_common.bus.topology import SERVICE_QUEUES
 from zc_common.messages import Message, UndecodableMessage, decode
 
 log = logging.getLogger("zc.bus.rabbit")
@@ -31,8 +32,10 @@ class RabbitBus(Bus):
         prefetch: int = 500,
         publish_timeout: float = 60.0,
         connect_timeout: float = 60.0,
+        declare_topology: bool = True,
     ) -> None:
         super().__init__()
+        self.declare_topology = declare_topology
         self.url = url
         self.exchange_name = exchange
         self.dead_exchange_name = f"{exchange}.dead"
@@ -58,6 +61,9 @@ class RabbitBus(Bus):
             self._dead_exchange = await self._channel.declare_exchange(
                 self.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
             )
+            if self.declare_topology:
+                for queue, types in SERVICE_QUEUES.items():
+                    await declare_queue(self._channel, self, queue, [t.type_name() for t in types])
         started = {id(consumer.sub) for consumer in self._consumers}
         for sub in self.subscriptions:
             if id(sub) not in started:
@@ -181,6 +187,31 @@ def _safe(url: str) -> str:
     return url
 
 
+async def declare_queue(
+    channel: aio_pika.abc.AbstractChannel, bus: RabbitBus, queue: str, routing_keys: list[str]
+) -> aio_pika.abc.AbstractQueue:
+    """A service's durable queue bound to its message types, with its retry queue (which
+    dead-letters back into it after the backoff) and its dead-letter queue."""
+    name = bus.queue_name(queue)
+    exchange = await channel.declare_exchange(bus.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+    dead_exchange = await channel.declare_exchange(bus.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+    declared = await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={"x-dead-letter-exchange": bus.dead_exchange_name, "x-dead-letter-routing-key": queue},
+    )
+    for key in routing_keys:
+        await declared.bind(exchange, routing_key=key)
+    await channel.declare_queue(
+        f"{name}.retry",
+        durable=True,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": name},
+    )
+    dead_queue = await channel.declare_queue(f"{name}.dead", durable=True)
+    await dead_queue.bind(dead_exchange, routing_key=queue)
+    return declared
+
+
 class _Consumer:
     """One subscription: its queues, a consuming channel, and a worker handling batches."""
 
@@ -197,29 +228,7 @@ class _Consumer:
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=max(self.bus.prefetch, self.sub.batch_size * 2))
-        exchange = await channel.declare_exchange(
-            self.bus.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        dead_exchange = await channel.declare_exchange(
-            self.bus.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        self.queue = await channel.declare_queue(
-            self.name,
-            durable=True,
-            arguments={
-                "x-dead-letter-exchange": self.bus.dead_exchange_name,
-                "x-dead-letter-routing-key": self.sub.queue,
-            },
-        )
-        for key in self.sub.routing_keys:
-            await self.queue.bind(exchange, routing_key=key)
-        await channel.declare_queue(
-            f"{self.name}.retry",
-            durable=True,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.name},
-        )
-        dead_queue = await channel.declare_queue(f"{self.name}.dead", durable=True)
-        await dead_queue.bind(dead_exchange, routing_key=self.sub.queue)
+        self.queue = await declare_queue(channel, self.bus, self.sub.queue, self.sub.routing_keys)
         self.worker = asyncio.create_task(self._work(), name=f"bus:{self.name}")
         self.consumer_tag = await self.queue.consume(self.buffer.put, no_ack=False)
 
