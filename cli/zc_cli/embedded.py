@@ -160,9 +160,11 @@ async def embedded_services(
     from zc_ingestor.service import Ingestor
     from zc_notifier.main import create_app as create_notifier
     from zc_reaper.main import create_app as create_reaper
+    from zc_scheduler.database import migrate as migrate_scheduler
     from zc_scheduler.main import create_app as create_scheduler
 
     await migrate(database_url)
+    await migrate_scheduler(database_url)  # its own scheduler_* tables beside the api's
     service_token = f"zc_{secrets.token_urlsafe(32)}"
     api_url = f"http://127.0.0.1:{api_port}"
     common = {"amqp_url": "memory://", "bus": "memory", "aws_endpoint_url": aws_endpoint_url, "log_level": log_level}
@@ -200,7 +202,7 @@ async def embedded_services(
             await stack.enter_async_context(app.router.lifespan_context(app))
         ingestor_settings = IngestorSettings(
             **common, api_url=api_url, api_token=service_token, event_queue_urls=[queue_url],
-            sweep_interval=sweep_interval, poll_wait_seconds=2,
+            poll_wait_seconds=2,
         )
         internal_api = InternalApi(api_url, service_token)
         stack.push_async_callback(internal_api.close)

@@ -152,7 +152,7 @@ class Stack:
             "amqp_url": self.amqp_url, "amqp_exchange": self.exchange, "aws_endpoint_url": self.aws_endpoint_url,
             "api_url": self.api_url, "api_token": self.service_token, "event_queue_urls": [self.queue_url],
             "event_dead_letter_queue_url": self.dead_letter_queue_url, "poll_wait_seconds": 1,
-            "sweep_interval": 0, "account_cache_seconds": 0,
+            "account_cache_seconds": 0,
         }
         return IngestorSettings(**{**values, **overrides})
 

@@ -233,7 +233,6 @@ def ingestor_settings(moto_url: str, queues: EventQueues | None = None, **overri
         "event_dead_letter_queue_url": queues.dead_letter_url if queues else None,
         "poll_wait_seconds": 1,
         "visibility_timeout": 5,
-        "sweep_interval": 0,
     }
     return IngestorSettings(**{**values, **overrides})
 

@@ -7,7 +7,6 @@ import pytest
 
 from zc_common.messages import InstanceState
 
-from tests.ingestor.conftest import IngestorFactory
 from tests.ingestor.factories import (
     CUSTOMER,
     OTHER_CUSTOMER,
@@ -17,7 +16,6 @@ from tests.ingestor.factories import (
     RecordingBus,
     aws_of,
     cloud_account,
-    eventually,
 )
 from zc_ingestor import describe
 from zc_ingestor.service import Ingestor
@@ -135,16 +133,3 @@ async def test_sweep_pages_through_the_listing(
     assert aws_of(ingestor).calls["DescribeInstances"] == 3
     assert result.instances == 5
     assert sorted(c.instance_id for c in recording_bus.changes) == sorted(launched)
-
-
-async def test_sweep_timer_sweeps_shortly_after_start(
-    make_ingestor: IngestorFactory, customer: CustomerAccount, recording_bus: RecordingBus
-) -> None:
-    ingestor = make_ingestor(sweep_interval=0.5)
-    [instance_id] = await customer.launch()
-
-    await ingestor.start(poll=False)
-    await eventually(lambda: ingestor.counters["sweeps"] >= 2, timeout=10)
-    await ingestor.stop()
-
-    assert {c.instance_id for c in recording_bus.changes} == {instance_id}

@@ -127,9 +127,6 @@ class IngestorSettings(ApiCallerSettings):
     event_dead_letter_queue_url: str | None = Field(
         None, description="Where unusable events go with their reason; else deleted and counted."
     )
-    sweep_interval: float = Field(
-        600.0, ge=0, description="Seconds between inventory sweeps; 0 turns the timer off."
-    )
     poll_wait_seconds: int = Field(20, ge=0, le=20)
     visibility_timeout: int = Field(60, ge=5, le=43_200)
     max_event_bytes: int = Field(256 * 1024, ge=1024)

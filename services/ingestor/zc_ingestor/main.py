@@ -118,6 +118,6 @@ async def _poll(settings: IngestorSettings, *, once: bool) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, interrupted.set)
-        await ingestor.start(sweep_timer=False)
+        await ingestor.start()
         await interrupted.wait()
         log.info("stopping: finishing the batches in hand")

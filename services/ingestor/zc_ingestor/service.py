@@ -16,12 +16,11 @@ from zc_common.settings import IngestorSettings
 
 from zc_ingestor.accounts import CloudAccountDirectory
 from zc_ingestor.hints import FollowedHints, HintFollower
-from zc_ingestor.poller import PollResult, QueuePoller, pause
+from zc_ingestor.poller import PollResult, QueuePoller
 from zc_ingestor.sweep import Sweeper, SweepResult
 
 log = logging.getLogger("zc.ingestor")
 
-FIRST_SWEEP_DELAY = 5.0
 
 
 class Ingestor:
@@ -36,31 +35,21 @@ class Ingestor:
         self.sweeper = Sweeper(bus, aws, api, self.counters)
         self._stopping = asyncio.Event()
         self._pollers: list[asyncio.Task[None]] = []
-        self._sweep_timer: asyncio.Task[None] | None = None
 
-    async def start(self, *, poll: bool = True, sweep_timer: bool = True) -> None:
-        """Start a poller per event queue and, when the interval is not 0, the sweep timer."""
+    async def start(self, *, poll: bool = True) -> None:
+        """Start a poller per event queue. Sweeps run when the scheduler's SweepRequested
+        jobs arrive (handlers.py): one timer for the whole installation, not one per replica."""
         self._stopping.clear()
         if poll:
             self._pollers = [
                 asyncio.create_task(self.poller.run(url, self._stopping), name=f"poll:{url}")
                 for url in self.settings.event_queue_urls
             ]
-        if sweep_timer and self.settings.sweep_interval > 0:
-            self._sweep_timer = asyncio.create_task(self._sweep_periodically(), name="sweep-timer")
-        log.info(
-            "ingestor started: %d queues, sweep every %.0fs",
-            len(self._pollers), self.settings.sweep_interval if self._sweep_timer else 0,
-        )
+        log.info("ingestor started: %d queues", len(self._pollers))
 
     async def stop(self) -> None:
-        """Stop receiving, let every poller finish the batch in hand, stop the sweep timer
-        (an interrupted sweep loses nothing: the next one starts over)."""
+        """Stop receiving and let every poller finish the batch in hand."""
         self._stopping.set()
-        if self._sweep_timer is not None:
-            self._sweep_timer.cancel()
-            await asyncio.gather(self._sweep_timer, return_exceptions=True)
-            self._sweep_timer = None
         if self._pollers:
             # Past the visibility timeout the batch's messages are back on the queue anyway.
             _, late = await asyncio.wait(self._pollers, timeout=self.settings.visibility_timeout)
@@ -89,12 +78,3 @@ class Ingestor:
         """Whether the api answers an internal request (for /readyz)."""
         await self.api.cloud_accounts()
         return True
-
-    async def _sweep_periodically(self) -> None:
-        await pause(self._stopping, min(FIRST_SWEEP_DELAY, self.settings.sweep_interval))
-        while not self._stopping.is_set():
-            try:
-                await self.sweep()
-            except Exception as error:  # noqa: BLE001 - the timer must outlive a failed sweep
-                log.warning("sweep failed: %s: %s", type(error).__name__, error)
-            await pause(self._stopping, self.settings.sweep_interval)

@@ -1,1 +1,1 @@
-"""ZeroCloud scheduler: durable lease timers and sweep jobs (issue: Lease lifecycle)."""
+"""ZeroCloud scheduler: durable lease timers and sweep jobs."""

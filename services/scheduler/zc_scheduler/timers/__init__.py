@@ -1,0 +1,1 @@
+"""Timers: lease warnings and expiries, and the periodic sweep job."""
