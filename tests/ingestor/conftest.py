@@ -16,10 +16,10 @@ from zc_common.internal_api import InternalApi
 
 from tests.ingestor.factories import (
     OTHER_CUSTOMER,
+    CountingAwsAccess,
     CustomerAccount,
     EventQueues,
     FakeApi,
-    ObservedAwsAccess,
     RecordingBus,
     ingestor_settings,
 )
@@ -69,7 +69,7 @@ async def make_ingestor(
     def make(*, on_bus: Bus | None = None, **overrides: Any) -> Ingestor:
         api = fake_api.client()
         settings = ingestor_settings(moto, queues, **overrides)
-        ingestor = Ingestor(settings, on_bus or recording_bus, ObservedAwsAccess(endpoint_url=moto), api)
+        ingestor = Ingestor(settings, on_bus or recording_bus, CountingAwsAccess(endpoint_url=moto), api)
         built.append((ingestor, api))
         return ingestor
 

@@ -5,105 +5,38 @@ them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import socket
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-from botocore.exceptions import ClientError
 from fastapi import FastAPI, HTTPException, Request
 
-from zc_common.aws import AwsAccess, CloudAccountRole
+from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
 from zc_common.internal_api import CloudAccountMode, CloudAccountRecord, InternalApi
 from zc_common.messages import Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
+from tests.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
 from zc_ingestor.service import Ingestor
 
-CUSTOMER = "111111111111"
+__all__ = ["CUSTOMER", "REGION", "CountingAwsAccess", "CustomerAccount"]
+
 OTHER_CUSTOMER = "333333333333"
 NOT_ONBOARDED = "222222222222"
-REGION = "us-east-1"
 SERVICE_TOKEN = "zc_test-service-token-0123456789"
-AMI = "ami-12c6146b"
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-# --- AWS as the ingestor sees it -------------------------------------------------------
-
-
-class ObservedAwsAccess(AwsAccess):
-    """AwsAccess that counts the AWS operations it calls, and refuses AssumeRole into the
-    roles in ``refused`` the way AWS does (moto accepts every AssumeRole)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.calls: Counter[str] = Counter()
-        self.refused: set[str] = set()
-
-    @contextlib.asynccontextmanager
-    async def client(
-        self, service: str, region: str | None = None, role: CloudAccountRole | None = None
-    ) -> AsyncIterator[Any]:
-        async with super().client(service, region, role) as client:
-            client.meta.events.register("before-call", self._count)
-            yield client
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.calls[model.name] += 1
-
-    async def assume_role(self, role: CloudAccountRole) -> Any:
-        if role.role_arn in self.refused:
-            raise ClientError(
-                {
-                    "Error": {
-                        "Code": "AccessDenied",
-                        "Message": f"not authorized to perform: sts:AssumeRole on resource: {role.role_arn}",
-                    }
-                },
-                "AssumeRole",
-            )
-        return await super().assume_role(role)
-
-
-class CustomerAccount:
-    """A customer's AWS account in moto, acted on the way its developers would (through a
-    role there: moto puts what an assumed role does in the role's account)."""
-
-    def __init__(self, moto_url: str, account_id: str = CUSTOMER) -> None:
-        self.account_id = account_id
-        self.aws = AwsAccess(endpoint_url=moto_url, session_name="developer")
-        self.role = CloudAccountRole(f"arn:aws:iam::{account_id}:role/Developer", "developer")
-
-    async def launch(
-        self, count: int = 1, *, region: str = REGION, tags: dict[str, str] | None = None,
-        instance_type: str = "t3.micro",
-    ) -> list[str]:
-        tags = {"owner": "alice@bigdb.com", **(tags or {})}
-        async with self.aws.client("ec2", region, self.role) as ec2:
-            answer = await ec2.run_instances(
-                ImageId=AMI, MinCount=count, MaxCount=count, InstanceType=instance_type,
-                TagSpecifications=[
-                    {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-                ],
-            )
-        return [instance["InstanceId"] for instance in answer["Instances"]]
-
-    async def terminate(self, *instance_ids: str, region: str = REGION) -> None:
-        async with self.aws.client("ec2", region, self.role) as ec2:
-            await ec2.terminate_instances(InstanceIds=list(instance_ids))
 
 
 class EventQueues:
@@ -237,9 +170,9 @@ def ingestor_settings(moto_url: str, queues: EventQueues | None = None, **overri
     return IngestorSettings(**{**values, **overrides})
 
 
-def aws_of(ingestor: Ingestor) -> ObservedAwsAccess:
+def aws_of(ingestor: Ingestor) -> CountingAwsAccess:
     aws = ingestor.poller.aws
-    assert isinstance(aws, ObservedAwsAccess)
+    assert isinstance(aws, CountingAwsAccess)
     return aws
 
 

@@ -8,7 +8,7 @@ import pytest
 from zc_common.aws import CloudAccountRole
 from zc_common.messages import InstanceState
 
-from tests.ingestor.factories import CUSTOMER, REGION, CustomerAccount, ObservedAwsAccess
+from tests.ingestor.factories import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
 from zc_ingestor.describe import describe_instances
 
 pytestmark = pytest.mark.asyncio
@@ -21,8 +21,8 @@ def unknown_ids(count: int) -> list[str]:
 
 
 async def test_unknown_ids_do_not_fail_the_call(moto: str, customer: CustomerAccount) -> None:
-    [known] = await customer.launch(tags={"Name": "db"})
-    aws = ObservedAwsAccess(endpoint_url=moto)
+    [known] = await customer.launch(tags={"owner": "alice@bigdb.com", "Name": "db"})
+    aws = CountingAwsAccess(endpoint_url=moto)
 
     async with aws.client("ec2", REGION, ROLE) as ec2:
         found = await describe_instances(ec2, [known, *unknown_ids(2)])
@@ -38,7 +38,7 @@ async def test_more_than_200_ids_are_described_in_chunks_of_200(
     moto: str, customer: CustomerAccount
 ) -> None:
     known = await customer.launch(3)
-    aws = ObservedAwsAccess(endpoint_url=moto)
+    aws = CountingAwsAccess(endpoint_url=moto)
 
     async with aws.client("ec2", REGION, ROLE) as ec2:
         found = await describe_instances(ec2, [*unknown_ids(400), *known])
@@ -52,7 +52,7 @@ async def test_instances_of_another_account_are_not_seen(
     moto: str, customer: CustomerAccount, other_customer: CustomerAccount
 ) -> None:
     [theirs] = await other_customer.launch()
-    aws = ObservedAwsAccess(endpoint_url=moto)
+    aws = CountingAwsAccess(endpoint_url=moto)
 
     async with aws.client("ec2", REGION, ROLE) as ec2:
         found = await describe_instances(ec2, [theirs])

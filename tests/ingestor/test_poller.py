@@ -40,7 +40,7 @@ def running(instance_id: str, account_id: str = CUSTOMER, region: str = REGION) 
 async def test_state_change_event_becomes_one_change_from_aws_and_is_deleted(
     ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
 ) -> None:
-    [instance_id] = await customer.launch(tags={"Name": "build-box"}, instance_type="m5.large")
+    [instance_id] = await customer.launch(tags={"owner": "alice@bigdb.com", "Name": "build-box"}, instance_type="m5.large")
     event = running(instance_id)
     await queues.send(event)
     before = utcnow()
