@@ -13,7 +13,11 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 PIP_COMPILE := $(BIN)/pip-compile --quiet --resolver=backtracking --strip-extras --no-header \
                --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --no-emit-options
 
-.PHONY: venv services lint test run requirements clean
+.PHONY: venv services tools lint test run requirements clean
+
+# Programs the tests drive, from the distribution's packages (never a downloaded browser):
+# Chromium for the web UI, docker-compose to check the compose file, kubectl for kustomize.
+SYSTEM_TOOLS := chromium:chromium docker-compose:docker-compose kubectl:kubectl
 
 venv: $(STAMP)
 
@@ -27,11 +31,14 @@ $(STAMP): requirements/dev.txt requirements/runtime.txt $(PYPROJECTS)
 services:
 	scripts/ensure-services.sh
 
+tools:
+	scripts/ensure-tools.sh $(SYSTEM_TOOLS)
+
 lint: venv
 	$(BIN)/ruff check libs services cli tests bench
 	$(BIN)/mypy --strict libs/zc_common/zc_common
 
-test: venv services lint
+test: venv services tools lint
 	$(BIN)/pytest
 
 run: venv
