@@ -110,6 +110,45 @@ class ApiSettings(ZeroCloudSettings):
     action_token_ttl_seconds: int = Field(
         3 * 24 * 3600, ge=1, description="How long a mailed renew / shut-down link works (seconds)."
     )
+    github_client_id: str | None = Field(
+        None, description="OAuth app client ID for 'Sign in with GitHub' (the web UI's only sign-in)."
+    )
+    github_client_secret: str | None = Field(None, description="OAuth app client secret; set with github_client_id.")
+    github_authorize_url: str = Field(
+        "https://github.com/login/oauth/authorize", description="Where the browser is sent to sign in."
+    )
+    github_token_url: str = Field(
+        "https://github.com/login/oauth/access_token", description="Where the api exchanges the code for a token."
+    )
+    github_api_url: str = Field(
+        "https://api.github.com", description="GitHub's REST API (GitHub Enterprise: https://HOST/api/v3)."
+    )
+    session_ttl_seconds: int = Field(
+        12 * 3600, ge=60, description="How long a web sign-in lasts without activity (seconds)."
+    )
+    invitation_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="How long an invitation link works.")
+    email_confirmation_ttl_seconds: int = Field(
+        2 * 24 * 3600, ge=60, description="How long an email-confirmation link works."
+    )
+    sandbox_mailbox_dir: str | None = Field(
+        None, description="Sandbox only: a folder of .eml files the web UI shows as the mailbox page."
+    )
+
+    @property
+    def github_login_enabled(self) -> bool:
+        return bool(self.github_client_id and self.github_client_secret)
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Cookies carry Secure whenever the UI is served over https (always, in production)."""
+        return self.public_url.startswith("https://")
+
+    @field_validator("github_client_secret")
+    @classmethod
+    def _github_app_is_complete(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (info.data.get("github_client_id") is None) != (value is None):
+            raise ValueError("set together with github_client_id: both or neither")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from zc_common.aws import AwsAccess
@@ -22,6 +23,7 @@ from zc_api.ingest.handlers import subscribe as subscribe_ingest
 from zc_api.outbox.relay import run_relay
 from zc_api.routes import router
 from zc_api.runtime import ApiRuntime
+from zc_api.web.render import STATIC_DIR
 
 log = logging.getLogger("zc.api")
 
@@ -76,6 +78,7 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     add_health_routes(app, lambda: {"database": lambda: _database_answers(app), "bus": app.state.runtime.bus.ping})
 

@@ -87,7 +87,14 @@ class User(SQLModel, table=True):
     account_id: int | None = Field(default=None, foreign_key="account.id", index=True, ondelete="CASCADE")
     email: str = Field(max_length=320)
     github_login: str | None = Field(default=None, max_length=100, unique=True)
+    github_id: int | None = Field(
+        default=None, sa_type=sa.BigInteger, unique=True, description="GitHub's numeric id: a login can be renamed"
+    )
+    name: str | None = Field(default=None, max_length=200)
     role: str = Field(default="dev", max_length=16)
+    email_confirmed_at: datetime | None = Field(
+        default=None, sa_type=TZ, description="nothing is mailed to the address before it is confirmed"
+    )
     created_at: datetime | None = _now_column()
 
 
@@ -254,3 +261,65 @@ class OutboxMessage(SQLModel, table=True):
     body: str = Field(sa_type=sa.Text)
     created_at: datetime | None = _now_column()
     published_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the cookie holds a random token, the table its SHA-256 and
+    the CSRF secret every form of that session must echo."""
+
+    __tablename__ = "web_session"
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime | None = _now_column()
+    expires_at: datetime = Field(sa_type=TZ)
+    last_seen_at: datetime | None = Field(default=None, sa_type=TZ)
+    ended_at: datetime | None = Field(default=None, sa_type=TZ, description="logout")
+
+
+class LoginAttempt(SQLModel, table=True):
+    """One GitHub sign-in in flight: its OAuth state (hashed), PKCE verifier and where to
+    go after. Used once; a callback with an unknown or used state is refused."""
+
+    __tablename__ = "login_attempt"
+    state_hash: str = Field(max_length=64, primary_key=True)
+    code_verifier: str = Field(max_length=128)
+    next_path: str = Field(default="/", max_length=2000)
+    invitation_id: int | None = Field(default=None, foreign_key="invitation.id", ondelete="CASCADE")
+    created_at: datetime | None = _now_column()
+    expires_at: datetime = Field(sa_type=TZ)
+    used_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class Invitation(SQLModel, table=True):
+    """An admin's invitation of an email address into their account, with a role. The
+    mailed link (single-use, stored hashed) proves the address when accepted."""
+
+    __tablename__ = "invitation"
+    __table_args__ = (sa.CheckConstraint("role IN ('admin', 'dev')", name="role"),)
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    email: str = Field(max_length=320)
+    role: str = Field(default="dev", max_length=16)
+    token_hash: str = Field(max_length=64, unique=True)
+    invited_by_user_id: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
+    created_at: datetime | None = _now_column()
+    expires_at: datetime = Field(sa_type=TZ)
+    accepted_at: datetime | None = Field(default=None, sa_type=TZ)
+    accepted_by_user_id: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
+    revoked_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+class EmailConfirmation(SQLModel, table=True):
+    """A single-use link mailed to a person's address; following it (GET shows, POST
+    confirms) sets ``User.email_confirmed_at``."""
+
+    __tablename__ = "email_confirmation"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    email: str = Field(max_length=320)
+    created_at: datetime | None = _now_column()
+    expires_at: datetime = Field(sa_type=TZ)
+    used_at: datetime | None = Field(default=None, sa_type=TZ)

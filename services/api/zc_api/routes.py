@@ -1,6 +1,6 @@
 """Every HTTP route of the api, collected from the domain folders: the public API under
-/api/v1 (user tokens), the internal one under /internal/v1 (the service token), and the
-pages action links open under /a/ (the link's token)."""
+/api/v1 (user tokens), the internal one under /internal/v1 (the service token), the
+pages action links open under /a/ (the link's token), and the web UI's pages."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from zc_api.reaping.endpoints import router as reaping
 from zc_api.resources.endpoints import router as resources
 from zc_api.tokens.endpoints import router as tokens
 from zc_api.users.endpoints import router as users
+from zc_api.web.routes import router as web_pages
 
 PUBLIC = (accounts, policies, cloudaccounts, users, tokens, resources, leases, audit, cloudevents)
 INTERNAL = (internal, reaping, action_links, notifications)
@@ -33,3 +34,4 @@ router.include_router(public_router)
 for domain in INTERNAL:
     router.include_router(domain, prefix="/internal/v1")
 router.include_router(action_link_pages)
+router.include_router(web_pages)
