@@ -270,6 +270,38 @@ async def test_each_subscribed_queue_gets_its_own_copy(bus: Bus) -> None:
     await eventually(lambda: first.messages == [sent] and second.messages == [sent])
 
 
+async def test_stopping_finishes_the_batch_in_hand_and_takes_no_more(bus: Bus) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_first(messages: Sequence[Message]) -> None:
+        entered.set()
+        if not release.is_set():
+            await release.wait()
+
+    handler = Recorder()
+
+    async def handle(messages: Sequence[Message]) -> None:
+        await slow_first(messages)
+        await handler(messages)
+
+    bus.subscribe("alpha", [Ping], handle, batch_size=1, max_wait=0.01)
+    await bus.start()
+    sent = [Ping(n=n) for n in range(5)]
+    await bus.publish(*sent)
+    await asyncio.wait_for(entered.wait(), timeout=10)
+
+    stopping = asyncio.create_task(bus.stop_consuming())
+    await asyncio.sleep(0.3)
+    assert not stopping.done(), "stopping did not wait for the batch in hand"
+    release.set()
+    await asyncio.wait_for(stopping, timeout=10)
+
+    assert handler.messages == [sent[0]], "a message was taken after stopping began"
+    await bus.start()  # consuming again: the rest is still there, the finished one is not
+    await eventually(lambda: len(handler.messages) == 5)
+    assert sorted(m.n for m in handler.messages) == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]
+
+
 # --- RabbitMQ only --------------------------------------------------------------------
 
 
@@ -513,3 +545,28 @@ async def test_close_finishes_while_the_broker_is_unreachable(
     await asyncio.sleep(0.2)
 
     await asyncio.wait_for(bus.close(), timeout=20)  # a SIGTERM during an outage must not hang
+
+
+async def test_a_batch_outlasting_the_grace_period_is_abandoned_for_redelivery(
+    rabbit_bus: Callable[..., RabbitBus],
+) -> None:
+    entered = asyncio.Event()
+
+    async def hangs(messages: Sequence[Message]) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    stuck = rabbit_bus(shutdown_grace=0.5)
+    stuck.subscribe("alpha", [Ping], hangs)
+    await stuck.start()
+    sent = Ping(n=1)
+    await stuck.publish(sent)
+    await asyncio.wait_for(entered.wait(), timeout=10)
+
+    await asyncio.wait_for(stuck.close(), timeout=10)
+
+    handler = Recorder()
+    successor = rabbit_bus()
+    successor.subscribe("alpha", [Ping], handler)
+    await successor.start()
+    await eventually(lambda: handler.messages == [sent])

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from zc_common.cloudevents import state_change_event
 
@@ -57,7 +58,7 @@ async def served_api(fake_api: FakeApi) -> AsyncIterator[str]:
     await serving
 
 
-async def test_app_is_ready_when_bus_and_api_answer(moto: str, served_api: str) -> None:
+async def test_app_is_ready_when_bus_api_and_aws_answer(moto: str, served_api: str) -> None:
     app = create_app(settings_for(moto, api_url=served_api))
 
     async with app.router.lifespan_context(app), probe(app) as http:
@@ -65,7 +66,31 @@ async def test_app_is_ready_when_bus_and_api_answer(moto: str, served_api: str) 
         ready = await http.get("/readyz")
 
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"bus": True, "api": True}
+    assert ready.json()["checks"] == {"bus": True, "api": True, "aws": True}
+
+
+async def test_app_is_not_ready_when_aws_does_not_answer(moto: str, served_api: str) -> None:
+    app = create_app(settings_for(moto, api_url=served_api, aws_endpoint_url=f"http://127.0.0.1:{free_port()}"))
+
+    async with app.router.lifespan_context(app), probe(app) as http:
+        ready = await http.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable", "checks": {"bus": True, "api": True, "aws": False}}
+
+
+async def test_app_exports_its_counters_on_metrics(moto: str, served_api: str) -> None:
+    app = create_app(settings_for(moto, api_url=served_api))
+
+    async with app.router.lifespan_context(app), probe(app) as http:
+        app.state.ingestor.counters["events_received"] += 5
+        text = (await http.get("/metrics")).text
+
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    received = families["zc_ingestor_events_received"]
+    assert received.type == "counter" and received.documentation
+    assert received.samples[0].value >= 5
+    assert "zc_bus_messages_consumed" in families and "zc_aws_calls" in families
 
 
 async def test_app_is_not_ready_without_the_api(moto: str) -> None:
@@ -75,7 +100,7 @@ async def test_app_is_not_ready_without_the_api(moto: str) -> None:
         ready = await http.get("/readyz")
 
     assert ready.status_code == 503
-    assert ready.json()["checks"] == {"bus": True, "api": False}
+    assert ready.json()["checks"] == {"bus": True, "api": False, "aws": True}
 
 
 async def test_run_poller_once_follows_the_queue(

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus
@@ -30,6 +31,7 @@ from tests.notifier.factories import (
     self_signed_certificate,
 )
 from zc_notifier.channels import SendFailed, build_channels
+from zc_notifier.delivery import Delivery
 from zc_notifier.handlers import QUEUE
 from zc_notifier.mail import Mail
 from zc_notifier.service import Notifier
@@ -300,3 +302,20 @@ async def test_when_the_api_refuses_links_the_mail_goes_without_them(
 
     await eventually(lambda: len(smtp_sink.mails) == 1)
     assert "/a/" not in smtp_sink.mails[0].text and "href=" not in smtp_sink.mails[0].html
+
+
+async def test_each_mail_is_counted_once_as_ok_or_failed(smtp_sink: SmtpSink) -> None:
+    def mails(outcome: str) -> float:
+        return REGISTRY.get_sample_value("zc_notifier_mails_total", {"channel": "smtp", "outcome": outcome}) or 0.0
+
+    up = Delivery(build_channels(notifier_settings(smtp_sink))[0], attempts=3, retry_delay=0.01, cooldown=0.1)
+    down = Delivery(build_channels(notifier_settings())[0], attempts=3, retry_delay=0.01, cooldown=0.1)
+    mail = Mail(sender="zerocloud@zerocloud.test", recipient=OWNER, subject="s", text="t", html="<p>h</p>")
+    ok, failed = mails("ok"), mails("failed")
+
+    await up.send(mail)
+    await up.send(mail)
+    with pytest.raises(SendFailed):
+        await down.send(mail)  # three tries, one mail
+
+    assert (mails("ok") - ok, mails("failed") - failed) == (2, 1)

@@ -1,5 +1,5 @@
 """The process: the app's lifespan wires a working reaper with health routes; /readyz
-checks the bus and the api."""
+checks the bus, the api and AWS."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ async def served_api(fake_api: FakeApi) -> AsyncIterator[str]:
     await serving
 
 
-async def test_app_is_ready_when_bus_and_api_answer(moto: str, served_api: str) -> None:
+async def test_app_is_ready_when_bus_api_and_aws_answer(moto: str, served_api: str) -> None:
     app = create_app(reaper_settings(moto, api_url=served_api))
 
     async with app.router.lifespan_context(app), probe(app) as http:
@@ -44,7 +44,17 @@ async def test_app_is_ready_when_bus_and_api_answer(moto: str, served_api: str) 
         ready = await http.get("/readyz")
 
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"bus": True, "api": True}
+    assert ready.json()["checks"] == {"bus": True, "api": True, "aws": True}
+
+
+async def test_app_is_not_ready_when_aws_does_not_answer(moto: str, served_api: str) -> None:
+    app = create_app(reaper_settings(moto, api_url=served_api, aws_endpoint_url=f"http://127.0.0.1:{free_port()}"))
+
+    async with app.router.lifespan_context(app), probe(app) as http:
+        ready = await http.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable", "checks": {"bus": True, "api": True, "aws": False}}
 
 
 async def test_app_is_not_ready_without_the_api(moto: str) -> None:
@@ -54,7 +64,7 @@ async def test_app_is_not_ready_without_the_api(moto: str) -> None:
         ready = await http.get("/readyz")
 
     assert ready.status_code == 503
-    assert ready.json()["checks"] == {"bus": True, "api": False}
+    assert ready.json()["checks"] == {"bus": True, "api": False, "aws": True}
 
 
 async def test_app_reaps_from_a_shared_bus(

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from zc_common.messages import LeaseChange, LeaseExpired, LeaseExpiringSoon
 
@@ -156,3 +157,17 @@ async def test_a_timer_whose_message_cannot_be_read_is_dropped_and_holds_back_no
     assert [message.lease.lease_id for message, _ in observer.of(LeaseExpired)] == [2]
     assert scheduler.counters["timers_undecodable"] == 1
     assert (await scheduler.pending(limit=10)).count == 0
+
+
+async def test_each_fired_timer_is_observed_by_the_lag_histogram(replicas: Replicas, observer: Observer) -> None:
+    def lag(suffix: str) -> float:
+        return REGISTRY.get_sample_value(f"zc_scheduler_timer_lag_seconds_{suffix}", {"kind": "expiry"}) or 0.0
+
+    await replicas.start()
+    count, total = lag("count"), lag("sum")
+
+    await replicas.publish(*(lease_changed(lease_id, expire_at=seconds_from_now(0.5)) for lease_id in (41, 42, 43)))
+    await observer.wait_for(3, LeaseExpired, timeout=10)
+
+    assert lag("count") - count == 3
+    assert 0 <= lag("sum") - total < 3 * PROMPT.total_seconds()

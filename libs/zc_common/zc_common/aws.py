@@ -1,13 +1,15 @@
 """AWS access: aiobotocore clients that act inside a customer's account through its
 role, always with the external ID ZeroCloud generated for it. Credentials are cached
 until shortly before they expire; every client uses adaptive retries and honours the
-configured endpoint (a moto server in tests and the sandbox)."""
+configured endpoint (a moto server in tests and the sandbox). Every call is counted
+(zc_common.metrics.AWS_CALLS) through botocore's event hooks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,9 +18,14 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
+from zc_common import metrics
+
 log = logging.getLogger("zc.aws")
 
 REFRESH_BEFORE = timedelta(minutes=5)
+# /readyz asks AWS at most this often, and waits this long for its answer.
+READINESS_CACHE_SECONDS = 30.0
+READINESS_TIMEOUT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +71,13 @@ class AwsAccess:
             max_pool_connections=50,
         )
         self._session: AioSession = get_session()
+        # On the session, so every client it creates (and every call they make) is counted.
+        self._session.register("after-call", _count_call, unique_id="zc-metrics-after-call")
+        self._session.register("after-call-error", _count_failed_call, unique_id="zc-metrics-after-call-error")
         self._cache: dict[CloudAccountRole, _Credentials] = {}
         self._locks: dict[CloudAccountRole, asyncio.Lock] = {}
+        self._readiness: tuple[float, bool] | None = None
+        self._readiness_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def client(
@@ -120,6 +132,32 @@ class AwsAccess:
         """Drop cached credentials (after an access-denied, say)."""
         self._cache.pop(role, None)
 
+    async def answers(self) -> bool:
+        """Whether AWS answers ZeroCloud's own credentials (STS GetCallerIdentity, one try,
+        a short timeout), for /readyz. The answer is kept READINESS_CACHE_SECONDS so that
+        frequent probes of several replicas do not become a load on AWS."""
+        async with self._readiness_lock:
+            now = time.monotonic()
+            if self._readiness is not None and now - self._readiness[0] < READINESS_CACHE_SECONDS:
+                return self._readiness[1]
+            config = AioConfig(
+                retries={"mode": "standard", "max_attempts": 1},
+                connect_timeout=READINESS_TIMEOUT_SECONDS,
+                read_timeout=READINESS_TIMEOUT_SECONDS,
+            )
+            try:
+                async with asyncio.timeout(READINESS_TIMEOUT_SECONDS + 1):
+                    async with self._session.create_client(
+                        "sts", region_name=self.default_region, endpoint_url=self.endpoint_url, config=config
+                    ) as sts:
+                        await sts.get_caller_identity()
+                answered = True
+            except Exception as error:  # noqa: BLE001 - any failure means AWS is not usable now
+                log.warning("AWS does not answer (%s: %s)", type(error).__name__, error)
+                answered = False
+            self._readiness = (time.monotonic(), answered)
+            return answered
+
 
 def error_code(error: BaseException) -> str | None:
     """The AWS error code of a botocore ClientError, else None."""
@@ -128,3 +166,20 @@ def error_code(error: BaseException) -> str | None:
         code = response.get("Error", {}).get("Code")
         return str(code) if code else None
     return None
+
+
+def _count_call(event_name: str, http_response: Any, parsed: Any, **_: Any) -> None:
+    """botocore's after-call (event ``after-call.<service>.<Operation>``): an answer came,
+    after botocore's own retries; a status of 300 or more is an AWS error."""
+    service, operation = event_name.split(".", 2)[1:]
+    outcome = "ok"
+    if getattr(http_response, "status_code", 200) >= 300:
+        code = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+        outcome = str(code or f"HTTP{http_response.status_code}")
+    metrics.AWS_CALLS.labels(service, operation, outcome).inc()
+
+
+def _count_failed_call(event_name: str, exception: BaseException, **_: Any) -> None:
+    """botocore's after-call-error: no answer at all (connection refused, timeout)."""
+    service, operation = event_name.split(".", 2)[1:]
+    metrics.AWS_CALLS.labels(service, operation, type(exception).__name__).inc()

@@ -1,23 +1,41 @@
 """What every service's HTTP face shares: /healthz (alive), /readyz (its dependencies
-answer), and running it under uvicorn with JSON logs."""
+answer), /metrics (Prometheus), and running it under uvicorn with JSON logs and a
+graceful SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 from collections.abc import Awaitable, Callable, Mapping
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from zc_common import metrics
+from zc_common.bus.base import SHUTDOWN_GRACE
 from zc_common.logging import configure_logging
 from zc_common.settings import ZeroCloudSettings
 
+__all__ = ["SHUTDOWN_GRACE", "ReadinessCheck", "ScrapeHook", "add_health_routes", "serve"]
+
+log = logging.getLogger("zc.service")
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
+ScrapeHook = Callable[[], Awaitable[None]]
 
 
-def add_health_routes(app: FastAPI, checks: Callable[[], Mapping[str, ReadinessCheck]]) -> None:
-    """``checks`` is called per request, so it can read the app's runtime state."""
+def add_health_routes(
+    app: FastAPI,
+    checks: Callable[[], Mapping[str, ReadinessCheck]],
+    *,
+    before_scrape: ScrapeHook | None = None,
+) -> None:
+    """``checks`` is called per request, so it can read the app's runtime state.
+    ``before_scrape`` brings gauges read from elsewhere (a database) up to date; if it
+    fails, /metrics still answers with everything else."""
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -36,11 +54,43 @@ def add_health_routes(app: FastAPI, checks: Callable[[], Mapping[str, ReadinessC
             {"status": "ok" if ok else "unavailable", "checks": results}, status_code=200 if ok else 503
         )
 
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Metrics in Prometheus's text format",
+        response_class=Response,
+        responses={200: {"content": {metrics.CONTENT_TYPE_LATEST: {}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        if before_scrape is not None:
+            try:
+                await asyncio.wait_for(before_scrape(), timeout=5)
+            except Exception as error:  # noqa: BLE001 - the other metrics are still worth having
+                log.warning("metrics scrape hook failed: %s: %s", type(error).__name__, error)
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+
+def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
 
 def serve(app: FastAPI, settings: ZeroCloudSettings, service: str) -> None:
-    """Run a service's app in the foreground; SIGTERM drains it through the lifespan."""
+    """Run a service's app in the foreground. SIGTERM (or Ctrl-C) drains it: uvicorn stops
+    accepting connections and gives open requests SHUTDOWN_GRACE seconds, then the app's
+    lifespan stops consuming and lets the work in hand finish (also bounded by
+    SHUTDOWN_GRACE), closes its connections, and the process exits 0."""
     configure_logging(service, settings.log_level)
+    # uvicorn re-raises the signal it drained for once it is done, under the handler that
+    # was there before it; left at the defaults, SIGTERM would then kill the process (exit
+    # -15) and Ctrl-C end in a KeyboardInterrupt traceback after a clean shutdown. This
+    # handler turns both into exit 0 (and, before uvicorn takes over, ends a process that
+    # has not started anything yet).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_after_shutdown)
     uvicorn.run(
-        app, host=settings.http_host, port=settings.http_port, log_config=None, timeout_graceful_shutdown=20
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
     )
-

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import typer
-import uvicorn
 
 from zc_common.logging import configure_logging
+from zc_common.service import serve as serve_app
 from zc_common.settings import ApiSettings, load_settings
 
 from zc_api.database import create_engine, migrate, session_maker, transaction
@@ -21,8 +21,8 @@ def serve() -> None:
     from zc_api.main import create_app
 
     settings = load_settings(ApiSettings, "api")
-    configure_logging("api", settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+    # The shared runner: JSON logs, a graceful SIGTERM that exits 0 like every service's.
+    serve_app(create_app(settings), settings, "api")
 
 
 @app.command("migrate")

@@ -13,14 +13,15 @@ from sqlalchemy import text
 
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus, create_bus
-from zc_common.service import add_health_routes
+from zc_common.service import SHUTDOWN_GRACE, add_health_routes
 from zc_common.settings import ApiSettings
 
 from zc_api import errors
 from zc_api.auth.bootstrap import ensure_bootstrap_admin
 from zc_api.database import create_engine, ensure_migrated, session_maker
 from zc_api.ingest.handlers import subscribe as subscribe_ingest
-from zc_api.outbox.relay import run_relay
+from zc_api.metrics import count_leases
+from zc_api.outbox.relay import BATCH, publish_pending, run_relay
 from zc_api.routes import router
 from zc_api.runtime import ApiRuntime
 from zc_api.web.render import STATIC_DIR
@@ -32,6 +33,17 @@ async def _database_answers(app: FastAPI) -> bool:
     runtime: ApiRuntime = app.state.runtime
     async with runtime.engine.connect() as connection:
         return bool((await connection.scalar(text("SELECT 1"))) == 1)
+
+
+async def _flush_outbox(runtime: ApiRuntime) -> None:
+    """Publish the outbox's unpublished rows, for up to SHUTDOWN_GRACE seconds; what is
+    left (the bus or the database is down) stays for the next instance's relay."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_GRACE):
+            while await publish_pending(runtime.sessions, runtime.bus) == BATCH:
+                pass
+    except Exception as error:  # noqa: BLE001 - shutting down: say so, the rows are safe
+        log.warning("outbox not flushed at shutdown (%s: %s); the next start publishes it", type(error).__name__, error)
 
 
 def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
@@ -64,9 +76,16 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # Shutdown (SIGTERM): stop taking ResourceChange and let the batch in hand
+            # commit, then publish what it (and anything before it) left in the outbox,
+            # so the next instance starts with nothing owed. A shared bus is the
+            # embedded runner's to stop.
+            if owns_bus:
+                await runtime.bus.stop_consuming()
             relay.cancel()
             await asyncio.gather(relay, return_exceptions=True)
             if owns_bus:
+                await _flush_outbox(runtime)
                 await runtime.bus.close()
             await engine.dispose()
 
@@ -80,6 +99,10 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    add_health_routes(app, lambda: {"database": lambda: _database_answers(app), "bus": app.state.runtime.bus.ping})
+    add_health_routes(
+        app,
+        lambda: {"database": lambda: _database_answers(app), "bus": app.state.runtime.bus.ping},
+        before_scrape=lambda: count_leases(app.state.runtime),
+    )
 
     return app

@@ -53,7 +53,9 @@ async def wired(
         try:
             yield ingestor
         finally:
-            await ingestor.stop()
+            # The pollers and the bus consumer stop together, each finishing what it holds
+            # (publishing still works until the bus closes).
+            await asyncio.gather(ingestor.stop(), bus.stop_consuming() if owns_bus else asyncio.sleep(0))
             if owns_bus:
                 await bus.close()
     finally:
@@ -61,7 +63,8 @@ async def wired(
 
 
 def create_app(settings: IngestorSettings | None = None, *, bus: Bus | None = None) -> FastAPI:
-    """The ingestor's process: pollers, sweep timer, bus handlers, /healthz and /readyz.
+    """The ingestor's process: pollers, sweep timer, bus handlers, /healthz, /readyz (bus,
+    api and AWS) and /metrics.
     Without settings they are read at start; given a bus (the embedded default shares
     one) it subscribes to it but does not close it."""
 
@@ -78,7 +81,12 @@ def create_app(settings: IngestorSettings | None = None, *, bus: Bus | None = No
 
     app = FastAPI(title="ZeroCloud ingestor", lifespan=lifespan)
     add_health_routes(
-        app, lambda: {"bus": app.state.ingestor.bus.ping, "api": app.state.ingestor.api_answers}
+        app,
+        lambda: {
+            "bus": app.state.ingestor.bus.ping,
+            "api": app.state.ingestor.api_answers,
+            "aws": app.state.ingestor.aws.answers,
+        },
     )
     return app
 

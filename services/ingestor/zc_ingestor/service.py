@@ -10,8 +10,10 @@ from collections.abc import Sequence
 
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus
+from zc_common.bus.base import SHUTDOWN_GRACE
 from zc_common.cloudevents import InstanceHint
 from zc_common.internal_api import InternalApi
+from zc_common.metrics import KEPT_COUNTS
 from zc_common.settings import IngestorSettings
 
 from zc_ingestor.accounts import CloudAccountDirectory
@@ -22,14 +24,15 @@ from zc_ingestor.sweep import Sweeper, SweepResult
 log = logging.getLogger("zc.ingestor")
 
 
-
 class Ingestor:
     def __init__(self, settings: IngestorSettings, bus: Bus, aws: AwsAccess, api: InternalApi) -> None:
         self.settings = settings
         self.bus = bus
+        self.aws = aws
         self.api = api
-        # Named counts of what happened to events and sweeps, for /metrics.
+        # Named counts of what happened to events and sweeps, exported on /metrics.
         self.counters: Counter[str] = Counter()
+        KEPT_COUNTS.track("ingestor", self.counters)
         self.follower = HintFollower(aws, CloudAccountDirectory(api, ttl=settings.account_cache_seconds))
         self.poller = QueuePoller(settings, aws, bus, self.follower, self.counters)
         self.sweeper = Sweeper(bus, aws, api, self.counters)
@@ -48,12 +51,16 @@ class Ingestor:
         log.info("ingestor started: %d queues", len(self._pollers))
 
     async def stop(self) -> None:
-        """Stop receiving and let every poller finish the batch in hand."""
+        """Stop receiving and let every poller finish the batch in hand, for up to
+        SHUTDOWN_GRACE seconds: a batch abandoned then is not lost (nothing of it was
+        deleted before its changes were published), its messages come back after the
+        visibility timeout."""
         self._stopping.set()
         if self._pollers:
-            # Past the visibility timeout the batch's messages are back on the queue anyway.
-            _, late = await asyncio.wait(self._pollers, timeout=self.settings.visibility_timeout)
+            grace = min(SHUTDOWN_GRACE, self.settings.visibility_timeout)
+            _, late = await asyncio.wait(self._pollers, timeout=grace)
             for task in late:
+                log.warning("%s: the batch in hand did not finish in %.0fs; abandoned", task.get_name(), grace)
                 task.cancel()
             await asyncio.gather(*self._pollers, return_exceptions=True)
             self._pollers = []

@@ -8,6 +8,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from zc_common.metrics import MAILS
+
 from zc_notifier.channels import Channel, RecipientRefused, SendFailed
 from zc_notifier.mail import Mail
 
@@ -62,7 +64,16 @@ class Delivery:
         return notice_key + self.channel.key_suffix
 
     async def send(self, mail: Mail) -> None:
-        """Deliver, or raise SendFailed once every try failed (RecipientRefused at once)."""
+        """Deliver, or raise SendFailed once every try failed (RecipientRefused at once).
+        Counted once per mail whatever the tries: ok, or failed."""
+        try:
+            await self._send(mail)
+        except SendFailed:
+            MAILS.labels(self.name, "failed").inc()
+            raise
+        MAILS.labels(self.name, "ok").inc()
+
+    async def _send(self, mail: Mail) -> None:
         attempts = 1 if self.breaker.tripped else self.attempts
         last: SendFailed | None = None
         for attempt in range(1, attempts + 1):

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus, create_bus
 from zc_common.internal_api import InternalApi
-from zc_common.service import add_health_routes, serve
+from zc_common.service import ReadinessCheck, add_health_routes, serve
 from zc_common.settings import ReaperSettings, load_settings
 
 from zc_reaper.service import Reaper
@@ -48,23 +48,28 @@ async def wired(settings: ReaperSettings, *, bus: Bus | None = None) -> AsyncIte
 
 
 def create_app(settings: ReaperSettings, *, bus: Bus | None = None) -> FastAPI:
-    """The reaper's process: the LeaseExpired handler, /healthz and /readyz (bus and api).
-    Given a bus (the embedded default shares one) it subscribes to it but does not close it."""
+    """The reaper's process: the LeaseExpired handler, /healthz, /readyz (bus, api and
+    AWS) and /metrics. Given a bus (the embedded default shares one) it subscribes to it
+    but does not close it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.bus = bus or create_bus(settings)
-        async with wired(settings, bus=app.state.bus) as reaper:
+        # wired owns the bus it creates: it drains it before closing the api client the
+        # batch in hand still needs for its claim and its outcomes.
+        async with wired(settings, bus=bus) as reaper:
             app.state.reaper = reaper
-            try:
-                yield
-            finally:
-                if bus is None:
-                    await app.state.bus.close()
+            yield
 
     app = FastAPI(title="ZeroCloud reaper", lifespan=lifespan)
-    add_health_routes(app, lambda: {"bus": app.state.bus.ping, "api": app.state.reaper.api_answers})
+    add_health_routes(app, lambda: readiness(app.state.reaper))
     return app
+
+
+def readiness(reaper: Reaper) -> dict[str, ReadinessCheck]:
+    checks: dict[str, ReadinessCheck] = {"api": reaper.api_answers, "aws": reaper.aws.answers}
+    if reaper.bus is not None:
+        checks = {"bus": reaper.bus.ping, **checks}
+    return checks
 
 
 def run() -> None:

@@ -78,6 +78,7 @@ class Reaper:
         self.clock = clock
         self.accounts = CloudAccounts(api, ttl=settings.account_cache_seconds)
         self.retry = RetryPolicy(attempts=settings.aws_attempts, delay=settings.aws_retry_delay)
+        self.bus: Bus | None = None
         self._unreported: OrderedDict[LeaseRef, ReapOutcome] = OrderedDict()
         # (cloud account, region) -> until when AWS is left alone after it kept failing.
         self._resting: dict[tuple[int, str], float] = {}
@@ -87,6 +88,7 @@ class Reaper:
         from zc_reaper import handlers
 
         handlers.subscribe(bus, self)
+        self.bus = bus
 
     async def api_answers(self) -> bool:
         """Whether the api answers an internal request (for /readyz)."""

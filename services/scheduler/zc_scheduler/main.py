@@ -45,7 +45,9 @@ async def wired(settings: SchedulerSettings, *, bus: Bus | None = None) -> Async
             try:
                 yield scheduler
             finally:
-                await scheduler.stop()
+                # Firing and the LeaseChanged consumer stop together, each finishing the
+                # batch in hand (a batch of timers commits only after its publish).
+                await asyncio.gather(scheduler.stop(), bus.stop_consuming() if owns_bus else asyncio.sleep(0))
         finally:
             if owns_bus:
                 await bus.close()

@@ -14,6 +14,12 @@ Semantics, the same for both implementations:
   never holds back the others. A single message is retried with backoff up to
   ``max_attempts`` and then dead-lettered with the last error as the reason.
 - Delivery is at least once: handlers must be idempotent (``message_id``, versions).
+- Stopping (``stop_consuming``, and ``close`` which starts with it) takes no new
+  message and lets the batch in hand finish for up to ``SHUTDOWN_GRACE`` seconds; past
+  that it is abandoned unacknowledged and RabbitMQ delivers it again (the in-process
+  bus keeps nothing beyond its process anyway). Publishing keeps working until ``close``.
+- Every settled message, publish and dead letter is counted (zc_common.metrics), here
+  for what the handlers decide and by each transport for what they see alone.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from zc_common import metrics
 from zc_common.logging import log_context
 from zc_common.messages import Message
 
@@ -35,6 +43,11 @@ Handler = Callable[[Sequence[Any]], Awaitable[None]]
 
 ATTEMPT_HEADER = "x-zc-attempt"
 REASON_HEADER = "x-zc-dead-reason"
+
+# How long a stopping service gives the work in hand (a bus batch, a poll of the event
+# queue, a batch of timers) before abandoning it for another instance to redo. The same
+# as uvicorn's timeout_graceful_shutdown for HTTP requests (zc_common.service.serve).
+SHUTDOWN_GRACE = 20.0
 
 
 class PermanentFailure(Exception):
@@ -79,6 +92,8 @@ class Outcome:
     done: list[int] = field(default_factory=list)
     retry: list[tuple[int, str]] = field(default_factory=list)
     dead: list[tuple[int, str]] = field(default_factory=list)
+    # Why each dead entry is dead, for the metrics: "permanent" or "exhausted".
+    dead_kinds: dict[int, str] = field(default_factory=dict)
 
 
 async def run_handler(
@@ -87,8 +102,17 @@ async def run_handler(
     """Run the handler on a batch; on failure split it and run each message alone.
 
     Returns the indices to ack, to retry (with the error) and to dead-letter (with the
-    reason). Shared by both bus implementations so their semantics cannot drift.
+    reason). Shared by both bus implementations so their semantics (and their metrics)
+    cannot drift.
     """
+    outcome = await _run_handler(sub, messages, attempts)
+    _count_outcome(sub.queue, messages, outcome)
+    return outcome
+
+
+async def _run_handler(
+    sub: Subscription, messages: Sequence[Message], attempts: Sequence[int]
+) -> Outcome:
     outcome = Outcome()
     if not messages:
         return outcome
@@ -118,7 +142,33 @@ async def run_handler(
             single = _single_failure(sub, message, attempts[index], error)
             outcome.retry.extend((index, reason) for _, reason in single.retry)
             outcome.dead.extend((index, reason) for _, reason in single.dead)
+            outcome.dead_kinds.update((index, kind) for kind in single.dead_kinds.values())
     return outcome
+
+
+def _count_outcome(queue: str, messages: Sequence[Message], outcome: Outcome) -> None:
+    settled: Counter[tuple[str, str]] = Counter()
+    settled.update((messages[index].type, "ok") for index in outcome.done)
+    settled.update((messages[index].type, "retried") for index, _ in outcome.retry)
+    settled.update((messages[index].type, "dead_lettered") for index, _ in outcome.dead)
+    for (type_name, result), count in settled.items():
+        metrics.MESSAGES_CONSUMED.labels(queue, type_name, result).inc(count)
+    for index, _ in outcome.dead:
+        metrics.DEAD_LETTERS.labels(queue, outcome.dead_kinds.get(index, "permanent")).inc()
+
+
+def count_undecodable(queue: str, type_name: str | None) -> None:
+    """Count a body the transport dead-lettered before any handler saw it. Only known type
+    names become a label: what arrives on the wire must not grow the metric without bound."""
+    known = type_name if type_name in Message.registry else "unknown"
+    metrics.MESSAGES_CONSUMED.labels(queue, known, "dead_lettered").inc()
+    metrics.DEAD_LETTERS.labels(queue, "undecodable").inc()
+
+
+def count_published(messages: Sequence[Message]) -> None:
+    """Count messages the transport has seen accepted (confirmed by the broker)."""
+    for type_name, count in Counter(message.type for message in messages).items():
+        metrics.MESSAGES_PUBLISHED.labels(type_name).inc(count)
 
 
 def _single_failure(sub: Subscription, message: Message, attempt: int, error: Exception) -> Outcome:
@@ -127,12 +177,14 @@ def _single_failure(sub: Subscription, message: Message, attempt: int, error: Ex
     if isinstance(error, PermanentFailure):
         log.error("%s %s dead-lettered: %s", sub.queue, message.message_id, reason)
         outcome.dead.append((0, reason))
+        outcome.dead_kinds[0] = "permanent"
     elif attempt >= sub.max_attempts:
         log.error(
             "%s %s dead-lettered after %d attempts: %s", sub.queue, message.message_id, attempt, reason,
             exc_info=error,
         )
         outcome.dead.append((0, f"gave up after {attempt} attempts: {reason}"))
+        outcome.dead_kinds[0] = "exhausted"
     else:
         log.warning(
             "%s %s failed (attempt %d of %d), retrying: %s",
@@ -181,9 +233,14 @@ class Bus(abc.ABC):
         started yet. Idempotent: in the embedded default several services share one bus
         and each calls start after subscribing."""
 
+    async def stop_consuming(self) -> None:  # noqa: B027 - a bus without consumers has nothing to stop
+        """Take no new message; let the batches in hand finish (for up to SHUTDOWN_GRACE
+        seconds, then abandon them unacknowledged for redelivery). Publishing still works:
+        a service can flush what its last batches produced before ``close``."""
+
     @abc.abstractmethod
     async def close(self) -> None:
-        """Stop consuming, let in-flight handlers finish, disconnect."""
+        """Stop consuming as ``stop_consuming`` does, then disconnect."""
 
     @abc.abstractmethod
     async def publish(self, *messages: Message) -> None:

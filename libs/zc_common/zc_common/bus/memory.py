@@ -8,7 +8,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from zc_common.bus.base import Bus, DeadLetter, Subscription, run_handler
+from zc_common.bus.base import (
+    SHUTDOWN_GRACE,
+    Bus,
+    DeadLetter,
+    Subscription,
+    count_published,
+    count_undecodable,
+    run_handler,
+)
 from zc_common.messages import Message, UndecodableMessage, decode
 
 log = logging.getLogger("zc.bus.memory")
@@ -22,15 +30,19 @@ class _Envelope:
 
 
 class InProcessBus(Bus):
-    def __init__(self) -> None:
+    def __init__(self, *, shutdown_grace: float = SHUTDOWN_GRACE) -> None:
         super().__init__()
+        self.shutdown_grace = shutdown_grace
         self._queues: dict[str, asyncio.Queue[_Envelope]] = {}
         self._dead: dict[str, list[DeadLetter]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self._started: set[int] = set()
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
+        if not self._workers:
+            self._stopping.clear()
         for sub in self.subscriptions:
             self._queues.setdefault(sub.queue, asyncio.Queue())
             self._dead.setdefault(sub.queue, [])
@@ -39,18 +51,31 @@ class InProcessBus(Bus):
                 self._started.add(id(sub))
                 self._workers.append(asyncio.create_task(self._consume(sub), name=f"bus:{sub.queue}"))
 
-    async def close(self) -> None:
+    async def stop_consuming(self) -> None:
+        """Workers finish the batch in hand (up to the grace period, then are cancelled);
+        what is still queued, and pending retries, stay in memory and end with the process."""
+        self._stopping.set()
         for timer in self._timers:
             timer.cancel()
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers.clear()
+        self._timers.clear()
+        workers, self._workers = self._workers, []
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=self.shutdown_grace)
+            for worker in late:
+                log.warning(
+                    "%s: the batch in hand did not finish in %.0fs; cancelled", worker.get_name(), self.shutdown_grace
+                )
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         self._started.clear()
+
+    async def close(self) -> None:
+        await self.stop_consuming()
 
     async def publish(self, *messages: Message) -> None:
         for message in messages:
             self.publish_raw(message.encode(), message.type)
+        count_published(messages)
         await asyncio.sleep(0)
 
     def publish_raw(self, body: bytes, type_name: str) -> None:
@@ -65,21 +90,46 @@ class InProcessBus(Bus):
 
     async def _consume(self, sub: Subscription) -> None:
         queue = self._queues[sub.queue]
-        while True:
-            batch = [await queue.get()]
-            deadline = asyncio.get_running_loop().time() + sub.max_wait
-            while len(batch) < sub.batch_size:
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            first = await self._take(queue, None)
+            if first is None:
+                return
+            batch = [first]
+            deadline = loop.time() + sub.max_wait
+            while len(batch) < sub.batch_size and not self._stopping.is_set():
                 try:
                     batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
-                    remaining = deadline - asyncio.get_running_loop().time()
+                    remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
-                    try:
-                        batch.append(await asyncio.wait_for(queue.get(), remaining))
-                    except TimeoutError:
+                    item = await self._take(queue, remaining)
+                    if item is None:
                         break
+                    batch.append(item)
             await self._handle(sub, batch)
+
+    async def _take(self, queue: asyncio.Queue[_Envelope], timeout: float | None) -> _Envelope | None:
+        """The next envelope; None when ``timeout`` passed or the bus is stopping first
+        (an envelope is never lost: one not taken stays queued)."""
+        if self._stopping.is_set():
+            return None
+        try:
+            return queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        getting = asyncio.ensure_future(queue.get())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({getting, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not getting.done():
+                getting.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        return None
 
     async def _handle(self, sub: Subscription, batch: list[_Envelope]) -> None:
         decoded: list[tuple[_Envelope, Message]] = []
@@ -87,6 +137,7 @@ class InProcessBus(Bus):
             try:
                 decoded.append((envelope, decode(envelope.body, envelope.type_name)))
             except UndecodableMessage as error:
+                count_undecodable(sub.queue, envelope.type_name)
                 self._dead_letter(sub, envelope, str(error))
         if not decoded:
             return

@@ -14,7 +14,17 @@ import aio_pika
 import aio_pika.abc
 from aio_pika.exceptions import AMQPError
 
-from zc_common.bus.base import ATTEMPT_HEADER, REASON_HEADER, Bus, DeadLetter, Subscription, run_handler
+from zc_common.bus.base import (
+    ATTEMPT_HEADER,
+    REASON_HEADER,
+    SHUTDOWN_GRACE,
+    Bus,
+    DeadLetter,
+    Subscription,
+    count_published,
+    count_undecodable,
+    run_handler,
+)
 from zc_common.bus.topology import SERVICE_QUEUES
 from zc_common.messages import Message, UndecodableMessage, decode
 
@@ -33,9 +43,11 @@ class RabbitBus(Bus):
         publish_timeout: float = 60.0,
         connect_timeout: float = 60.0,
         declare_topology: bool = True,
+        shutdown_grace: float = SHUTDOWN_GRACE,
     ) -> None:
         super().__init__()
         self.declare_topology = declare_topology
+        self.shutdown_grace = shutdown_grace
         self.url = url
         self.exchange_name = exchange
         self.dead_exchange_name = f"{exchange}.dead"
@@ -84,13 +96,21 @@ class RabbitBus(Bus):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def stop_consuming(self) -> None:
+        """Every consumer at once: cancel it at the broker, let its batch in hand finish
+        (or abandon it after the grace period), close its channel so the messages it had
+        prefetched go back to the queue for another replica now, not at disconnect."""
+        consumers, self._consumers = self._consumers, []
+        await asyncio.gather(*(consumer.stop(self.shutdown_grace) for consumer in consumers))
+
     async def close(self) -> None:
-        for consumer in self._consumers:
-            await consumer.stop()
-        self._consumers.clear()
+        await self.stop_consuming()
         if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+            connection, self._connection = self._connection, None
+            try:
+                await asyncio.wait_for(connection.close(), timeout=10)
+            except (AMQPError, OSError, TimeoutError) as error:
+                log.warning("closing the RabbitMQ connection: %s", error)
 
     async def ping(self) -> bool:
         connection = self._connection
@@ -99,6 +119,7 @@ class RabbitBus(Bus):
     async def publish(self, *messages: Message) -> None:
         pending = [(m.type, _to_amqp(m.encode(), m.type, str(m.message_id))) for m in messages]
         await self._publish_confirmed(pending, exchange="main")
+        count_published(messages)
 
     async def publish_raw(self, body: bytes, type_name: str) -> None:
         """Publish a body as-is (tests use it to put bad input on the wire)."""
@@ -221,19 +242,22 @@ class _Consumer:
         self.name = bus.queue_name(sub.queue)
         self.buffer: asyncio.Queue[_Incoming] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
+        self.channel: aio_pika.abc.AbstractChannel | None = None
         self.queue: aio_pika.abc.AbstractQueue | None = None
         self.consumer_tag: str | None = None
         self.stopping = False
 
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
-        channel = await connection.channel()
+        self.channel = channel = await connection.channel()
         await channel.set_qos(prefetch_count=max(self.bus.prefetch, self.sub.batch_size * 2))
         self.queue = await declare_queue(channel, self.bus, self.sub.queue, self.sub.routing_keys)
         self.worker = asyncio.create_task(self._work(), name=f"bus:{self.name}")
         self.consumer_tag = await self.queue.consume(self.buffer.put, no_ack=False)
 
-    async def stop(self) -> None:
-        """Stop taking messages, finish the batch in hand; the rest go back to the broker."""
+    async def stop(self, grace: float) -> None:
+        """Stop taking messages and finish the batch in hand within ``grace`` seconds, else
+        abandon it. Whatever is not acknowledged (the abandoned batch, the prefetched rest)
+        goes back to the queue when the channel closes, for this or another replica."""
         self.stopping = True
         if self.queue is not None and self.consumer_tag is not None:
             try:
@@ -243,20 +267,31 @@ class _Consumer:
                 log.warning("cancel consumer %s: %s", self.name, error)
         if self.worker is not None:
             self.buffer.put_nowait(_STOP)
-            try:
-                await asyncio.wait_for(self.worker, timeout=30)
-            except (TimeoutError, asyncio.CancelledError):
+            done, _ = await asyncio.wait([self.worker], timeout=grace)
+            if not done:
+                log.warning(
+                    "%s: the batch in hand did not finish within %.0fs; abandoned for redelivery",
+                    self.name, grace,
+                )
                 self.worker.cancel()
+                await asyncio.gather(self.worker, return_exceptions=True)
+        if self.channel is not None and not self.channel.is_closed:
+            try:
+                await asyncio.wait_for(self.channel.close(), timeout=5)
+            except (AMQPError, RuntimeError, TimeoutError) as error:
+                log.warning("close channel of %s: %s", self.name, error)
 
     async def _work(self) -> None:
-        while True:
+        # Stopping ends the loop after the batch in hand: what is still buffered stays
+        # unacknowledged and goes back to the queue.
+        while not self.stopping:
             first = await self.buffer.get()
-            if first is _STOP:
+            if first is _STOP or self.stopping:
                 return
             batch = [first]
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.sub.max_wait
-            while len(batch) < self.sub.batch_size:
+            while len(batch) < self.sub.batch_size and not self.stopping:
                 try:
                     item = self.buffer.get_nowait()
                 except asyncio.QueueEmpty:
@@ -285,6 +320,7 @@ class _Consumer:
             try:
                 decoded.append((incoming, decode(incoming.body, incoming.type)))
             except UndecodableMessage as error:
+                count_undecodable(self.sub.queue, incoming.type)
                 settle.append((incoming, "dead", str(error)))
         if decoded:
             attempts = [_attempt(incoming) for incoming, _ in decoded]

@@ -17,7 +17,9 @@ from datetime import datetime, timedelta, timezone
 import asyncpg  # type: ignore[import-untyped]
 
 from zc_common.bus import Bus
+from zc_common.bus.base import SHUTDOWN_GRACE
 from zc_common.messages import LeaseChanged, Message, UndecodableMessage, decode
+from zc_common.metrics import KEPT_COUNTS, TIMER_LAG
 from zc_common.settings import SchedulerSettings
 
 from zc_scheduler.timers import repository
@@ -43,7 +45,7 @@ OVERSLEEP = 0.002
 FIRST_SWEEP_DELAY = 5.0
 MAX_RETRY_DELAY = 30.0
 MAX_BATCHES_IN_FLIGHT = 4
-STOP_GRACE = 30.0
+STOP_GRACE = SHUTDOWN_GRACE
 
 
 class Scheduler:
@@ -51,8 +53,9 @@ class Scheduler:
         self.settings = settings
         self.bus = bus
         self.pool = pool
-        # Named counts of what happened, for operators and tests.
+        # Named counts of what happened, for operators (/metrics) and tests.
         self.counters: Counter[str] = Counter()
+        KEPT_COUNTS.track("scheduler", self.counters)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._firing: asyncio.Task[None] | None = None
@@ -145,6 +148,7 @@ class Scheduler:
         hears how many were taken as soon as they are (before the publish)."""
         async with self.pool.acquire() as connection, connection.transaction():
             due = await repository.take_due(connection, self.settings.fire_batch_size)
+            took = time.monotonic()
             if taken is not None:
                 taken(len(due))
             if not due:
@@ -172,6 +176,13 @@ class Scheduler:
                 await self.bus.publish(*messages)
             confirmed = time.monotonic()
         self.counters.update(f"fired_{timer.kind.value}" for timer in due)
+        # Lag on the database's clock up to the take (the clock fire_at is compared with),
+        # plus this process's time from the take to the commit.
+        since_take = time.monotonic() - took
+        for timer in due:
+            TIMER_LAG.labels(timer.kind.value).observe(
+                max(0.0, (timer.taken_at - timer.fire_at).total_seconds()) + since_take
+            )
         log.debug(
             "fired %d timers: the oldest taken %.3fs after its time, confirmed in %.3fs, committed in %.3fs",
             len(due), (due[0].taken_at - due[0].fire_at).total_seconds(), confirmed - publishing,
