@@ -41,8 +41,11 @@ lint: venv
 test: venv services tools lint
 	$(BIN)/pytest
 
+# The sandbox. Options pass through, e.g. make run SANDBOX_ARGS="--port 8080 --data-dir /tmp/zc"
+# (or set ZC_SANDBOX_PORT, ZC_SANDBOX_MOTO_PORT, ZC_SANDBOX_DIR).
+SANDBOX_ARGS ?=
 run: venv
-	$(BIN)/zerocloud-cli sandbox run
+	$(BIN)/zerocloud-cli sandbox run $(SANDBOX_ARGS)
 
 # Recompile the pinned files from the .in files (needs only pip-tools).
 requirements:

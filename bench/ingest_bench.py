@@ -95,8 +95,12 @@ async def make_tenant(runtime: ApiRuntime) -> None:
         await session.flush()
         assert account.id is not None
         session.add(AccountPolicy(account_id=account.id, allowed_email_patterns=["*@bench.example"]))
-        session.add(User(account_id=account.id, email="admin@bench.example", role="admin"))
-        session.add_all(User(account_id=account.id, email=f"dev{n}@bench.example") for n in range(OWNERS))
+        # Confirmed addresses, as an admin's adding them makes them: unconfirmed owners get no leases.
+        confirmed = datetime.now(timezone.utc)
+        session.add(User(account_id=account.id, email="admin@bench.example", role="admin", email_confirmed_at=confirmed))
+        session.add_all(
+            User(account_id=account.id, email=f"dev{n}@bench.example", email_confirmed_at=confirmed) for n in range(OWNERS)
+        )
         session.add(
             CloudAccount(
                 account_id=account.id, name="bench", upstream_account_id=UPSTREAM,

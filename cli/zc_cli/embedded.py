@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ log = logging.getLogger("zc.sandbox")
 QUEUE_NAME = "zerocloud-events"
 CUSTOMER_ACCOUNT = "111111111111"
 STATE_FILE = "sandbox.json"
+ADMIN_EMAIL = "admin@sandbox.zerocloud"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,21 @@ class SandboxState:
     queue_url: str
     customer_account_id: str
     customer_role_arn: str
+    admin_email: str = ADMIN_EMAIL
+    mailbox_dir: str = ""
+    account_id: int | None = None
+    account_name: str = ""
+    cloud_account_id: int | None = None
+    cloud_account_mode: str = ""
+    developers: tuple[str, ...] = ()
+    lease_seconds: int | None = None
+    max_lease_seconds: int | None = None
+    warning_seconds: tuple[int, ...] = ()
+    github_url: str | None = None
+
+    @property
+    def mailbox_url(self) -> str:
+        return f"{self.api_url}/mailbox"
 
     def save(self, data_dir: Path) -> None:
         path = data_dir / STATE_FILE
@@ -53,8 +69,15 @@ class SandboxState:
     def load(cls, data_dir: Path) -> SandboxState:
         path = data_dir / STATE_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"no sandbox state at {path}: start the sandbox with `make run` first")
-        return cls(**json.loads(path.read_text()))
+            raise FileNotFoundError(
+                f"no sandbox state at {path}: start the sandbox with `make run` first "
+                f"(or point --data-dir / ZC_SANDBOX_DIR at its data folder)"
+            )
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in json.loads(path.read_text()).items() if key in known}
+        for name in ("developers", "warning_seconds"):
+            values[name] = tuple(values.get(name, ()))
+        return cls(**values)
 
 
 def free_port() -> int:
@@ -89,6 +112,16 @@ def start_postgres(data_dir: Path) -> str:
     return f"postgresql://postgres@/zerocloud?host={socket_dir}"
 
 
+def _die_with_parent() -> None:
+    """In the child, on Linux: be sent SIGTERM when the sandbox dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def moto_server(port: int) -> Iterator[str]:
     """A moto server in its own process, so its work never slows our event loop."""
@@ -96,6 +129,10 @@ def moto_server(port: int) -> Iterator[str]:
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own session: a Ctrl-C in the terminal stops the sandbox, which then stops moto
+        # after every service is done with it (as pg_ctl does for PostgreSQL).
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -148,7 +185,8 @@ async def create_event_queue(aws: AwsAccess) -> str:
 @contextlib.asynccontextmanager
 async def embedded_services(
     *, database_url: str, aws_endpoint_url: str, api_port: int, admin_token: str, smtp_port: int,
-    sweep_interval: float = 60.0, log_level: str = "INFO",
+    sweep_interval: float = 60.0, log_level: str = "INFO", mailbox_dir: Path | None = None,
+    api_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[SandboxState]:
     """Run the api and the ingestor (and the skeleton services) on one in-process bus."""
     from zc_common.internal_api import InternalApi
@@ -174,7 +212,8 @@ async def embedded_services(
     bus = InProcessBus()
     api_settings = ApiSettings(
         **common, database_url=database_url, service_token=service_token, bootstrap_admin_token=admin_token,
-        bootstrap_admin_email="admin@sandbox.zerocloud", public_url=api_url, http_port=api_port,
+        bootstrap_admin_email=ADMIN_EMAIL, public_url=api_url, http_host="127.0.0.1", http_port=api_port,
+        sandbox_mailbox_dir=str(mailbox_dir) if mailbox_dir is not None else None, **(api_overrides or {}),
     )
     api = create_api(api_settings, bus=bus)
     server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=api_port, log_config=None, lifespan="on"))
@@ -219,42 +258,118 @@ async def embedded_services(
                 queue_url=queue_url,
                 customer_account_id=CUSTOMER_ACCOUNT,
                 customer_role_arn=f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/ZeroCloud",
+                mailbox_dir=str(mailbox_dir or ""),
             )
         finally:
+            # Drain the shared bus before any service's resources close under its handlers.
+            await bus.stop_consuming()
             server.should_exit = True
             await serving
             await bus.close()
 
 
 async def run_sandbox(data_dir: Path, *, api_port: int, moto_port: int, sweep_interval: float) -> None:
+    from zc_cli.sandbox_demo import ensure_demo
+
+    stop = asyncio.Event()  # set by Ctrl-C or SIGTERM, even while the sandbox is still starting
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     admin_token, database_url = await asyncio.to_thread(_prepare, data_dir)
-    with moto_server(moto_port) as aws_endpoint_url, smtp_sink(data_dir / "mailbox", free_port()) as smtp_port:
-        async with embedded_services(
+    mailbox_dir = (data_dir / "mailbox").resolve()
+    api_url = f"http://127.0.0.1:{api_port}"
+    async with contextlib.AsyncExitStack() as stack:
+        aws_endpoint_url = stack.enter_context(moto_server(moto_port))
+        smtp_port = stack.enter_context(smtp_sink(mailbox_dir, free_port()))
+        github = await stack.enter_async_context(fake_github(api_url))
+        state = await stack.enter_async_context(embedded_services(
             database_url=database_url, aws_endpoint_url=aws_endpoint_url, api_port=api_port,
             admin_token=admin_token, smtp_port=smtp_port, sweep_interval=sweep_interval, log_level="WARNING",
-        ) as state:
-            state.save(data_dir)
-            print(banner(state), flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            print("stopping the sandbox…", flush=True)
+            mailbox_dir=mailbox_dir, api_overrides=github.settings,
+        ))
+        demo = await ensure_demo(
+            api_url=state.api_url, admin_token=admin_token,
+            aws=AwsAccess(endpoint_url=aws_endpoint_url, session_name="sandbox-setup"),
+            customer_account_id=state.customer_account_id, data_dir=data_dir,
+        )
+        state = replace(
+            state, customer_role_arn=demo.role_arn, account_id=demo.account_id, account_name=demo.account_name,
+            cloud_account_id=demo.cloud_account_id, cloud_account_mode=demo.mode, developers=demo.developers,
+            lease_seconds=demo.policy.get("default_lease_seconds"), max_lease_seconds=demo.policy.get("max_lease_seconds"),
+            warning_seconds=tuple(demo.policy.get("warning_seconds") or ()), github_url=github.url,
+        )
+        state.save(data_dir)
+        for failure in demo.verify_failures:
+            log.warning("the demo cloud account did not verify: %s", failure)
+        print(banner(state, data_dir=data_dir), flush=True)
+        await stop.wait()
+        print("stopping the sandbox…", flush=True)
+    print(f"the sandbox has stopped; its data is kept in {data_dir}/", flush=True)
 
 
-def banner(state: SandboxState) -> str:
+@dataclass(frozen=True)
+class FakeGithub:
+    """The fake GitHub that "Sign in with GitHub" goes to in the sandbox."""
+
+    url: str
+    settings: dict[str, Any]
+
+
+@contextlib.asynccontextmanager
+async def fake_github(api_url: str) -> AsyncIterator[FakeGithub]:
+    """The fake GitHub OAuth server on a free port, knowing the sandbox's admin and
+    developers; its sign-in page also takes any login and email you type."""
+    from zc_cli.fake_github import FakeIdentity, create_fake_github, github_settings, serving
+    from zc_cli.sandbox_demo import DEMO
+
+    client_id, client_secret = f"sandbox-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+    people = [FakeIdentity(login="sandbox-admin", email=ADMIN_EMAIL, name="Sandbox admin")]
+    people += [FakeIdentity(login=email.split("@")[0], email=email) for email in DEMO.developers]
+    app = create_fake_github(client_id, client_secret, people, callback_url=f"{api_url}/auth/github/callback")
+    async with serving(app) as url:
+        yield FakeGithub(url=url, settings=github_settings(url, client_id, client_secret))
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, name in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds % unit == 0:
+            return f"{seconds // unit} {name}"
+    return f"{seconds} s"
+
+
+def banner(state: SandboxState, *, data_dir: Path) -> str:
+    warnings = " and ".join(_duration(s) for s in state.warning_seconds) or "none"
+    sign_in = (
+        f"Sign in with GitHub goes to a fake GitHub ({state.github_url}): pick sandbox-admin "
+        f"({state.admin_email}) to be the admin, or type any @example.com address to join as a developer"
+    )
+    developers = ", ".join(state.developers) or "none"
+    data_dir_export = "" if data_dir == Path(".zerocloud") else f" ZC_SANDBOX_DIR={data_dir.resolve()}"
     return f"""
-ZeroCloud sandbox is running (all services in one process; Ctrl-C stops it).
+ZeroCloud sandbox is running: every service in one process, listening on 127.0.0.1 only.
+Ctrl-C stops it; the database, the mailbox and this state are kept in {data_dir}/.
 
+  web UI         {state.api_url}/
+                 {sign_in}
+  mailbox        {state.mailbox_url}   (every mail ZeroCloud sends; no sign-in in the sandbox)
   API            {state.api_url}   (OpenAPI: {state.api_url}/docs)
-  admin token    {state.admin_token}
-  AWS (moto)     {state.aws_endpoint_url}
-  event queue    {state.queue_url}
-  customer AWS   account {state.customer_account_id}, role {state.customer_role_arn}
-  mailbox        every mail ZeroCloud sends is kept in the data folder's mailbox/ as .eml
+  admin token    {state.admin_token}   ({state.admin_email})
 
-In another terminal:
-  export ZC_API_URL={state.api_url} ZC_API_TOKEN={state.admin_token}
-  zerocloud-cli create account --payload '{{"lease_expires_in": 3, "lease_expires_in_units": "days", "name": "BigDB"}}'
+  demo account   "{state.account_name}" (account {state.account_id}), developer(s): {developers}
+                 leases last {_duration(state.lease_seconds)} (renewable up to {_duration(state.max_lease_seconds)}), \
+warnings {warnings} before the end
+  fake AWS       moto at {state.aws_endpoint_url}: AWS account {state.customer_account_id} is cloud account \
+{state.cloud_account_id}
+                 in {state.cloud_account_mode.upper()} mode: instances nobody renews really are stopped \
+(it is a fake AWS)
+  event queue    {state.queue_url}
+
+Next, in another terminal (in this folder):
+  export ZC_API_URL={state.api_url} ZC_API_TOKEN={state.admin_token}{data_dir_export}
+  export PATH=$PWD/.venv/bin:$PATH
+  zerocloud-cli sandbox launch --owner alice@example.com --count 3
+  zerocloud-cli list leases
+then open {state.mailbox_url}
 """

@@ -117,11 +117,17 @@ async def make_account(api: Api, admin: Caller | None = None, **payload: Any) ->
     return admin, account
 
 
-async def make_user_token(api: Api, account_id: int | None, *, email: str | None = None, role: str = "dev") -> Caller:
-    """A user of ``account_id`` with a token of their own."""
+async def make_user_token(
+    api: Api, account_id: int | None, *, email: str | None = None, role: str = "dev", confirmed: bool = True
+) -> Caller:
+    """A user of ``account_id`` with a token of their own; their address confirmed (as an
+    admin's adding them does) unless ``confirmed=False``."""
     email = email or f"{role}-{secrets.token_hex(4)}@example.com"
     async with transaction(api.sessions) as session:
-        user = User(account_id=account_id, email=email, role=role)
+        user = User(
+            account_id=account_id, email=email, role=role,
+            email_confirmed_at=datetime.now(timezone.utc) if confirmed else None,
+        )
         session.add(user)
         await session.flush()
         token = await issue_token(session, user, "test")

@@ -83,8 +83,9 @@ async def make_tenant(
         await session.flush()
         assert account.id is not None
         session.add(AccountPolicy(account_id=account.id, **policy))
-        people = [User(account_id=account.id, email=email, role="admin") for email in admins]
-        people += [User(account_id=account.id, email=email, role="dev") for email in users]
+        # Confirmed, as users an admin adds are: an unconfirmed owner gets no lease.
+        people = [User(account_id=account.id, email=email, role="admin", email_confirmed_at=NOW) for email in admins]
+        people += [User(account_id=account.id, email=email, role="dev", email_confirmed_at=NOW) for email in users]
         session.add_all(people)
         cloud = CloudAccount(
             account_id=account.id, name="sandbox", upstream_account_id=upstream,

@@ -271,3 +271,18 @@ async def test_owner_change_to_a_user_of_the_account(api: Api, tenant: Tenant, o
     # The colleague sees it now; the former owner does not.
     assert (await api.client.get(f"/api/v1/leases/{lease_id}", headers=colleague.headers)).status_code == 200
     assert (await api.client.get(f"/api/v1/leases/{lease_id}", headers=tenant.dev.headers)).status_code == 404
+
+
+async def test_owner_change_to_an_unconfirmed_address_is_refused(api: Api, tenant: Tenant) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    newcomer = await make_user_token(api, tenant.account_id, confirmed=False)
+    _, lease_id = await make_lease(api, cloud, tenant.dev)
+
+    response = await api.client.post(
+        f"/api/v1/leases/{lease_id}/owner", json={"email": newcomer.email}, headers=tenant.admin.headers
+    )
+
+    assert response.status_code == 422 and response.json()["field"] == "email"
+    assert "not confirmed" in response.json()["detail"]
+    assert (await lease_row(api, lease_id)).owner_user_id == tenant.dev.user_id
+    assert await outbox(api, LeaseChanged) == []

@@ -12,8 +12,10 @@ import pytest
 from zc_common.messages import (
     LIVE_LEASE_STATUSES,
     CloudEventReceived,
+    EmailConfirmationRequested,
     InstanceSnapshot,
     InstanceState,
+    InvitationCreated,
     LeaseChange,
     LeaseChanged,
     LeaseExpired,
@@ -87,6 +89,11 @@ EXAMPLES: list[Message] = [
     ),
     LeaseExpiringSoon(lease=lease(), warning_at=NOW + timedelta(days=2)),
     LeaseExpired(lease=lease(status=LeaseStatus.expired)),
+    InvitationCreated(
+        invitation_id=4, account_id=1, account_name="BigDB", email="new@bigdb.com", role="dev",
+        invited_by_email="admin@bigdb.com", expires_at=NOW + timedelta(days=7),
+    ),
+    EmailConfirmationRequested(user_id=9, account_id=1, email="joiner@bigdb.com", name="Joan"),
 ]
 
 

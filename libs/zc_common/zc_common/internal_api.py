@@ -5,6 +5,7 @@ only the service token there."""
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -137,6 +138,34 @@ class NotificationKeys(BaseModel):
     keys: list[str]
 
 
+class PeopleLinkKind(str, enum.Enum):
+    invitation = "invitation"
+    email_confirmation = "email_confirmation"
+
+
+class PeopleLinkRequest(BaseModel):
+    """Mint the link a people mail carries: an invitation's (by invitation id) or an
+    email confirmation's (by user id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: PeopleLinkKind
+    id: int
+
+
+class PeopleLink(BaseModel):
+    """A freshly minted single-use link; its token exists in clear only here and in the mail."""
+
+    url: str
+    expires_at: datetime
+
+
+# The api answers 404 with this ``field`` when there is nothing to mail any more (the
+# invitation is no longer pending, the user is gone or already confirmed): a 404
+# without it (an api that has no such route yet) is an error, not a reason to skip.
+PEOPLE_LINK_GONE_FIELD = "id"
+
+
 class InternalApiError(Exception):
     pass
 
@@ -193,8 +222,30 @@ class InternalApi:
         request = ActionLinksRequest(leases=leases) if actions is None else ActionLinksRequest(leases=leases, actions=actions)
         return ActionLinksResult.model_validate(await self._post("/action-links", request)).data
 
+    async def people_link(self, kind: PeopleLinkKind, subject_id: int) -> PeopleLink | None:
+        """A new link for the mail about an invitation / a user (``subject_id``); None when
+        the api will not mint one because there is nothing to mail any more (skip the mail)."""
+        request = PeopleLinkRequest(kind=kind, id=subject_id)
+        response = await self._http.post(
+            "/people-links", content=request.model_dump_json(), headers={"Content-Type": "application/json"}
+        )
+        if response.status_code == 404 and _error_field(response) == PEOPLE_LINK_GONE_FIELD:
+            return None
+        if response.status_code >= 400:
+            raise InternalApiError(f"POST /people-links -> {response.status_code}: {response.text[:300]}")
+        return PeopleLink.model_validate(response.json())
+
     async def reserve_notifications(self, keys: list[str]) -> list[str]:
         return NotificationKeys.model_validate(await self._post("/notifications/reserve", NotificationKeys(keys=keys))).keys
 
     async def notifications_sent(self, keys: list[str]) -> None:
         await self._post("/notifications/sent", NotificationKeys(keys=keys))
+
+
+def _error_field(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    field = body.get("field") if isinstance(body, dict) else None
+    return field if isinstance(field, str) else None

@@ -255,3 +255,34 @@ class BlastRadiusHalted(Message):
     admin_emails: list[str]
     held_lease_ids: list[int]
     cap: str = Field(description="the cap that was reached, in words")
+
+
+# --- people ----------------------------------------------------------------------------
+# Neither message carries the link's token: tokens are stored hashed and exist in clear
+# only in the mail. The notifier asks the api to mint the link when it sends
+# (POST /internal/v1/people-links), so the outbox and the bus never hold a credential.
+
+
+class InvitationCreated(Message):
+    """An admin invited ``email`` into their account: the invitee is mailed a link."""
+
+    type: Literal["InvitationCreated"] = "InvitationCreated"
+    invitation_id: int
+    account_id: int
+    account_name: str
+    email: str
+    role: str = Field(description="the role the invitee gets: admin | dev")
+    invited_by_email: str | None = Field(None, description="the inviting admin; None if they are gone")
+    invited_by_name: str | None = None
+    expires_at: datetime
+
+
+class EmailConfirmationRequested(Message):
+    """A person's address is not confirmed yet: they are mailed a single-use link.
+    Nothing else is mailed to the address until it is confirmed."""
+
+    type: Literal["EmailConfirmationRequested"] = "EmailConfirmationRequested"
+    user_id: int
+    account_id: int | None = None
+    email: str
+    name: str | None = None

@@ -70,5 +70,5 @@ async def ensure_migrated(engine: AsyncEngine) -> None:
     if revision != head:
         raise DatabaseNotMigrated(
             f"the database is at migration {revision or 'none'} but this code needs {head}: "
-            "run `zerocloud-api migrate` (or `make migrate`) first"
+            "run `zerocloud-api migrate` first"
         )

@@ -11,6 +11,8 @@ from zc_api.audit.endpoints import router as audit
 from zc_api.cloudaccounts.endpoints import router as cloudaccounts
 from zc_api.cloudevents.endpoints import router as cloudevents
 from zc_api.internal.endpoints import router as internal
+from zc_api.invitations.endpoints import internal_router as people_links
+from zc_api.invitations.endpoints import router as invitations
 from zc_api.leases.endpoints import router as leases
 from zc_api.links.endpoints import internal_router as action_links
 from zc_api.links.endpoints import pages_router as action_link_pages
@@ -22,8 +24,8 @@ from zc_api.tokens.endpoints import router as tokens
 from zc_api.users.endpoints import router as users
 from zc_api.web.routes import router as web_pages
 
-PUBLIC = (accounts, policies, cloudaccounts, users, tokens, resources, leases, audit, cloudevents)
-INTERNAL = (internal, reaping, action_links, notifications)
+PUBLIC = (accounts, policies, cloudaccounts, users, invitations, tokens, resources, leases, audit, cloudevents)
+INTERNAL = (internal, reaping, action_links, notifications, people_links)
 
 public_router = APIRouter(prefix="/api/v1")
 for domain in PUBLIC:

@@ -7,14 +7,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from zc_common.bus import Bus
-from zc_common.messages import BlastRadiusHalted, LeaseChanged, LeaseExpiringSoon
+from zc_common.messages import (
+    BlastRadiusHalted,
+    EmailConfirmationRequested,
+    InvitationCreated,
+    LeaseChanged,
+    LeaseExpiringSoon,
+)
 
 if TYPE_CHECKING:
     from zc_notifier.service import Notifier
 
 QUEUE = "notifier"
 BATCH_SIZE = 1000
-MESSAGE_TYPES = (LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted)
+MESSAGE_TYPES = (LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted, InvitationCreated, EmailConfirmationRequested)
 
 
 def subscribe(bus: Bus, notifier: Notifier) -> None:

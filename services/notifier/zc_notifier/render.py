@@ -10,11 +10,12 @@ from datetime import datetime, timezone
 
 import jinja2
 
-from zc_common.internal_api import LeaseAction, LeaseRef
-from zc_common.messages import BlastRadiusHalted, LeaseSnapshot
+from zc_common.internal_api import LeaseAction, LeaseRef, PeopleLink
+from zc_common.messages import BlastRadiusHalted, InvitationCreated, LeaseSnapshot
 
 from zc_notifier.mail import Mail
 from zc_notifier.notices import Notice, NoticeKind
+from zc_notifier.people import PersonalNotice
 
 Links = Mapping[LeaseRef, Mapping[LeaseAction, str]]
 
@@ -29,6 +30,7 @@ _HEADLINES: dict[NoticeKind, tuple[str, str]] = {
 }
 
 _PAST = {"stop": "stopped", "terminate": "terminated"}
+_ROLE_WORDS = {"admin": "an admin", "dev": "a developer"}
 
 
 def in_words(delta_seconds: float) -> str:
@@ -185,6 +187,40 @@ class Renderer:
             reason=notice.reason,
             occurred=when(notice.occurred_at),
             notice=notice,
+        )
+
+    def personal(self, notice: PersonalNotice, link: PeopleLink, now: datetime) -> Mail:
+        """An invitation or an address confirmation: a mail of its own with its one link."""
+        message = notice.message
+        context: dict[str, object] = {
+            "recipient": notice.recipient,
+            "url": link.url,
+            "expires": when(link.expires_at),
+            "time_left": time_left(link.expires_at, now),
+            "generated": when(now),
+        }
+        if isinstance(message, InvitationCreated):
+            template = "people/invitation"
+            inviter = _one_line(message.invited_by_name or "") or None
+            if inviter and message.invited_by_email:
+                inviter = f"{inviter} ({message.invited_by_email})"
+            inviter = inviter or message.invited_by_email or "An admin"
+            account = _one_line(message.account_name)
+            role = _ROLE_WORDS.get(message.role, message.role)
+            subject = f"{inviter} invited you to join {account} on ZeroCloud as {role}"
+            context.update(inviter=inviter, account=account, role=role)
+        else:
+            template = "people/email_confirmation"
+            subject = "Confirm your address for ZeroCloud"
+            context.update(name=_one_line(message.name or "") or None, email=notice.recipient)
+        context["subject"] = subject
+        return Mail(
+            sender=self.mail_from,
+            recipient=notice.recipient,
+            subject=subject,
+            text=self.text.get_template(f"{template}.txt").render(context),
+            html=self.html.get_template(f"{template}.html").render(context),
+            keys=(notice.key,),
         )
 
     def subject(self, notices: Sequence[Notice], views: Sequence[NoticeView]) -> str:

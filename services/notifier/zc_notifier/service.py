@@ -22,6 +22,7 @@ from zc_notifier.channels import Channel, RecipientRefused, SendFailed, build_ch
 from zc_notifier.delivery import Delivery
 from zc_notifier.mail import Mail
 from zc_notifier.notices import Notice, is_mail_address, notices_for, unique
+from zc_notifier.people import PersonalNotice, personal_notices
 from zc_notifier.render import Renderer
 
 log = logging.getLogger("zc.notifier")
@@ -90,9 +91,21 @@ class Notifier:
         sent; raises (so the bus retries or dead-letters) when some could not be."""
         found = unique(notice for message in messages for notice in notices_for(message, self.clock()))
         notices = [notice for notice in found if is_mail_address(notice.recipient)]
-        unmailable = sorted({notice.recipient for notice in found} - {notice.recipient for notice in notices})
+        personal = personal_notices(messages)
+        mailable = [notice for notice in personal if is_mail_address(notice.recipient)]
+        everyone = {notice.recipient for notice in found} | {notice.recipient for notice in personal}
+        unmailable = sorted(everyone - {n.recipient for n in notices} - {n.recipient for n in mailable})
+        # Lease mail and people mail fail apart: one kind's trouble does not hold the other.
+        failure: Exception | None = None
         if notices:
-            await self._mail(notices)
+            try:
+                await self._mail(notices)
+            except Exception as error:  # noqa: BLE001 - raised below, after the people mail had its go
+                failure = error
+        if mailable:
+            await self._mail_people(mailable)
+        if failure is not None:
+            raise failure
         if unmailable:
             # Nothing to retry: dead-lettered with the reason, for someone to fix the address.
             raise PermanentFailure(f"not a mail address: {', '.join(repr(a) for a in unmailable)}")
@@ -120,6 +133,10 @@ class Notifier:
             (self.deliveries[index], self.renderer.render(recipient, group, links, now))
             for (index, recipient), group in work.items()
         ]
+        await self._deliver(mails)
+
+    async def _deliver(self, mails: Sequence[tuple[Delivery, Mail]]) -> None:
+        """Send, record what went out, and raise for what did not."""
         outcome = await self._send_all(mails)
         if outcome.sent_keys:
             await self._mark_sent(outcome.sent_keys)
@@ -129,6 +146,41 @@ class Notifier:
             )
         if outcome.refused:
             raise PermanentFailure(f"recipient refused: {'; '.join(outcome.refused)}")
+
+    async def _mail_people(self, notices: Sequence[PersonalNotice]) -> None:
+        """Invitations and address confirmations: one mail each, through the channels that
+        reach the recipient alone, with a link the api mints now. When the api says there
+        is nothing to mail any more (revoked, accepted, already confirmed) the mail is
+        skipped, not retried."""
+        deliveries = [delivery for delivery in self.deliveries if delivery.channel.private]
+        if not deliveries:
+            log.error("no private channel to send %d invitation / confirmation mails through", len(notices))
+            return
+        keys = [delivery.key(notice.key) for delivery in deliveries for notice in notices]
+        pending = set(await self.api.reserve_notifications(keys))
+        if len(pending) < len(keys):
+            log.info("%d of %d people mails already sent; not sending them again", len(keys) - len(pending), len(keys))
+        work = [
+            (notice, wanted)
+            for notice in notices
+            if (wanted := [delivery for delivery in deliveries if delivery.key(notice.key) in pending])
+        ]
+        if not work:
+            return
+        if not any(delivery.breaker.allows() for _, wanted in work for delivery in wanted):
+            # Minting an invitation's link replaces the previous one: not for a mail that cannot go.
+            raise DeliveryIncomplete(f"{len(work)} people mails held: {', '.join(d.name for d in deliveries)} down")
+        mails: list[tuple[Delivery, Mail]] = []
+        for notice, wanted in work:
+            link = await self.api.people_link(notice.link_kind, notice.subject_id)
+            if link is None:
+                log.info("%s mail to %s skipped: the api has nothing to mail any more for %s %d",
+                         notice.link_kind.value, notice.recipient, notice.link_kind.value, notice.subject_id)
+                continue
+            mail = self.renderer.personal(notice, link, self.clock())
+            mails.extend((delivery, mail) for delivery in wanted)
+        if mails:
+            await self._deliver(mails)
 
     async def _links(self, notices: Iterable[Notice]) -> Mapping[LeaseRef, Mapping[LeaseAction, str]]:
         """Renew / shut down links for every still-live lease of the batch: one api call.

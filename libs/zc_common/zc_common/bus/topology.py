@@ -8,6 +8,8 @@ from __future__ import annotations
 from zc_common.messages import (
     BlastRadiusHalted,
     CloudEventReceived,
+    EmailConfirmationRequested,
+    InvitationCreated,
     LeaseChanged,
     LeaseExpired,
     LeaseExpiringSoon,
@@ -20,6 +22,6 @@ SERVICE_QUEUES: dict[str, tuple[type[Message], ...]] = {
     "api": (ResourceChange,),
     "ingestor": (SweepRequested, CloudEventReceived),
     "scheduler": (LeaseChanged,),
-    "notifier": (LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted),
+    "notifier": (LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted, InvitationCreated, EmailConfirmationRequested),
     "reaper": (LeaseExpired,),
 }

@@ -46,6 +46,7 @@ async def get_all(
     subject_id: int | None = None,
     action: str | None = None,
     since: datetime | None = None,
+    actor: str | None = None,
 ) -> tuple[list[AuditEvent], int]:
     """The audit log of the caller's account, newest first (admins only)."""
     if not caller.is_admin:
@@ -58,6 +59,8 @@ async def get_all(
         query = query.where(col(AuditEvent.subject_id) == subject_id)
     if action is not None:
         query = query.where(col(AuditEvent.action) == action)
+    if actor is not None:
+        query = query.where(col(AuditEvent.actor) == actor)
     if since is not None:
         if since.tzinfo is None:  # a time without a zone is read as UTC
             since = since.replace(tzinfo=timezone.utc)

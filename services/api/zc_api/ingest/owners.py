@@ -1,6 +1,7 @@
 """Who owns the instances a batch found without a lease, and on what terms: two queries
-for the whole batch (each account's policy with its first admin; the users the owner
-tags name, with their overrides and live lease counts), then the policy rules in memory."""
+for the whole batch (each account's policy with its first admin, a confirmed one if it
+has any; the users the owner tags name, with whether their address is confirmed, their
+overrides and live lease counts), then the policy rules in memory."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ _POLICIES = text(
     LEFT JOIN LATERAL (
         SELECT u.id, u.email FROM app_user u
         WHERE u.account_id = k.account_id AND u.role = 'admin'
-        ORDER BY u.id LIMIT 1
+        ORDER BY u.email_confirmed_at IS NULL, u.id LIMIT 1
     ) a ON true
     """
 )
@@ -70,7 +71,7 @@ _POLICIES = text(
 # evaluates its subquery only when it gets there).
 _USERS = text(
     f"""
-    SELECT u.id, u.account_id, u.email,
+    SELECT u.id, u.account_id, u.email, u.email_confirmed_at IS NOT NULL AS confirmed,
            up.user_id IS NOT NULL AS has_policy, up.default_lease_seconds, up.max_lease_seconds,
            up.max_instances,
            CASE WHEN coalesce(up.max_instances, p.max_instances_per_user) IS NOT NULL THEN
@@ -135,7 +136,7 @@ async def assign_owners(
         {"account_ids": [a for a, _ in named], "emails": [e for _, e in named], "admin_ids": admin_ids},
     )
     for row in rows.all():
-        users[row.account_id][row.email] = Candidate(row.id, row.email)
+        users[row.account_id][row.email] = Candidate(row.id, row.email, confirmed=row.confirmed)
         live_leases[row.id] = row.live_leases or 0
         if row.has_policy:
             overrides[row.id] = UserPolicy(

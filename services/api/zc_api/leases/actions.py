@@ -281,6 +281,11 @@ async def change_owner(
             f"{wanted} is not a user of this account: add them first (POST /api/v1/accounts/{lease.account_id}/users)",
             field="email",
         )
+    if user.email_confirmed_at is None:
+        # The new owner would be mailed about it: nothing goes to an unconfirmed address.
+        raise InvalidInput(
+            f"{wanted} has not confirmed their address yet: they can be given leases once they have", field="email"
+        )
     if user.id == lease.owner_user_id:
         return record
     previous = lease.owner_email

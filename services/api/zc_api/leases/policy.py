@@ -82,10 +82,12 @@ def effective_policy(account: AccountPolicyFields, user: UserPolicyFields | None
 
 @dataclass(frozen=True)
 class Candidate:
-    """A user who may own an instance."""
+    """A user who may own an instance. Nothing is mailed to an address before it is
+    confirmed, so an unconfirmed user cannot own one yet."""
 
     user_id: int
     email: str
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,8 @@ def resolve_owner(
     users: Mapping[str, Candidate],
     first_admin: Candidate | None,
 ) -> OwnerChoice:
-    """The user the owner tag names, if they belong to the account and their email is
-    allowed; otherwise the account's first admin, with the reason it fell to them.
+    """The user the owner tag names, if they belong to the account, their email is
+    allowed and confirmed; otherwise the account's first admin, with the reason it fell to them.
 
     ``users`` maps lower-cased emails to the account's users (it may hold only those the
     batch names)."""
@@ -147,6 +149,8 @@ def resolve_owner(
         reason = f"{named} is outside the allowed email patterns"
     elif named not in users:
         reason = f"owner tag names unknown user {named}"
+    elif not users[named].confirmed:
+        reason = f"{named} has not confirmed their address yet"
     else:
         user = users[named]
         return OwnerChoice(user.user_id, user.email, reason=f"owner tag names {user.email}", from_tag=True)

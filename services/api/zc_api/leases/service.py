@@ -9,11 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import NotFound
-from zc_common.messages import LeaseStatus
+from zc_common.messages import LIVE_LEASE_STATUSES, LeaseStatus
 
 from zc_api.auth.principal import Principal
 from zc_api.leases.policy import normalise_email
-from zc_api.models import Lease, Resource
+from zc_api.models import AuditEvent, Lease, Resource
 from zc_api.pagination import PageParams, paginate_rows
 
 
@@ -52,8 +52,10 @@ async def get_all(
     cloud_account_id: int | None = None,
     expires_before: datetime | None = None,
     instance_id: str | None = None,
+    region: str | None = None,
+    live_only: bool = False,
 ) -> tuple[list[tuple[Lease, Resource]], int]:
-    """Soonest expiry first."""
+    """Soonest expiry first. ``live_only``: the leases still holding their instance."""
     query = _with_resource(caller)
     if owner is not None:
         query = query.where(col(Lease.owner_email) == normalise_email(owner))
@@ -67,5 +69,25 @@ async def get_all(
         query = query.where(col(Lease.expires_at) < expires_before)
     if instance_id is not None:
         query = query.where(col(Resource.instance_id) == instance_id)
+    if region is not None:
+        query = query.where(col(Resource.region) == region)
+    if live_only:
+        query = query.where(col(Lease.status).in_(sorted(s.value for s in LIVE_LEASE_STATUSES)))
     rows, count = await paginate_rows(session, query.order_by(col(Lease.expires_at), col(Lease.id)), page)
     return [(row[0], row[1]) for row in rows], count
+
+
+async def trail(session: AsyncSession, *, caller: Principal, lease_id: int, limit: int = 200) -> list[AuditEvent]:
+    """What happened to a lease the caller can see (its owner too, not only admins):
+    its audit events, oldest first."""
+    lease, _ = await get(session, caller=caller, lease_id=lease_id)
+    query = (
+        select(AuditEvent)
+        .where(
+            col(AuditEvent.account_id) == lease.account_id, col(AuditEvent.subject_type) == "lease",
+            col(AuditEvent.subject_id) == lease_id,
+        )
+        .order_by(col(AuditEvent.at), col(AuditEvent.id))
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())

@@ -3,7 +3,7 @@ link opens (public: the token is the credential). GET shows, only POST acts."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from zc_common.internal_api import ActionLinksRequest, ActionLinksResult
@@ -33,20 +33,20 @@ async def mint_action_links(
 
 
 @pages_router.get("/a/{token}", response_class=HTMLResponse)
-async def confirm_action(token: str, session: SessionDep) -> HTMLResponse:
+async def confirm_action(token: str, request: Request, session: SessionDep) -> HTMLResponse:
     now = utcnow()
     try:
         link = await service.inspect(session, token=token, now=now)
     except LinkRefused as refusal:
-        return pages.refused(refusal)
-    return pages.confirmation(link, now=now)
+        return pages.refused(request, refusal)
+    return pages.confirmation(request, link, now=now)
 
 
 @pages_router.post("/a/{token}", response_class=HTMLResponse)
-async def perform_action(token: str, session: SessionDep) -> HTMLResponse:
+async def perform_action(token: str, request: Request, session: SessionDep) -> HTMLResponse:
     now = utcnow()
     try:
         done = await service.use(session, token=token, now=now)
     except LinkRefused as refusal:
-        return pages.refused(refusal)
-    return pages.outcome(done, now=now)
+        return pages.refused(request, refusal)
+    return pages.outcome(request, done, now=now)

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
@@ -60,4 +60,12 @@ class UserPublic(BaseModel):
     email: str
     role: Role
     github_login: str | None
+    email_confirmed_at: datetime | None = Field(
+        description="When the person confirmed the address (or an admin added them); nothing is mailed before"
+    )
     created_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def email_confirmed(self) -> bool:
+        return self.email_confirmed_at is not None

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
+from zc_common.messages import utcnow
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
@@ -50,7 +51,13 @@ async def create(session: AsyncSession, *, caller: Principal, account_id: int, n
         raise Conflict(f"{new.email} is already a user of this account (user {taken})", field="email")
     if new.github_login is not None:
         await _ensure_login_free(session, new.github_login)
-    user = User(account_id=account_id, email=new.email, role=new.role.value, github_login=new.github_login)
+    # Confirmed by the admin's act: they vouch for the address they typed, as they do
+    # for whose instances it will own. People who join on their own (the allowed email
+    # patterns) confirm it themselves before anything is mailed to it.
+    user = User(
+        account_id=account_id, email=new.email, role=new.role.value, github_login=new.github_login,
+        email_confirmed_at=utcnow(),
+    )
     session.add(user)
     await _flush(session)
     audit.record(

@@ -10,11 +10,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from zc_api.web import formats
 from zc_api.web.session import Viewer
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Environment(loader=PackageLoader("zc_api.web", "templates"), autoescape=select_autoescape(default=True))
+templates.filters.update(stamp=formats.stamp, money=formats.money)
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -28,17 +30,23 @@ HEADERS = {
 }
 
 
-def nav_for(viewer: Viewer | None) -> list[tuple[str, str]]:
-    """The menu: (path, label), by role."""
+def nav_for(viewer: Viewer | None, *, sandbox: bool = False) -> list[tuple[str, str]]:
+    """The menu: (path, label), by role; in the sandbox also its mailbox page, for anyone."""
+    mailbox = [("/mailbox", "Mailbox")] if sandbox else []
     if viewer is None:
-        return []
+        return mailbox
     items = [("/leases", "Leases"), ("/tokens", "API tokens")]
     if viewer.is_admin and viewer.user.account_id is not None:
         items = [
             ("/summary", "Summary"), ("/leases", "Leases"), ("/cloud-accounts", "Cloud accounts"),
             ("/policy", "Policy"), ("/users", "People"), ("/audit", "Audit log"), ("/tokens", "API tokens"),
         ]
-    return items
+    return items + mailbox
+
+
+def _in_sandbox(request: Request) -> bool:
+    runtime = getattr(request.app.state, "runtime", None)
+    return bool(runtime is not None and runtime.settings.sandbox_mailbox_dir)
 
 
 def page(
@@ -46,7 +54,8 @@ def page(
     headers: dict[str, str] | None = None, **context: Any,
 ) -> HTMLResponse:
     body = templates.get_template(template).render(
-        request=request, viewer=viewer, title=title, nav=nav_for(viewer), current=request.url.path,
+        request=request, viewer=viewer, title=title, nav=nav_for(viewer, sandbox=_in_sandbox(request)),
+        current=request.url.path,
         csrf_token=viewer.csrf_token if viewer else None, **context,
     )
     return HTMLResponse(body, status_code=status, headers={**HEADERS, **(headers or {})})

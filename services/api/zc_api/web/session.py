@@ -124,6 +124,9 @@ async def get_viewer(request: Request, session: SessionDep, runtime: RuntimeDep)
             .values(last_seen_at=now, expires_at=now + timedelta(seconds=settings.session_ttl_seconds))
         )
     assert web_session.id is not None
+    # Detached, so a rollback (any refused request: a CSRF refusal, a domain error) does not
+    # expire it: the error page rendered after the rollback still reads the viewer's name and role.
+    session.expunge(user)
     viewer = Viewer(user=user, session_id=web_session.id, csrf_token=web_session.csrf_token)
     request.state.viewer = viewer  # for the error pages, rendered outside the handler
     return viewer

@@ -25,6 +25,9 @@ class Channel(abc.ABC):
 
     name: ClassVar[str] = ""
     key_suffix: ClassVar[str] = ""
+    # Delivers to the recipient alone (a mailbox), so a mail may carry a link that acts
+    # as a credential (an invitation, an address confirmation). A chat channel does not.
+    private: ClassVar[bool] = True
 
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings

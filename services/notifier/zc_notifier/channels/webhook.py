@@ -14,6 +14,7 @@ from zc_notifier.mail import Mail
 class WebhookChannel(Channel):
     name = "webhook"
     key_suffix = ":webhook"
+    private = False  # a chat channel: others read it, so no invitation or confirmation link goes there
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,0 +1,88 @@
+"""How pages write times, durations and money for a person: "in 2 h", "ended 5 min ago",
+"2026-11-25 14:00 UTC", "$1.23"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from zc_api.leases.policy import NEVER_EXPIRES
+
+ENDED_STATUSES = frozenset({"reaped", "released"})
+
+
+def stamp(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def span(seconds: float) -> str:
+    """A length of time, rounded the way a person reads it: "45 min", "5 h", "3 days"
+    (to the nearest unit: a lease renewed for 3 days a moment ago has 3 days left)."""
+    seconds = abs(int(seconds))
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 2 * 3600 - 30:
+        return f"{round(seconds / 60)} min"
+    if seconds < 2 * 86400 - 1800:
+        return f"{round(seconds / 3600)} h"
+    days = round(seconds / 86400)
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    seconds = (moment - now).total_seconds()
+    return f"in {span(seconds)}" if seconds > 0 else f"{span(seconds)} ago"
+
+
+def time_left(*, status: str, expires_at: datetime, ended_at: datetime | None, now: datetime) -> str:
+    """What is left of a lease: "in 2 h", "ended 5 min ago", "no end date"."""
+    if status in ENDED_STATUSES:
+        return f"ended {relative(ended_at, now)}" if ended_at else "ended"
+    if expires_at >= NEVER_EXPIRES:
+        return "no end date"
+    if expires_at > now:
+        return relative(expires_at, now)
+    return f"ended {relative(expires_at, now)}"
+
+
+def money(amount: Decimal | None) -> str:
+    if amount is None:
+        return "no price"
+    if amount == 0:
+        return "$0.00"
+    if amount < Decimal("0.01"):
+        return "under $0.01"
+    cents = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"${cents:,.2f}"
+
+
+
+def sentence(message: str) -> str:
+    """A domain error's message ("lease 3 cannot be renewed: …") as a sentence on a page."""
+    message = message.strip()
+    if not message:
+        return message
+    return message[:1].upper() + message[1:] + ("" if message.endswith((".", "!", "?")) else ".")
+
+
+# Actors that are ZeroCloud itself: its services, and the messages ingestion acted on.
+_SYSTEM_ACTORS = ("service", "system", "reaper", "scheduler", "ingestor")
+
+
+def actor_name(actor: str, people: dict[str, str]) -> str:
+    """How a page names who did something: a person by email (``people`` maps "user:<id>"),
+    ZeroCloud for its services and what it did on an AWS event, the owner of a mailed link."""
+    if actor in people:
+        return people[actor]
+    kind, _, rest = actor.partition(":")
+    if actor in _SYSTEM_ACTORS or kind == "message":
+        return "ZeroCloud"
+    if kind == "owner":
+        return f"{rest} (from a mailed link)"
+    if kind == "github":
+        return f"GitHub user {rest}"
+    if kind == "user" and rest.isdigit():
+        return f"user {rest}"
+    return actor

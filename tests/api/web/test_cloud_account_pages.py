@@ -1,0 +1,169 @@
+"""The cloud accounts pages: onboarding shows the generated external ID and a template with
+it filled in, verify reports each check, the observe/enforce switch — admins only, and
+only their own tenant's cloud accounts."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tests.api.factories import Api, Tenant, make_cloud_account, random_upstream
+from tests.api.records import audit_events
+
+if TYPE_CHECKING:
+    from tests.api.web.pages_fixtures import PageClientFactory
+
+pytest_plugins = ["tests.api.web.pages_fixtures"]
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads a CloudFormation template: its short-form tags (!Ref, !Sub…) as plain values."""
+
+
+_CloudFormationLoader.add_multi_constructor(
+    "!", lambda loader, suffix, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode)
+    else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node)
+)
+
+
+def parse_template(text: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - a safe loader
+    return loaded
+
+
+async def test_onboarding_creates_the_cloud_account_and_shows_the_generated_external_id(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    admin = await page_client(tenant.admin)
+    upstream = random_upstream()
+
+    form = await admin.get("/cloud-accounts/new")
+    done = await admin.post("/cloud-accounts/new", {
+        "name": "prod", "upstream_account_id": upstream, "assume_role_arn": "", "regions": "us-east-1, eu-west-1",
+    })
+
+    assert form.status_code == 200 and 'name="upstream_account_id"' in form.text
+    assert done.status_code == 303
+    location = done.headers["location"]
+    assert re.fullmatch(r"/cloud-accounts/\d+\?notice=created", location)
+    shown = await admin.get(location)
+    cloud = (await api.client.get(f"/api/v1/cloudaccounts/{location.split('/')[2].split('?')[0]}",
+                                  headers=tenant.admin.headers)).json()
+    assert cloud["assume_role_arn"] == f"arn:aws:iam::{upstream}:role/ZeroCloud"
+    assert cloud["regions"] == ["us-east-1", "eu-west-1"] and cloud["mode"] == "observe"
+    assert cloud["external_id"].startswith("zc-")
+    assert f'<p class="secret" id="external-id">{cloud["external_id"]}</p>' in shown.text
+    assert "The AWS account is registered, in observe mode" in shown.text
+    assert f'href="/cloud-accounts/{cloud["id"]}/template.yaml"' in shown.text
+    assert "Switch to enforce" in shown.text
+
+
+async def test_the_form_keeps_what_was_typed_and_says_what_is_wrong(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    admin = await page_client(tenant.admin)
+
+    refused = await admin.post("/cloud-accounts/new", {
+        "name": "prod", "upstream_account_id": "12345", "assume_role_arn": "arn:aws:iam::123:user/x",
+        "regions": "us-east-1, moon-1",
+    })
+
+    assert refused.status_code == 422
+    assert 'value="12345"' in refused.text and 'value="us-east-1, moon-1"' in refused.text
+    assert 'id="e-upstream_account_id"' in refused.text and 'id="e-assume_role_arn"' in refused.text
+    assert 'id="e-regions"' in refused.text and "moon-1" in refused.text
+    assert 'aria-invalid="true"' in refused.text
+
+
+async def test_a_role_of_another_aws_account_or_one_onboarded_twice_is_refused_next_to_the_field(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    admin = await page_client(tenant.admin)
+    existing = await make_cloud_account(api, tenant)
+    upstream = random_upstream()
+
+    mismatch = await admin.post("/cloud-accounts/new", {
+        "name": "x", "upstream_account_id": upstream, "assume_role_arn": f"arn:aws:iam::{random_upstream()}:role/Z",
+        "regions": "us-east-1",
+    })
+    twice = await admin.post("/cloud-accounts/new", {
+        "name": "again", "upstream_account_id": existing["upstream_account_id"], "regions": "us-east-1",
+    })
+
+    assert mismatch.status_code == 422 and 'id="e-assume_role_arn"' in mismatch.text
+    assert f"not to {upstream}" in mismatch.text
+    assert twice.status_code == 409 and "Already onboarded in this account" in twice.text and 'value="again"' in twice.text
+
+
+async def test_the_template_comes_with_this_cloud_accounts_values(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    cloud = await make_cloud_account(api, tenant, regions=["eu-west-1", "us-east-1"])
+    admin = await page_client(tenant.admin)
+
+    response = await admin.get(f"/cloud-accounts/{cloud['id']}/template.yaml")
+
+    assert response.status_code == 200
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert response.headers["content-type"].startswith("application/yaml")
+    parameters = parse_template(response.text)["Parameters"]
+    assert parameters["ExternalId"]["Default"] == cloud["external_id"]
+    assert parameters["RoleName"]["Default"] == "ZeroCloud"
+    assert parameters["RoleRegion"]["Default"] == "eu-west-1"
+    assert "Default" not in parameters["ZeroCloudAccountId"]
+
+
+async def test_verify_reports_each_check(api: Api, moto: str, tenant: Tenant, page_client: PageClientFactory) -> None:
+    cloud = await make_cloud_account(api, tenant, regions=["us-east-1", "xx-nowhere-1"])
+    admin = await page_client(tenant.admin)
+
+    report = await admin.post(f"/cloud-accounts/{cloud['id']}/verify")
+
+    assert report.status_code == 200
+    assert "Some checks failed" in report.text
+    assert "Works: assume_role" in report.text and "Works: describe_instances:us-east-1" in report.text
+    assert "Failed: describe_instances:xx-nowhere-1" in report.text
+    [event] = await audit_events(api, action="cloud_account.verified", subject_id=cloud["id"])
+    assert event.details["ok"] is False
+    listed = await admin.get("/cloud-accounts")
+    assert "Verification failed: describe_instances:xx-nowhere-1" in listed.text
+
+
+async def test_the_mode_switch_explains_and_switches(api: Api, tenant: Tenant, page_client: PageClientFactory) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    admin = await page_client(tenant.admin)
+
+    shown = await admin.get(f"/cloud-accounts/{cloud['id']}")
+    done = await admin.post(f"/cloud-accounts/{cloud['id']}/mode", {"mode": "enforce"})
+
+    assert "stops the instance" in shown.text and "more than 50%" in shown.text
+    assert done.status_code == 303 and done.headers["location"] == f"/cloud-accounts/{cloud['id']}?notice=enforce"
+    after = await admin.get(done.headers["location"])
+    assert "Enforce mode is on" in after.text and "Switch back to observe" in after.text
+    mode = (await api.client.get(f"/api/v1/cloudaccounts/{cloud['id']}", headers=tenant.admin.headers)).json()["mode"]
+    assert mode == "enforce"
+    [event] = await audit_events(api, action="cloud_account.updated", subject_id=cloud["id"])
+    assert event.details["changes"] == {"mode": {"from": "observe", "to": "enforce"}}
+
+
+async def test_a_developer_gets_403_and_another_tenants_cloud_account_is_404(
+    api: Api, tenant: Tenant, other_tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    theirs = await make_cloud_account(api, other_tenant)
+    mine = await make_cloud_account(api, tenant)
+    dev = await page_client(tenant.dev)
+    admin = await page_client(tenant.admin)
+
+    for path in ("/cloud-accounts", "/cloud-accounts/new", f"/cloud-accounts/{mine['id']}",
+                 f"/cloud-accounts/{mine['id']}/template.yaml"):
+        assert (await dev.get(path)).status_code == 403, path
+    assert (await dev.post(f"/cloud-accounts/{mine['id']}/mode", {"mode": "enforce"})).status_code == 403
+    for path in (f"/cloud-accounts/{theirs['id']}", f"/cloud-accounts/{theirs['id']}/template.yaml"):
+        response = await admin.get(path)
+        assert response.status_code == 404 and "not found" in response.text
+    assert (await admin.post(f"/cloud-accounts/{theirs['id']}/mode", {"mode": "enforce"})).status_code == 404
+    assert (await admin.post(f"/cloud-accounts/{theirs['id']}/verify")).status_code == 404
+    listed = await admin.get("/cloud-accounts")
+    assert mine["name"] in listed.text and theirs["name"] not in listed.text

@@ -1,0 +1,86 @@
+"""How pages write times, money and who did what; the chart's shapes; the onboarding
+template's defaults — pure functions, no server."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from zc_api.cloudaccounts.onboarding import with_defaults
+from zc_api.leases.policy import NEVER_EXPIRES
+from zc_api.summary.service import DAY_STATES, Day
+from zc_api.web.chart import stacked_bars
+from zc_api.web.formats import actor_name, money, time_left
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def left(status: str, expires_in: timedelta, ended_ago: timedelta | None = None) -> str:
+    ended = NOW - ended_ago if ended_ago is not None else None
+    return time_left(status=status, expires_at=NOW + expires_in, ended_at=ended, now=NOW)
+
+
+def test_time_left_reads_like_a_person_says_it() -> None:
+    assert left("active", timedelta(hours=2, minutes=10)) == "in 2 h"
+    assert left("active", timedelta(minutes=45)) == "in 45 min"
+    assert left("active", timedelta(days=3) - timedelta(seconds=5)) == "in 3 days"
+    assert left("active", timedelta(seconds=20)) == "in under a minute"
+    assert left("expired", -timedelta(minutes=5)) == "ended 5 min ago"
+    assert left("reaped", -timedelta(days=3), ended_ago=timedelta(days=1)) == "ended 24 h ago"
+    assert time_left(status="exempt", expires_at=NEVER_EXPIRES, ended_at=None, now=NOW) == "no end date"
+
+
+def test_money() -> None:
+    assert money(None) == "no price"
+    assert money(Decimal(0)) == "$0.00"
+    assert money(Decimal("0.004")) == "under $0.01"
+    assert money(Decimal("1234.565")) == "$1,234.57"
+
+
+def test_actors_are_named_for_people() -> None:
+    people = {"user:3": "ada@bigdb.com"}
+    assert actor_name("user:3", people) == "ada@bigdb.com"
+    assert actor_name("user:9", people) == "user 9"
+    assert actor_name("service", people) == "ZeroCloud"
+    assert actor_name("message:3c43-…", people) == "ZeroCloud"
+    assert actor_name("owner:dan@bigdb.com", people) == "dan@bigdb.com (from a mailed link)"
+
+
+def test_the_chart_stacks_each_days_states_within_the_plot() -> None:
+    days = [Day(day=date(2026, 11, d), counts={**dict.fromkeys(DAY_STATES, 0), "active": d - 20, "expired": 1})
+            for d in range(21, 26)]
+
+    chart = stacked_bars(days)
+
+    assert len(chart.bars) == 10 and not chart.empty
+    assert all(0 <= bar.y and bar.y + bar.height <= chart.baseline + 0.5 for bar in chart.bars)
+    tallest = [bar for bar in chart.bars if bar.x == max(b.x for b in chart.bars)]
+    assert abs(sum(bar.height for bar in tallest) - (chart.baseline - 12)) < 1  # 6 of a 6-high scale
+    assert {label.text for label in chart.y_labels} == {"0", "3", "6"}
+    assert chart.x_labels[-1].text == "Nov 25"
+    assert stacked_bars([Day(day=date(2026, 11, 25), counts=dict.fromkeys(DAY_STATES, 0))]).empty
+
+
+TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+# a comment
+Parameters:
+  ExternalId:
+    Type: String
+  RoleName:
+    Type: String
+    Default: ZeroCloud
+Resources:
+  Thing:
+    Type: AWS::SNS::Topic
+"""
+
+
+def test_template_defaults_are_set_or_replaced_and_the_rest_left_alone() -> None:
+    text, filled = with_defaults(TEMPLATE, {"ExternalId": 'zc-a"b', "RoleName": "Ops", "Missing": "x"})
+
+    assert filled == {"ExternalId": 'zc-a"b', "RoleName": "Ops"}
+    assert '  ExternalId:\n    Default: "zc-a\\"b"\n    Type: String\n' in text
+    assert '    Default: "Ops"\n' in text and "Default: ZeroCloud" not in text
+    assert text.endswith("Resources:\n  Thing:\n    Type: AWS::SNS::Topic\n")
+    assert with_defaults("Resources: {}\n", {"ExternalId": "x"}) == ("Resources: {}\n", {})
