@@ -17,6 +17,7 @@ from sqlmodel import col
 
 from zc_common.aws import AwsAccess, CloudAccountRole, error_code
 from zc_common.errors import Conflict, InvalidInput, NotFound
+from zc_common.internal_api import CloudAccountMode
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
@@ -28,6 +29,7 @@ from zc_api.cloudaccounts.schemas import (
     VerifyCheck,
     VerifyReport,
 )
+from zc_api.leases import actions as leases
 from zc_api.models import CloudAccount
 from zc_api.pagination import PageParams, paginate
 
@@ -130,6 +132,9 @@ async def update(
             if getattr(row, name) != value}
     for name, value in changes.items():
         setattr(row, name, value)
+    if diff.get("mode", {}).get("to") == CloudAccountMode.enforce.value:
+        assert row.id is not None
+        await leases.enforce_after_observe(session, cloud_account_id=row.id, actor=caller.actor)
     if diff:
         audit.record(
             session, account_id=row.account_id, actor=caller.actor, action="cloud_account.updated",

@@ -21,7 +21,7 @@ from zc_api.leases.messages import lease_changed
 from zc_api.leases.policy import NEVER_EXPIRES, normalise_email
 from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.service import visible_to
-from zc_api.models import User, UserPolicy
+from zc_api.models import Lease, User, UserPolicy
 from zc_api.outbox import service as outbox
 from zc_api.policies.service import human_duration
 
@@ -298,3 +298,43 @@ async def change_owner(
         reason=lease.owner_reason, previous_owner_email=previous, owner_email=user.email,
     )
     return record
+
+
+# --- a cloud account switched from observe to enforce ---------------------------------
+
+# The notice period when no warning time is set: nothing is stopped without one.
+_MIN_NOTICE_SECONDS = 3600
+_FIRST_WARNING_AFTER_SECONDS = 300
+
+
+async def enforce_after_observe(
+    session: AsyncSession, *, cloud_account_id: int, actor: str, now: datetime | None = None
+) -> int:
+    """A cloud account went from observe to enforce. Leases that ended while it only
+    observed are not stopped the moment the switch is made: each gets a notice period
+    (the policy's longest warning time) with its warnings, then is reaped unless renewed.
+    Answers how many leases were given one."""
+    now = now or utcnow()
+    ids = list(
+        await session.scalars(
+            select(col(Lease.id)).where(
+                col(Lease.cloud_account_id) == cloud_account_id, col(Lease.status) == LeaseStatus.expired.value
+            )
+        )
+    )
+    records = await repository.load(session, ids, lock=True)
+    messages: list[LeaseChanged] = []
+    for record in sorted(records.values(), key=lambda r: r.id):
+        # A little past the longest warning, so that warning is still ahead and goes out.
+        notice = max([*record.policy.warning_seconds, _MIN_NOTICE_SECONDS]) + _FIRST_WARNING_AFTER_SECONDS
+        lease = record.lease
+        lease.status, lease.expires_at = LeaseStatus.active.value, now + timedelta(seconds=notice)
+        messages.append(
+            new_version(
+                session, record, LeaseChange.renewed, actor=actor, now=now,
+                reason=f"the cloud account now enforces: ended while observed, reaped after {human_duration(notice)} "
+                       "unless renewed",
+            )
+        )
+    await outbox.enqueue(session, messages)
+    return len(messages)
