@@ -17,7 +17,7 @@ from zc_cli.options import AccountId, ApiUrl, Json, Payload, Token, account_of_c
 from zc_cli.output import emit_json, emit_record
 
 create_app = typer.Typer(
-    help="Create accounts, cloud accounts, users and API tokens; send a cloud event.", no_args_is_help=True
+    help="Create accounts, cloud accounts, users, invitations and API tokens; send a cloud event.", no_args_is_help=True
 )
 
 INSTANCE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")

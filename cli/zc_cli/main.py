@@ -1,5 +1,5 @@
 """`zerocloud-cli`: the root command, login, verify, the ingestor's poller in the foreground,
-and the sub-apps (create, get, list, lease, sandbox)."""
+and the sub-apps (create, get, list, update, revoke, lease, sandbox)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from zc_cli import credentials
+from zc_cli.admin import revoke_app, update_app  # also adds `create invitation`, `list invitations`
 from zc_cli.client import connect, resolve_target
 from zc_cli.create import create_app
 from zc_cli.errors import EXIT_API_ERROR, fail
@@ -19,7 +20,7 @@ from zc_cli.read import get_app, list_app
 
 app = typer.Typer(
     name="zerocloud-cli",
-    help="ZeroCloud from the command line: accounts, cloud accounts, users, leases, events.",
+    help="ZeroCloud from the command line: accounts, cloud accounts, users, invitations, leases, events.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals would include API tokens
 )
@@ -28,6 +29,8 @@ verify_app = typer.Typer(help="Check that ZeroCloud can work with something.", n
 app.add_typer(create_app, name="create")
 app.add_typer(get_app, name="get")
 app.add_typer(list_app, name="list")
+app.add_typer(update_app, name="update")
+app.add_typer(revoke_app, name="revoke")
 app.add_typer(lease_app, name="lease")
 app.add_typer(verify_app, name="verify")
 
