@@ -184,8 +184,9 @@ async def ensure_customer_role(aws: AwsAccess, *, customer_account_id: str, role
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
+            # What deploy/aws/customer-account.yaml grants a real account, no more.
             "Action": ["ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:StopInstances",
-                       "ec2:TerminateInstances", "ec2:CreateTags"],
+                       "ec2:TerminateInstances"],
             "Resource": "*",
         }],
     }

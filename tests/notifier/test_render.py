@@ -19,7 +19,9 @@ from zc_notifier.render import Renderer, in_words, time_left
     [
         (30, "less than a minute"),
         (60, "1 minute"),
-        (59 * 60 + 59, "59 minutes"),
+        (4 * 60 + 58, "5 minutes"),  # to the nearest minute: the 5-minute warning, sent a moment late
+        (59 * 60 + 29, "59 minutes"),
+        (59 * 60 + 59, "1 hour"),
         (3600, "1 hour"),
         (3600 + 5 * 60, "1 hour 5 minutes"),
         (23 * 3600 + 59 * 60, "23 hours 59 minutes"),

@@ -4,10 +4,11 @@ graceful SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import FrameType
 
 import uvicorn
@@ -94,3 +95,14 @@ def serve(app: FastAPI, settings: ZeroCloudSettings, service: str) -> None:
         log_config=None,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
     )
+
+
+def read_command_line(service: str, description: str, argv: Sequence[str] | None = None) -> None:
+    """The command line of a service that takes no arguments: ``--help`` says what it is
+    and where its settings come from (before any setting is read); anything else is a
+    usage error (exit 2)."""
+    argparse.ArgumentParser(
+        prog=f"zerocloud-{service}",
+        description=f"{description} Settings come from ZC_* environment variables and config.yml (its path in "
+        "ZC_CONFIG); docs/configuration.md lists them. SIGTERM drains it and exits 0.",
+    ).parse_args(argv)

@@ -16,7 +16,7 @@ from zc_common.aws import AwsAccess
 from zc_common.bus import Bus, create_bus
 from zc_common.internal_api import InternalApi
 from zc_common.logging import configure_logging
-from zc_common.service import add_health_routes, serve
+from zc_common.service import add_health_routes, read_command_line, serve
 from zc_common.settings import IngestorSettings, load_settings
 
 from zc_ingestor import handlers
@@ -93,6 +93,7 @@ def create_app(settings: IngestorSettings | None = None, *, bus: Bus | None = No
 
 def run() -> None:
     """``zerocloud-ingestor``: the service in the foreground; SIGTERM drains it."""
+    read_command_line(SERVICE, "ZeroCloud ingestor: long-polls the event queues, runs inventory sweeps, publishes ResourceChange.")
     settings = load_settings(IngestorSettings, SERVICE)
     serve(create_app(settings), settings, SERVICE)
 

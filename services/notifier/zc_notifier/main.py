@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from zc_common.bus import Bus, create_bus
 from zc_common.internal_api import InternalApi
 from zc_common.logging import configure_logging
-from zc_common.service import ReadinessCheck, add_health_routes, serve
+from zc_common.service import ReadinessCheck, add_health_routes, read_command_line, serve
 from zc_common.settings import NotifierSettings, load_settings
 
 from zc_notifier.service import Notifier
@@ -72,5 +72,6 @@ def readiness(app: FastAPI) -> dict[str, ReadinessCheck]:
 
 def run() -> None:
     """``zerocloud-notifier``: the service in the foreground; SIGTERM drains it."""
+    read_command_line(SERVICE, "ZeroCloud notifier: mails lease notices, warnings and people's links (SMTP or SES, optional webhook).")
     settings = load_settings(NotifierSettings, SERVICE)
     serve(create_app(settings), settings, SERVICE)

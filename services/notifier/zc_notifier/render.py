@@ -36,6 +36,9 @@ _ROLE_WORDS = {"admin": "an admin", "dev": "a developer"}
 def in_words(delta_seconds: float) -> str:
     """A duration as people say it: '2 days 3 hours', '1 hour 5 minutes', '40 minutes'."""
     seconds = int(abs(delta_seconds))
+    if seconds >= 60:
+        # To the nearest minute: a warning sent 4 min 58 s before the end says "5 minutes".
+        seconds = (seconds + 30) // 60 * 60
     days, rest = divmod(seconds, 86_400)
     hours, rest = divmod(rest, 3_600)
     minutes = rest // 60

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus, create_bus
 from zc_common.internal_api import InternalApi
-from zc_common.service import ReadinessCheck, add_health_routes, serve
+from zc_common.service import ReadinessCheck, add_health_routes, read_command_line, serve
 from zc_common.settings import ReaperSettings, load_settings
 
 from zc_reaper.service import Reaper
@@ -74,5 +74,6 @@ def readiness(reaper: Reaper) -> dict[str, ReadinessCheck]:
 
 def run() -> None:
     """``zerocloud-reaper``: the service in the foreground; SIGTERM drains it."""
+    read_command_line(SERVICE, "ZeroCloud reaper: claims expired leases and stops or terminates their instances.")
     settings = load_settings(ReaperSettings, SERVICE)
     serve(create_app(settings), settings, SERVICE)
