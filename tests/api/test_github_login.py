@@ -493,3 +493,83 @@ async def test_the_sign_in_page_explains_and_offers_github(web_api: WebApi) -> N
     assert 'action="/login/github"' in text_of(page) and 'name="next" value="/leases"' in text_of(page)
     # The fake GitHub is served over http: the page's CSP must let the form go there.
     assert f"form-action {web_api.github.url}" in page.headers["content-security-policy"]
+
+
+# --- found in review: login CSRF, retention, body size, the invitation page's CSP -----------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+     {"Sec-Fetch-Site": "same-site", "Origin": "http://other.127.0.0.1:8000"}],
+)
+async def test_a_sign_in_started_from_another_site_is_refused(web_api: WebApi, headers: dict[str, str]) -> None:
+    # Another site's page auto-posting this form (perhaps with an invitation of its own)
+    # would sign the visitor in to an account they never chose: login CSRF.
+    browser = web_api.browser()
+    response = await browser.post("/login/github", data={"invitation": "x" * 43}, headers=headers)
+
+    assert response.status_code == 403 and "another site" in text_of(response)
+    assert not any(name.endswith("zc_signin") for name in browser.cookies.keys())
+    async with transaction(web_api.api.sessions) as session:
+        assert await session.scalar(select(LoginAttempt.state_hash)) is None
+
+
+async def test_a_sign_in_started_from_this_site_by_a_browser_goes_to_github(web_api: WebApi) -> None:
+    browser = web_api.browser()
+    response = await browser.post(
+        "/login/github", data={}, headers={"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}
+    )
+    assert response.status_code == 303 and response.headers["location"].startswith(web_api.github.url)
+
+
+async def test_expired_sign_in_attempts_are_deleted_when_the_next_one_starts(web_api: WebApi) -> None:
+    await start_sign_in(web_api.browser())
+    async with transaction(web_api.api.sessions) as session:
+        await session.execute(update(LoginAttempt).values(expires_at=utcnow() - timedelta(seconds=1)))
+
+    await start_sign_in(web_api.browser())
+
+    # An expired attempt can never finish: anonymous posts must not pile rows up for a day.
+    async with transaction(web_api.api.sessions) as session:
+        assert len((await session.scalars(select(LoginAttempt.state_hash))).all()) == 1
+
+
+async def test_a_huge_form_is_refused_before_it_is_read(web_api: WebApi) -> None:
+    field = "x" * 900_000  # each field under Starlette's 1 MB, together far more than any form needs
+    browser = web_api.browser()
+
+    declared = await browser.post("/login/github", data={"a": field, "b": field, "c": field})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for name in "abc":
+            yield f"{name}={field}&".encode()
+
+    streamed = await browser.post(
+        "/login/github", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+
+    assert declared.status_code == 413
+    assert streamed.status_code == 413
+    async with transaction(web_api.api.sessions) as session:
+        assert await session.scalar(select(LoginAttempt.state_hash)) is None
+
+
+async def test_the_invitation_page_lets_its_form_go_to_a_github_served_over_http(web_api: WebApi) -> None:
+    await sign_in(web_api, ADA)
+    ada = await user_by_login(web_api, "ada")
+    assert ada is not None
+    admin = await token_for(web_api, ada)
+    invited = await web_api.api.client.post(
+        f"/api/v1/accounts/{admin.account_id}/invitations", json={"email": "ivy@bigdb.com"}, headers=admin.headers
+    )
+    assert invited.status_code == 201, invited.text
+    async with transaction(web_api.api.sessions) as session:
+        link = await invitations.mint_link(session, invitation_id=invited.json()["id"], public_url="http://x")
+
+    page = await web_api.browser().get(urlsplit(link.url).path)
+
+    assert page.status_code == 200 and 'action="/login/github"' in page.text
+    # The button posts here and is redirected to GitHub: the CSP must allow that redirect.
+    assert f"form-action {web_api.github.url}" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"

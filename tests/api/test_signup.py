@@ -95,3 +95,25 @@ async def test_a_github_login_now_held_by_someone_else_moves_to_them(api: Api) -
     assert second.user.github_login == "kim" and second.user.id != first.user.id
 
 
+
+
+async def test_an_invitation_carried_by_the_sign_in_beats_an_address_another_account_listed(api: Api) -> None:
+    # Any admin may add any address to their own account: account A listing hal's address
+    # first must not pull hal into A when hal follows account B's invitation link.
+    admin_a, account_a = await make_account(api)
+    admin_b, account_b = await make_account(api)
+    listed = await api.client.post(
+        f"/api/v1/accounts/{account_a['id']}/users", json={"email": "hal@bigdb.com", "role": "admin"},
+        headers=admin_a.headers,
+    )
+    invited = await api.client.post(
+        f"/api/v1/accounts/{account_b['id']}/invitations", json={"email": "hal@bigdb.com"}, headers=admin_b.headers
+    )
+    assert listed.status_code == 201 and invited.status_code == 201, (listed.text, invited.text)
+
+    admission = await admit(api, identity("hal", "hal@bigdb.com"), invitation_id=invited.json()["id"])
+
+    assert (admission.how, admission.user.account_id) == ("invited", account_b["id"])
+    async with transaction(api.sessions) as session:
+        left = await session.get(User, listed.json()["id"])
+    assert left is not None and left.github_id is None  # A's entry was not linked to hal's GitHub account

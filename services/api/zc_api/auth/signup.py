@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -88,7 +88,13 @@ async def admit(
 async def _admit(
     session: AsyncSession, *, identity: GitHubIdentity, invitation_id: int | None, now: datetime
 ) -> Admission:
-    user, how = await _known_user(session, identity)
+    # A person following an account's invitation link chose that account: a user another
+    # account listed under their address (any admin may add any address) does not claim them.
+    invited_to = (
+        await session.scalar(select(col(Invitation.account_id)).where(col(Invitation.id) == invitation_id))
+        if invitation_id is not None else None
+    )
+    user, how = await _known_user(session, identity, invited_to=invited_to)
     if user is not None and user.account_id is not None:
         _signed_in(session, user, how, identity, ignored_invitation_id=invitation_id)
         return Admission(user, how)
@@ -122,19 +128,24 @@ async def _admit(
 # --- who they already are ---------------------------------------------------------------
 
 
-async def _known_user(session: AsyncSession, identity: GitHubIdentity) -> tuple[User | None, str]:
+async def _known_user(
+    session: AsyncSession, identity: GitHubIdentity, *, invited_to: int | None = None
+) -> tuple[User | None, str]:
     """(a) the user with this GitHub id, refreshed; else (c) a user an admin added with one of
-    the identity's verified emails and no GitHub id yet, linked."""
+    the identity's verified emails and no GitHub id yet, linked (with ``invited_to``, the
+    account of the invitation the sign-in carries, only one of that account or of none)."""
     user = await session.scalar(
         select(User).where(col(User.github_id) == identity.github_id).with_for_update()
     )
     if user is not None:
         await _take_github_identity(session, user, identity)
         return user, "returning"
+    unlinked = select(User).where(col(User.github_id).is_(None), col(User.email).in_(identity.verified_emails))
+    if invited_to is not None:
+        unlinked = unlinked.where(or_(col(User.account_id).is_(None), col(User.account_id) == invited_to))
     candidates = (
         await session.scalars(
-            select(User)
-            .where(col(User.github_id).is_(None), col(User.email).in_(identity.verified_emails))
+            unlinked
             # In an account before not; then the longest-standing.
             .order_by(col(User.account_id).is_(None), col(User.id))
             .with_for_update()

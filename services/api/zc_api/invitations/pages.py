@@ -14,6 +14,7 @@ from zc_common.messages import utcnow
 from zc_api.deps import RuntimeDep, SessionDep
 from zc_api.invitations import service
 from zc_api.invitations.service import InvitationRefused
+from zc_api.web.login import sign_in_form_headers
 from zc_api.web.render import page
 from zc_api.web.session import Viewer, ViewerDep
 
@@ -47,7 +48,8 @@ async def invitation_page(
     shown = await service.details(session, invitation)
     return page(
         request, "invitation.html", viewer=viewer, title=f"Join {shown.account_name} on ZeroCloud",
-        headers=TOKEN_PAGE_HEADERS, token=token, inviter=shown.inviter, account_name=shown.account_name,
+        headers={**TOKEN_PAGE_HEADERS, **sign_in_form_headers(runtime.settings)}, token=token, inviter=shown.inviter,
+        account_name=shown.account_name,
         email=invitation.email, role=ROLE_WORDS.get(invitation.role, invitation.role),
         expires=_stamp(invitation.expires_at), github_login_enabled=runtime.settings.github_login_enabled,
     )

@@ -31,11 +31,17 @@ router = APIRouter(include_in_schema=False)
 
 # How long a person may spend at GitHub between "Sign in" and the callback.
 ATTEMPT_TTL = timedelta(minutes=10)
-# Finished or abandoned attempts are deleted once they are this old.
-ATTEMPT_KEPT = timedelta(days=1)
+# Attempts are deleted once expired this long: an expired one can never finish, and each
+# anonymous "Sign in" post makes one, so keeping them longer only lets them pile up.
+ATTEMPT_KEPT = timedelta(0)
 STATE_COOKIE = "zc_signin"
 
 NOTICES = {"signed-out": "You are signed out."}
+
+FROM_ANOTHER_SITE = (
+    "This sign-in was started from another site, so ZeroCloud did not start it: another site must not choose "
+    "whom you sign in as, or with which invitation. Use the button on ZeroCloud's own sign-in page."
+)
 
 NOT_STARTED_HERE = (
     "This sign-in link was not started here or has expired — start again. (Sign-ins must finish in the "
@@ -60,6 +66,19 @@ def safe_next(value: str | None) -> str:
     if parts.path in ("/login", "/logout") or parts.path.startswith(("/login/", "/auth/")):
         return "/"
     return value
+
+
+def from_another_site(request: Request, settings: ApiSettings) -> bool:
+    """A form post another site made the browser send (login CSRF): browsers say so in
+    Sec-Fetch-Site, and otherwise in an Origin that is not this site's (or "null")."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # not a browser, or one that sends neither: nothing to go by
+    ours = urlsplit(settings.public_url)
+    return origin.rstrip("/").lower() != f"{ours.scheme}://{ours.netloc}".lower()
 
 
 def sign_in_form_headers(settings: ApiSettings) -> dict[str, str]:
@@ -128,6 +147,8 @@ async def start_github_sign_in(
     target = safe_next(next_path)
     if not settings.github_login_enabled:
         return _login_page(request, settings, next_path=target, status=503)
+    if from_another_site(request, settings):
+        return _login_page(request, settings, next_path=target, status=403, problem=FROM_ANOTHER_SITE)
     now = utcnow()
     invitation_id = None
     if invitation:

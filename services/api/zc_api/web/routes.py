@@ -17,7 +17,11 @@ from zc_api.web.policy import router as policy
 from zc_api.web.summary import router as summary
 from zc_api.web.tokens import router as tokens
 
-router = APIRouter(include_in_schema=False)
+# The largest form a page posts is a few kilobytes. Without a cap anyone, signed in or
+# not, could make the api buffer up to 1000 fields of 1 MB each (Starlette's own limits).
+MAX_FORM_BYTES = 256 * 1024
+
+router = APIRouter(include_in_schema=False, max_body_size=MAX_FORM_BYTES)
 for pages in (
     start, login, leases, tokens, summary, cloud_accounts, policy, people, audit, invitation, email_confirmation,
     mailbox,
