@@ -42,30 +42,7 @@ SERVICES: dict[str, type[ZeroCloudSettings]] = {
 # Words for the fields that have no description in settings.py yet. A description there
 # wins; tests/deploy/test_docs.py fails once an entry here is no longer needed, so this
 # shrinks as settings.py gains descriptions (moving them there is the better fix).
-FALLBACK_DESCRIPTIONS: dict[str, str] = {
-    "log_level": "Level of the JSON log lines written to stderr.",
-    "bus": "`rabbitmq`, or `memory`: an in-process bus for every service in one process (the sandbox).",
-    "amqp_prefetch": "Messages RabbitMQ hands a consumer before it acknowledges any "
-    "(at least twice the consumer's batch size).",
-    "http_host": "Address the HTTP listener binds to (/healthz, /readyz and, for the api, everything else).",
-    "http_port": "Port of the HTTP listener. Each service has its own default: do not set it in a "
-    "config.yml that several services share.",
-    "bootstrap_admin_email": "Email of the admin that ZC_BOOTSTRAP_ADMIN_TOKEN creates "
-    "(admin@localhost when unset).",
-    "max_page_size": "Not used yet: list endpoints cap a page at 500 items in code.",
-    "max_cloudevent_bytes": "Largest event body POST /api/v1/cloudevents accepts.",
-    "ingest_batch_size": "ResourceChange messages the api ingests per transaction.",
-    "public_url": "The address people open: the base of the links in mails and of the GitHub "
-    "sign-in; https makes cookies Secure.",
-    "poll_wait_seconds": "SQS long-polling wait per receive (0 to 20 seconds).",
-    "visibility_timeout": "Seconds a received SQS message stays hidden while it is followed; "
-    "a stopping ingestor waits up to this long for the batch in hand.",
-    "max_event_bytes": "Largest event the ingestor parses; bigger ones are unusable.",
-    "account_cache_seconds": "How long cloud account records read from the api are reused.",
-    "smtp_host": "The SMTP server mail is handed to (delivery smtp).",
-    "smtp_port": "Its port: 25, 587 with smtp_starttls, or 1025 for a local catcher.",
-    "smtp_password": "AUTH password; set together with smtp_username.",
-}
+FALLBACK_DESCRIPTIONS: dict[str, str] = {}
 
 HEADER = """\
 # Configuration reference

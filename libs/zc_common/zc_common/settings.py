@@ -19,6 +19,10 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV = "ZC_CONFIG"
+HTTP_PORT = (
+    "Port of the HTTP listener (/healthz, /readyz, /metrics). Each service has its own default: do not set it "
+    "in a config.yml that several services share."
+)
 
 
 class ZeroCloudSettings(BaseSettings):
@@ -26,20 +30,30 @@ class ZeroCloudSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ZC_", extra="ignore", validate_default=True)
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    bus: Literal["rabbitmq", "memory"] = "rabbitmq"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of the JSON log lines written to stderr."
+    )
+    bus: Literal["rabbitmq", "memory"] = Field(
+        "rabbitmq",
+        description="`rabbitmq`, or `memory`: an in-process bus for every service in one process (the sandbox).",
+    )
     amqp_url: str = Field(description="RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/")
     amqp_exchange: str = Field(
         "zerocloud", description="Topic exchange; queues are named '<exchange>.<service>'."
     )
-    amqp_prefetch: int = Field(500, ge=1, le=10_000)
+    amqp_prefetch: int = Field(
+        500, ge=1, le=10_000,
+        description="Messages RabbitMQ hands a consumer before it acknowledges any (at least twice its batch size).",
+    )
     aws_endpoint_url: str | None = Field(
         None, description="Send every AWS call here (a moto server in tests and the sandbox)."
     )
     aws_region: str = Field("us-east-1", description="Region for STS and account-level calls.")
     aws_max_attempts: int = Field(8, ge=1, le=20, description="Adaptive retry attempts per AWS call.")
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(8000, ge=1, le=65535)
+    http_host: str = Field(
+        "0.0.0.0", description="Address the HTTP listener binds to (health, metrics and, for the api, everything)."
+    )
+    http_port: int = Field(8000, ge=1, le=65535, description=HTTP_PORT)
 
     @field_validator("amqp_url")
     @classmethod
@@ -96,17 +110,25 @@ class ApiSettings(ZeroCloudSettings):
         description="PostgreSQL URL, e.g. postgresql://zerocloud@127.0.0.1:5432/zerocloud"
     )
     service_token: str = Field(min_length=24, description="Token the other services present.")
-    bootstrap_admin_email: str | None = None
+    bootstrap_admin_email: str | None = Field(
+        None, description="Email of the admin that bootstrap_admin_token creates (admin@localhost when unset)."
+    )
     bootstrap_admin_token: str | None = Field(
         None, min_length=24, description="An admin token created at start when set."
     )
     allow_supplied_external_id: bool = Field(
         False, description="Accept a caller-chosen external ID (confused-deputy risk)."
     )
-    max_page_size: int = Field(500, ge=1, le=10_000)
-    max_cloudevent_bytes: int = Field(256 * 1024, ge=1024)
-    ingest_batch_size: int = Field(500, ge=1, le=5000)
-    public_url: str = "http://127.0.0.1:8000"
+    max_cloudevent_bytes: int = Field(
+        256 * 1024, ge=1024, le=4 * 1024 * 1024, description="The largest event POST /api/v1/cloudevents accepts."
+    )
+    ingest_batch_size: int = Field(
+        500, ge=1, le=5000, description="ResourceChange messages the api ingests per transaction."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="The address people open: the base of mailed links and of GitHub sign-in; https makes cookies Secure.",
+    )
     action_token_ttl_seconds: int = Field(
         3 * 24 * 3600, ge=1, description="How long a mailed renew / shut-down link works (seconds)."
     )
@@ -159,23 +181,31 @@ class ApiSettings(ZeroCloudSettings):
 
 
 class IngestorSettings(ApiCallerSettings):
-    http_port: int = Field(8001, ge=1, le=65535)
+    http_port: int = Field(8001, ge=1, le=65535, description=HTTP_PORT)
     event_queue_urls: CommaList = Field(
         default_factory=list, description="SQS queue URLs to long-poll, comma-separated."
     )
     event_dead_letter_queue_url: str | None = Field(
         None, description="Where unusable events go with their reason; else deleted and counted."
     )
-    poll_wait_seconds: int = Field(20, ge=0, le=20)
-    visibility_timeout: int = Field(60, ge=5, le=43_200)
-    max_event_bytes: int = Field(256 * 1024, ge=1024)
-    account_cache_seconds: float = Field(60.0, ge=0)
+    poll_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-polling wait per receive (0 to 20 seconds).")
+    visibility_timeout: int = Field(
+        60, ge=5, le=43_200,
+        description="Seconds a received SQS message stays hidden while it is followed; a stopping ingestor waits "
+        "up to this long (at most the shutdown grace) for the batch in hand.",
+    )
+    max_event_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest event the ingestor parses; bigger ones are unusable."
+    )
+    account_cache_seconds: float = Field(
+        60.0, ge=0, description="How long cloud account records read from the api are reused."
+    )
 
     _split_queues = field_validator("event_queue_urls", mode="before")(_split_list)
 
 
 class SchedulerSettings(ZeroCloudSettings):
-    http_port: int = Field(8002, ge=1, le=65535)
+    http_port: int = Field(8002, ge=1, le=65535, description=HTTP_PORT)
     database_url: str = Field(
         description="PostgreSQL URL for the scheduler's own tables (scheduler_*); may be the api's database"
     )
@@ -199,12 +229,14 @@ class NotifierSettings(ApiCallerSettings):
     """Mail (SMTP or SES) and an optional Slack-compatible webhook, one digest per
     recipient per ``digest_window``."""
 
-    http_port: int = Field(8003, ge=1, le=65535)
+    http_port: int = Field(8003, ge=1, le=65535, description=HTTP_PORT)
     delivery: Literal["smtp", "ses"] = Field("smtp", description="How mail leaves: an SMTP server or Amazon SES.")
-    smtp_host: str = "localhost"
-    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_host: str = Field("localhost", description="The SMTP server mail is handed to (delivery smtp).")
+    smtp_port: int = Field(
+        25, ge=1, le=65535, description="Its port: 25, 587 with smtp_starttls, or 1025 for a local catcher."
+    )
     smtp_username: str | None = Field(None, description="AUTH login; set together with smtp_password.")
-    smtp_password: str | None = None
+    smtp_password: str | None = Field(None, description="AUTH password; set together with smtp_username.")
     smtp_starttls: bool = Field(False, description="Require STARTTLS before AUTH and sending.")
     smtp_ca_file: str | None = Field(
         None, description="CA bundle to verify the SMTP server's certificate (default: the system's)."
@@ -234,7 +266,7 @@ class NotifierSettings(ApiCallerSettings):
 
 
 class ReaperSettings(ApiCallerSettings):
-    http_port: int = Field(8004, ge=1, le=65535)
+    http_port: int = Field(8004, ge=1, le=65535, description=HTTP_PORT)
     batch_size: int = Field(
         1000, ge=1, le=10_000, description="LeaseExpired messages claimed, checked and acted on together."
     )

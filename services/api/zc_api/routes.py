@@ -27,13 +27,20 @@ from zc_api.web.routes import router as web_pages
 PUBLIC = (accounts, policies, cloudaccounts, users, invitations, tokens, resources, leases, audit, cloudevents)
 INTERNAL = (internal, reaping, action_links, notifications, people_links)
 
-public_router = APIRouter(prefix="/api/v1")
+# No JSON body the API takes comes near this (a cloud event is at most
+# ZC_MAX_CLOUDEVENT_BYTES, capped below it); without a cap anyone, even without a token,
+# could make the api buffer any amount, since a body is read before the caller is known.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+public_router = APIRouter(prefix="/api/v1", max_body_size=MAX_BODY_BYTES)
 for domain in PUBLIC:
     public_router.include_router(domain)
 
 router = APIRouter()
 router.include_router(public_router)
+internal_router = APIRouter(prefix="/internal/v1", max_body_size=MAX_BODY_BYTES)
 for domain in INTERNAL:
-    router.include_router(domain, prefix="/internal/v1")
+    internal_router.include_router(domain)
+router.include_router(internal_router)
 router.include_router(action_link_pages)
 router.include_router(web_pages)
