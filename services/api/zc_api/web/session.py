@@ -26,6 +26,9 @@ from zc_api.models import User, WebSession
 SESSION_COOKIE = "zc_session"
 # Touch last_seen_at (and slide the expiry) at most this often, not on every request.
 _TOUCH_EVERY = timedelta(minutes=5)
+# A sign-in ends after session_ttl_seconds without use (the server slides that on every
+# use), and at the latest this long after it began: then GitHub is asked again.
+SESSION_MAX_AGE = timedelta(days=30)
 
 
 def cookie_name(settings: ApiSettings) -> str:
@@ -85,7 +88,8 @@ async def start_session(session: AsyncSession, *, user: User, settings: ApiSetti
     )
     await session.flush()
     response.set_cookie(
-        cookie_name(settings), token, max_age=settings.session_ttl_seconds, path="/",
+        # The cookie lives as long as a sign-in can; the server decides when it ended.
+        cookie_name(settings), token, max_age=int(SESSION_MAX_AGE.total_seconds()), path="/",
         secure=settings.cookie_secure, httponly=True, samesite="lax",
     )
 
@@ -111,6 +115,7 @@ async def get_viewer(request: Request, session: SessionDep, runtime: RuntimeDep)
                 col(WebSession.token_hash) == hash_token(token),
                 col(WebSession.ended_at).is_(None),
                 col(WebSession.expires_at) > now,
+                col(WebSession.created_at) > now - SESSION_MAX_AGE,
             )
         )
     ).first()
