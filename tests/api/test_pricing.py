@@ -61,6 +61,19 @@ def test_a_launch_after_the_lease_began_belongs_to_a_later_start() -> None:
     assert cost_so_far(resource(launched=NOW - HOUR), old, NOW) == Decimal("0.0104") * 4
 
 
+def test_a_reaped_instance_leased_again_costs_each_lease_its_own_hours() -> None:
+    # Leased 9 h ago, reaped 5 h ago, started again 2 h ago (a new lease), stopped 1 h ago.
+    relaunched = resource(state="stopped", launched=NOW - 2 * HOUR, observed=NOW)
+    old = lease(status="reaped", created=NOW - 9 * HOUR, reaped=NOW - 5 * HOUR, ended=NOW - 5 * HOUR)
+    new = lease(created=NOW - 2 * HOUR + timedelta(seconds=30))
+
+    assert cost_so_far(relaunched, old, NOW, stopped_at=NOW - HOUR) == Decimal("0.0104") * 4
+    assert cost_so_far(relaunched, new, NOW, stopped_at=NOW - HOUR) == Decimal("0.0104") * 1
+    # Its spend avoided stops when the new lease began.
+    assert spend_avoided(relaunched, old, NOW, restarted_at=new.created_at) == Decimal("0.0104") * (
+        Decimal(str((new.created_at - (NOW - 5 * HOUR)).total_seconds())) / 3600)
+
+
 def test_cost_stops_when_the_instance_was_reaped_or_the_lease_ended() -> None:
     reaped = lease(status="reaped", reaped=NOW - 4 * HOUR, ended=NOW - 4 * HOUR)
     released = lease(status="released", ended=NOW - 2 * HOUR)

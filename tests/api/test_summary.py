@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import col
 
 from zc_common.errors import NotPermitted
@@ -156,3 +156,46 @@ async def test_a_developer_gets_no_summary(api: Api, tenant: Tenant) -> None:
     async with transaction(api.sessions) as session:
         with pytest.raises(NotPermitted):
             await summary.counts_by_status(session, caller=principal(tenant.dev, tenant.account_id, "dev"))
+
+
+async def test_days_are_utc_days_whatever_the_database_time_zone(api: Api, tenant: Tenant) -> None:
+    """A server whose TimeZone observes daylight saving ('1 day' there is 23 or 25 hours
+    across the change) still gets one bar per UTC day, each counted at the UTC midnight."""
+    after_dst = datetime(2026, 3, 31, 12, tzinfo=timezone.utc)  # Europe went to summer time on March 29
+    cloud = await make_cloud_account(api, tenant)
+    await lease_at(api, cloud, tenant.dev, created_at=after_dst - 10 * DAY, expires_at=after_dst + DAY)
+    # Ended at 00:30 UTC on March 30: still there at the end of the 29th, gone on the 30th.
+    await lease_at(api, cloud, tenant.dev, status="released", created_at=after_dst - 10 * DAY,
+                   expires_at=after_dst + DAY, ended_at=datetime(2026, 3, 30, 0, 30, tzinfo=timezone.utc))
+
+    async with transaction(api.sessions) as session:
+        await session.execute(text("SET LOCAL TimeZone = 'Europe/Paris'"))
+        days = await summary.states_per_day(
+            session, caller=principal(tenant.admin, tenant.account_id, "admin"), days=5, now=after_dst
+        )
+
+    assert [d.day.isoformat() for d in days] == ["2026-03-27", "2026-03-28", "2026-03-29", "2026-03-30", "2026-03-31"]
+    assert [(d.counts["active"], d.counts["released"]) for d in days] == [(2, 0), (2, 0), (2, 0), (1, 1), (1, 0)]
+
+
+async def test_each_reap_of_the_same_instance_ends_at_its_next_lease(api: Api, tenant: Tenant) -> None:
+    """Reaped, leased again, reaped again, leased again: each reap's spend avoided runs
+    until the next lease of that instance, the last one's until now."""
+    cloud = await make_cloud_account(api, tenant)
+    resource_id, first = await make_lease(api, cloud, tenant.dev, status="reaped")
+    async with transaction(api.sessions) as session:
+        await session.execute(update(Lease).where(col(Lease.id) == first).values(
+            created_at=NOW - 3 * DAY, reaped_at=NOW - 20 * HOUR, ended_at=NOW - 20 * HOUR))
+        lease = {"resource_id": resource_id, "account_id": tenant.account_id, "cloud_account_id": cloud["id"],
+                 "owner_user_id": tenant.dev.user_id, "owner_email": tenant.dev.email, "owner_reason": "tag"}
+        session.add(Lease(**lease, status="reaped", expires_at=NOW - 9 * HOUR, created_at=NOW - 17 * HOUR,
+                          reaped_at=NOW - 8 * HOUR, ended_at=NOW - 8 * HOUR))
+        session.add(Lease(**lease, expires_at=NOW + DAY, created_at=NOW - 3 * HOUR))
+
+    async with transaction(api.sessions) as session:
+        avoided = await summary.spend_avoided(
+            session, caller=principal(tenant.admin, tenant.account_id, "admin"), now=NOW
+        )
+
+    assert avoided.reaped == 2
+    assert abs(avoided.total - T3_MICRO * (3 + 5)) < Decimal("0.000001")

@@ -236,7 +236,11 @@ class AuditEvent(SQLModel, table=True):
     """Who or what changed which resource or lease, when and why."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (sa.Index("ix_audit_account_at", "account_id", "at"),)
+    __table_args__ = (
+        sa.Index("ix_audit_account_at", "account_id", "at"),
+        # A lease's trail; when each resource last changed state (the leases pages).
+        sa.Index("ix_audit_subject", "subject_type", "subject_id", "at"),
+    )
     id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
     account_id: int | None = Field(default=None, foreign_key="account.id", ondelete="CASCADE")
     at: datetime | None = _now_column()

@@ -5,12 +5,15 @@ only their own tenant's cloud accounts."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tests.api.factories import Api, Tenant, make_cloud_account, random_upstream
 from tests.api.records import audit_events
+from zc_api.database import transaction
+from zc_api.models import AuditEvent
 
 if TYPE_CHECKING:
     from tests.api.web.pages_fixtures import PageClientFactory
@@ -167,3 +170,30 @@ async def test_a_developer_gets_403_and_another_tenants_cloud_account_is_404(
     assert (await admin.post(f"/cloud-accounts/{theirs['id']}/verify")).status_code == 404
     listed = await admin.get("/cloud-accounts")
     assert mine["name"] in listed.text and theirs["name"] not in listed.text
+
+
+async def test_each_cloud_account_shows_its_own_newest_verification(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    """However often another one was verified since (the newest 500 events of the whole
+    account used to be all that was read)."""
+    first, busy = await make_cloud_account(api, tenant), await make_cloud_account(api, tenant)
+    now = datetime.now(timezone.utc)
+
+    def verified(cloud: dict[str, Any], at: datetime, ok: bool) -> AuditEvent:
+        return AuditEvent(account_id=tenant.account_id, actor="user:1", action="cloud_account.verified",
+                          subject_type="cloud_account", subject_id=cloud["id"], at=at,
+                          details={"ok": ok, "failed": [] if ok else ["assume_role"]})
+
+    async with transaction(api.sessions) as session:
+        session.add(verified(first, now - timedelta(days=2), False))
+        session.add(verified(first, now - timedelta(days=1), True))
+        session.add_all(verified(busy, now - timedelta(minutes=n), False) for n in range(600))
+    admin = await page_client(tenant.admin)
+
+    listed = await admin.get("/cloud-accounts")
+    shown = await admin.get(f"/cloud-accounts/{first['id']}")
+
+    assert f"Verified: all checks passed ({(now - timedelta(days=1)):%Y-%m-%d %H:%M} UTC)" in listed.text
+    assert "Verification failed: assume_role" in listed.text
+    assert "all checks passed" in shown.text

@@ -10,7 +10,7 @@ from zc_api.cloudaccounts.onboarding import with_defaults
 from zc_api.leases.policy import NEVER_EXPIRES
 from zc_api.summary.service import DAY_STATES, Day
 from zc_api.web.chart import stacked_bars
-from zc_api.web.formats import actor_name, money, time_left
+from zc_api.web.formats import actor_name, money, span, stamp, time_left
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -28,6 +28,30 @@ def test_time_left_reads_like_a_person_says_it() -> None:
     assert left("expired", -timedelta(minutes=5)) == "ended 5 min ago"
     assert left("reaped", -timedelta(days=3), ended_ago=timedelta(days=1)) == "ended 24 h ago"
     assert time_left(status="exempt", expires_at=NEVER_EXPIRES, ended_at=None, now=NOW) == "no end date"
+
+
+def test_time_left_at_the_edges() -> None:
+    # An exemption with an end counts down to it; one without has no end.
+    assert left("exempt", timedelta(days=10)) == "in 10 days"
+    assert time_left(status="active", expires_at=NEVER_EXPIRES, ended_at=None, now=NOW) == "no end date"
+    # Ended leases say when they ended, not when they were due.
+    assert left("released", timedelta(days=2), ended_ago=timedelta(minutes=90)) == "ended 90 min ago"
+    assert left("reaped", -timedelta(hours=1)) == "ended"  # no end recorded: no guess
+
+
+def test_durations_round_halves_up_at_every_unit() -> None:
+    assert span(150) == "3 min"  # 2.5 min
+    assert span(2.5 * 3600) == "3 h" and span(3.5 * 3600) == "4 h"
+    assert span(2.5 * 86400) == "3 days" and span(3.5 * 86400) == "4 days"
+    assert span(2 * 3600 - 31) == "119 min" and span(2 * 3600 - 30) == "2 h"
+    assert span(-2.5 * 86400) == "3 days"
+
+
+def test_stamps_are_utc_whatever_zone_the_time_came_in() -> None:
+    paris = timezone(timedelta(hours=2))
+    assert stamp(datetime(2026, 6, 1, 10, 0, tzinfo=paris)) == "2026-06-01 08:00 UTC"
+    assert stamp(datetime(2026, 6, 1, 10, 0)) == "2026-06-01 10:00 UTC"
+    assert stamp(None) == "—"
 
 
 def test_money() -> None:

@@ -15,7 +15,8 @@ from zc_common.messages import LeaseChange, LeaseChanged
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
 from tests.api.records import audit_events, lease_row, outbox
 from zc_api.database import transaction
-from zc_api.models import AccountPolicy, Resource
+from zc_api.leases.policy import NEVER_EXPIRES
+from zc_api.models import AccountPolicy, Lease, Resource
 
 if TYPE_CHECKING:
     from tests.api.web.pages_fixtures import PageClientFactory
@@ -275,3 +276,47 @@ async def test_renewing_a_reaped_lease_says_why_not(api: Api, tenant: Tenant, pa
 
     assert refused.status_code == 409 and 'class="problem"' in refused.text and "cannot be renewed" in refused.text
     assert 'name="extend"' not in refused.text
+
+
+async def test_the_list_is_paged_with_links_that_keep_the_filters(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    cloud = await make_cloud_account(api, tenant, regions=["us-east-1", "eu-west-1"])
+    for n in range(60):
+        await make_lease(api, cloud, tenant.dev, instance_id=f"i-{n:017x}", expires_in=timedelta(hours=1 + n))
+    await make_lease(api, cloud, tenant.dev, region="eu-west-1")
+    admin = await page_client(tenant.admin)
+
+    first = await admin.get("/leases", region="us-east-1", owner=tenant.dev.email)
+    second = await admin.get("/leases", region="us-east-1", owner=tenant.dev.email, offset="50")
+
+    rows = 'data-label="Instance"'
+    assert first.text.count(rows) == 50 and second.text.count(rows) == 10
+    assert "60 leases." in first.text and "1–50 of 60" in first.text and "51–60 of 60" in second.text
+    owner = tenant.dev.email.replace("@", "%40")
+    assert f'rel="next" href="/leases?owner={owner}&amp;region=us-east-1&amp;offset=50"' in first.text
+    assert 'rel="prev"' not in first.text and 'rel="next"' not in second.text
+    assert f'rel="prev" href="/leases?owner={owner}&amp;region=us-east-1"' in second.text
+    # Soonest expiry first, across the pages.
+    assert f"i-{0:017x}" in first.text and f"i-{59:017x}" in second.text and f"i-{59:017x}" not in first.text
+    # A renewal from the second page comes back to it.
+    assert f'name="return_to" value="/leases?owner={owner}&amp;region=us-east-1&amp;offset=50"' in second.text
+
+
+async def test_an_unpriced_instance_and_an_endless_exemption_say_so(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    unpriced, _ = await make_lease(api, cloud, tenant.dev, instance_id="i-00000000000nprice")
+    _, exempt = await make_lease(api, cloud, tenant.dev, instance_id="i-0000000000exempt1", status="exempt")
+    async with transaction(api.sessions) as session:
+        await session.execute(update(Resource).where(col(Resource.id) == unpriced).values(instance_type="x9.huge"))
+        await session.execute(update(Lease).where(col(Lease.id) == exempt).values(expires_at=NEVER_EXPIRES))
+    dev = await page_client(tenant.dev)
+
+    listed = await dev.get("/leases")
+    shown = await dev.get(f"/leases/{exempt}")
+
+    assert listed.text.count("no price") == 1 and "no end date" in listed.text
+    assert "$0.00" in listed.text or "under $0.01" in listed.text  # the exempt t3.micro, just leased
+    assert shown.status_code == 200 and "no end date" in shown.text

@@ -3,6 +3,7 @@ what is wrong is said next to its field and what was typed is kept."""
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
 from tests.api.factories import Api, Tenant
@@ -109,3 +110,91 @@ async def test_developers_may_not_see_or_change_the_policy(
     assert refused.status_code == 403 and "only an admin" in refused.text
     policy = (await api.client.get(f"/api/v1/accounts/{tenant.account_id}/policy", headers=tenant.admin.headers)).json()
     assert policy["action_on_expiry"] == "stop"
+
+
+class _FormFields(HTMLParser):
+    """What a browser would post from the page's form to ``action``: each field's current value."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__()
+        self.action = action
+        self.values: dict[str, str] = {}
+        self._in_form = self._done = False
+        self._select: str | None = None
+        self._textarea: str | None = None
+        self._first_option: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and a.get("action") == self.action and not self._done:
+            self._in_form = True
+        if not self._in_form:
+            return
+        if tag == "input" and a.get("name") and (a.get("type") != "radio" or "checked" in a):
+            self.values[a["name"]] = a.get("value", "")
+        elif tag == "select":
+            self._select = a["name"]
+        elif tag == "option" and self._select is not None:
+            self._first_option.setdefault(self._select, a.get("value", ""))
+            if "selected" in a:
+                self.values[self._select] = a.get("value", "")
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.values[a["name"]] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self.values[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select" and self._select is not None:
+            self.values.setdefault(self._select, self._first_option.get(self._select, ""))
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "form" and self._in_form:
+            self._in_form, self._done = False, True
+
+
+def posted_as_shown(page: str, action: str) -> dict[str, str]:
+    parser = _FormFields(action)
+    parser.feed(page)
+    return parser.values
+
+
+async def test_saving_the_form_unchanged_changes_nothing_and_records_nothing(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    """Every field round-trips, even values the form's units cannot say in whole minutes
+    (set through the API): saving the page as shown leaves the policy as it was."""
+    await api.client.patch(f"/api/v1/accounts/{tenant.account_id}/policy", headers=tenant.admin.headers, json={
+        "default_lease_seconds": 5400, "max_lease_seconds": 200_000, "owner_tag": "Owner",
+        "allowed_email_patterns": ["*@bigdb.com", "ops@contractor.io"], "max_instances_per_user": 0,
+        "over_quota_grace_seconds": 90, "action_on_expiry": "terminate", "warning_seconds": [7200, 45],
+        "blast_radius_percent": 0, "blast_radius_per_hour": 7,
+    })
+    before = (await api.client.get(f"/api/v1/accounts/{tenant.account_id}/policy", headers=tenant.admin.headers)).json()
+    admin = await page_client(tenant.admin)
+    shown = posted_as_shown((await admin.get("/policy")).text, "/policy")
+
+    done = await admin.post("/policy", shown)
+
+    assert done.status_code == 303, done.text
+    after = (await api.client.get(f"/api/v1/accounts/{tenant.account_id}/policy", headers=tenant.admin.headers)).json()
+    assert after == before
+    assert len(await audit_events(api, action="account_policy.updated")) == 1  # the PATCH above, nothing more
+
+
+async def test_a_persons_limits_round_trip_too(api: Api, tenant: Tenant, page_client: PageClientFactory) -> None:
+    put = await api.client.put(f"/api/v1/users/{tenant.dev.user_id}/policy", headers=tenant.admin.headers,
+                               json={"default_lease_seconds": 150, "max_lease_seconds": 7200, "max_instances": 2})
+    assert put.status_code == 200, put.text
+    admin = await page_client(tenant.admin)
+    shown = posted_as_shown((await admin.get(f"/users/{tenant.dev.user_id}")).text,
+                            f"/users/{tenant.dev.user_id}/policy")
+
+    done = await admin.post(f"/users/{tenant.dev.user_id}/policy", shown)
+
+    assert done.status_code == 303, done.text
+    after = (await api.client.get(f"/api/v1/users/{tenant.dev.user_id}/policy", headers=tenant.admin.headers)).json()
+    assert after == put.json()

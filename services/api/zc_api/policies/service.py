@@ -102,8 +102,8 @@ async def update_account_policy(
 
     diff = {name: {"from": getattr(policy, name), "to": value} for name, value in changes.items()
             if getattr(policy, name) != value}
-    for name, value in changes.items():
-        setattr(policy, name, value)
+    for name in diff:  # only what differs: saving the same policy again writes nothing
+        setattr(policy, name, changes[name])
     if diff:
         audit.record(
             session, account_id=account_id, actor=caller.actor, action="account_policy.updated",

@@ -10,11 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput
 from zc_common.internal_api import CloudAccountMode
 
-from zc_api.audit import service as audit
 from zc_api.cloudaccounts import onboarding
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.cloudaccounts.schemas import CloudAccountCreate, CloudAccountUpdate, VerifyReport
@@ -46,14 +48,22 @@ def _require_admin_of(viewer: Viewer, row: CloudAccount) -> None:
     viewer.principal.require_admin(row.account_id)
 
 
-async def _last_verifications(session: SessionDep, viewer: Viewer) -> dict[int, AuditEvent]:
-    """The newest verification of each cloud account, from the audit log."""
-    events, _ = await audit.get_all(session, caller=viewer.principal, page=ALL, action="cloud_account.verified")
-    newest: dict[int, AuditEvent] = {}
-    for event in events:  # newest first
-        if event.subject_id is not None:
-            newest.setdefault(event.subject_id, event)
-    return newest
+async def _last_verifications(session: SessionDep, viewer: Viewer, cloud_account_ids: list[int]) -> dict[int, AuditEvent]:
+    """The newest verification of each of these cloud accounts, from the audit log: one
+    statement that reads only their events (by subject), however long the log."""
+    ids = sorted({i for i in cloud_account_ids if i is not None})
+    if not ids:
+        return {}
+    events = await session.scalars(
+        select(AuditEvent)
+        .ext(distinct_on(col(AuditEvent.subject_id)))
+        .where(
+            col(AuditEvent.subject_type) == "cloud_account", col(AuditEvent.subject_id).in_(ids),
+            col(AuditEvent.account_id) == viewer.user.account_id, col(AuditEvent.action) == "cloud_account.verified",
+        )
+        .order_by(col(AuditEvent.subject_id), col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+    )
+    return {event.subject_id: event for event in events if event.subject_id is not None}
 
 
 @router.get("/cloud-accounts", response_class=HTMLResponse)
@@ -63,7 +73,7 @@ async def list_cloud_accounts(request: Request, session: SessionDep, viewer: Adm
     rows, count = await cloudaccounts.get_all(session, caller=principal, account_id=principal.account_id, page=ALL)
     return page(
         request, "cloud_accounts.html", viewer=viewer, title="Cloud accounts", rows=rows, count=count,
-        verified=await _last_verifications(session, viewer),
+        verified=await _last_verifications(session, viewer, [row.id for row in rows if row.id is not None]),
     )
 
 
@@ -134,7 +144,7 @@ async def _detail_page(
     assert row.id is not None
     policy = await policies.get_account_policy(session, caller=viewer.principal, account_id=row.account_id)
     template = onboarding.customer_template(row)
-    verified = (await _last_verifications(session, viewer)).get(row.id)
+    verified = (await _last_verifications(session, viewer, [row.id])).get(row.id)
     return page(
         request, "cloud_account.html", viewer=viewer, title=f"Cloud account {row.name}", status=status, row=row,
         policy=policy, onboarding=template, report=report, verified=verified, notice=notice,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from zc_api.leases.policy import NEVER_EXPIRES
@@ -12,9 +12,17 @@ ENDED_STATUSES = frozenset({"reaped", "released"})
 
 
 def stamp(moment: datetime | None) -> str:
+    """A moment in UTC, whatever zone it came in (a time without one is taken as UTC)."""
     if moment is None:
         return "—"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
     return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _nearest(value: float) -> int:
+    """Halves up (2.5 days is 3 days, as 3.5 is 4), not to the even number as round() does."""
+    return int(value + 0.5)
 
 
 def span(seconds: float) -> str:
@@ -24,10 +32,10 @@ def span(seconds: float) -> str:
     if seconds < 60:
         return "under a minute"
     if seconds < 2 * 3600 - 30:
-        return f"{round(seconds / 60)} min"
+        return f"{_nearest(seconds / 60)} min"
     if seconds < 2 * 86400 - 1800:
-        return f"{round(seconds / 3600)} h"
-    days = round(seconds / 86400)
+        return f"{_nearest(seconds / 3600)} h"
+    days = _nearest(seconds / 86400)
     return f"{days} day{'s' if days != 1 else ''}"
 
 

@@ -95,11 +95,20 @@ async def read_form(request: Request) -> Form:
 
 
 def split_duration(seconds: int) -> tuple[str, str]:
-    """A duration as the number and unit a form shows: the largest unit that says it exactly."""
+    """A duration as the number and unit a form shows: the largest unit that says it exactly
+    (seconds, for one set through the API that is not whole minutes: saved again unchanged,
+    it stays what it was)."""
     for unit in (LeaseUnit.days, LeaseUnit.hours, LeaseUnit.minutes):
         if seconds % unit.seconds_each == 0:
             return str(seconds // unit.seconds_each), unit.value
-    return str(max(seconds // 60, 1)), LeaseUnit.minutes.value
+    return str(seconds), LeaseUnit.seconds.value
+
+
+def units_for(values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The units a form's duration fields offer: seconds too when one of them is in seconds."""
+    if any(name.endswith("_unit") and value == LeaseUnit.seconds.value for name, value in values.items()):
+        return [*UNITS, (LeaseUnit.seconds.value, LeaseUnit.seconds.value)]
+    return UNITS
 
 
 def short_duration(seconds: int) -> str:

@@ -4,7 +4,6 @@ through the same lease actions as the API. GET shows; only POST acts."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -12,9 +11,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from zc_common.errors import Conflict, InvalidInput, NotFound, ZeroCloudError
+from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.messages import LeaseStatus, utcnow
 
 from zc_api.cloudaccounts import service as cloudaccounts
@@ -241,13 +242,17 @@ _DETAIL_KEYS = ("via", "expires_at", "previous_expires_at", "status", "version",
 
 
 async def _who(session: AsyncSession, viewer: Viewer, actors: set[str]) -> dict[str, str]:
-    """How the trail names each actor: "you", colleagues by email, ZeroCloud for itself."""
+    """How the trail names each actor: "you", colleagues by email (one query for all of
+    them), ZeroCloud for itself."""
     people: dict[str, str] = {viewer.principal.actor: "you"}
-    for actor in actors - set(people):
-        kind, _, rest = actor.partition(":")
-        if kind == "user" and rest.isdigit():
-            with contextlib.suppress(ZeroCloudError):
-                people[actor] = (await users.get(session, caller=viewer.principal, user_id=int(rest))).email
+    ids = {int(rest) for kind, _, rest in (actor.partition(":") for actor in actors - set(people))
+           if kind == "user" and rest.isdigit() and int(rest) < 2**31}
+    if ids:
+        rows = await session.execute(
+            select(col(User.id), col(User.email))
+            .where(col(User.id).in_(sorted(ids)), col(User.account_id) == viewer.user.account_id)
+        )
+        people.update({f"user:{user_id}": email for user_id, email in rows.all()})
     return {actor: formats.actor_name(actor, people) for actor in actors}
 
 

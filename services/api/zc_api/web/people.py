@@ -23,7 +23,7 @@ from zc_api.policies.service import human_duration
 from zc_api.users import service as users
 from zc_api.users.schemas import Role, UserUpdate
 from zc_api.web.formats import sentence
-from zc_api.web.forms import UNITS, AdminFormDep, Form, read_form, split_duration, validation_errors
+from zc_api.web.forms import AdminFormDep, Form, read_form, split_duration, units_for, validation_errors
 from zc_api.web.render import page
 from zc_api.web.session import AdminDep, Viewer
 
@@ -152,7 +152,7 @@ async def _person_page(
     effective = limits.effective
     return page(
         request, "person.html", viewer=viewer, title=person.email, status=status, person=person, values=values,
-        errors=form.errors if form else {}, units=UNITS, notice=notice,
+        errors=form.errors if form else {}, units=units_for(values), notice=notice,
         problem="The limits were not saved: please correct the fields marked below." if form and form.errors else None,
         effective_default=human_duration(effective.default_lease_seconds),
         effective_max=human_duration(effective.max_lease_seconds),

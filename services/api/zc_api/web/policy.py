@@ -18,12 +18,12 @@ from zc_api.policies import service as policies
 from zc_api.policies.schemas import AccountPolicyUpdate
 from zc_api.web.formats import sentence
 from zc_api.web.forms import (
-    UNITS,
     AdminFormDep,
     Form,
     read_form,
     short_duration,
     split_duration,
+    units_for,
     validation_errors,
 )
 from zc_api.web.render import page
@@ -60,7 +60,7 @@ def _page(request: Request, viewer: Viewer, values: dict[str, str], errors: dict
           notice: str | None = None) -> HTMLResponse:
     return page(
         request, "policy.html", viewer=viewer, title="Lease policy", status=status, values=values, errors=errors,
-        units=UNITS, notice=notice,
+        units=units_for(values), notice=notice,
         problem="The policy was not saved: please correct the fields marked below." if errors else None,
     )
 
