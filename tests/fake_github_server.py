@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from zc_common.settings import ApiSettings
 
 from tests.api.factories import Api, running_api, settings
-from zc_cli.fake_github import FakeGitHubState, FakeIdentity, create_fake_github, github_settings, serving
+from zc_cli.fake_github import FakeGitHubState, FakeIdentity, create_fake_github, github_settings
+from zc_cli.local_server import serving
 
 CLIENT_ID = "zc-test-github-client"
 CLIENT_SECRET = "zc-test-github-secret-" + "g" * 20

@@ -319,7 +319,8 @@ class FakeGithub:
 async def fake_github(api_url: str) -> AsyncIterator[FakeGithub]:
     """The fake GitHub OAuth server on a free port, knowing the sandbox's admin and
     developers; its sign-in page also takes any login and email you type."""
-    from zc_cli.fake_github import FakeIdentity, create_fake_github, github_settings, serving
+    from zc_cli.fake_github import FakeIdentity, create_fake_github, github_settings
+    from zc_cli.local_server import serving
     from zc_cli.sandbox_demo import DEMO
 
     client_id, client_secret = f"sandbox-{secrets.token_hex(4)}", secrets.token_urlsafe(24)

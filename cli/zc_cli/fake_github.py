@@ -6,21 +6,17 @@ tests and by the sandbox (its authorize page lets you pick or type who you are).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
 import html
 import secrets
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
@@ -273,48 +269,3 @@ def github_settings(base_url: str, client_id: str, client_secret: str) -> dict[s
     }
 
 
-# --- running it ------------------------------------------------------------------------
-
-
-def _server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off"))
-
-
-def _bound_url(server: uvicorn.Server, host: str) -> str:
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://{host}:{port}"
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` on this event loop (port 0: a free one); yields its base URL."""
-    server = _server(app, host, port)
-    task = asyncio.create_task(server.serve(), name="fake-github")
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the fake GitHub did not start")
-            await asyncio.sleep(0.01)
-        yield _bound_url(server, host)
-    finally:
-        server.should_exit = True
-        await asyncio.gather(task, return_exceptions=True)
-
-
-@contextlib.contextmanager
-def serving_in_thread(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``app`` from a thread of its own (for synchronous callers); yields its base URL."""
-    server = _server(app, host, port)
-    thread = threading.Thread(target=server.run, name="fake-github", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake GitHub did not start")
-        time.sleep(0.01)
-    try:
-        yield _bound_url(server, host)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

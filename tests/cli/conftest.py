@@ -8,8 +8,6 @@ import contextlib
 import json
 import secrets
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,12 +59,11 @@ def serve_api(
     """The real api, served in a thread of its own: the CLI is synchronous and would block
     any event loop it shared with the server. On an in-process bus, or on RabbitMQ when
     given ``amqp`` (url, exchange)."""
-    import uvicorn
-
     from zc_common.bus.memory import InProcessBus
     from zc_common.settings import ApiSettings
 
     from zc_api.main import create_app
+    from zc_cli.local_server import serving_in_thread
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -85,28 +82,9 @@ def serve_api(
         http_port=port,
         public_url=url,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, bus=InProcessBus() if amqp is None else None),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-        )
-    )
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail("the api did not start (see the log above)")
-        time.sleep(0.05)
-    try:
+    app = create_app(settings, bus=InProcessBus() if amqp is None else None)
+    with serving_in_thread(app, port=port, lifespan=True, name="api", start_timeout=30):
         yield RunningApi(url=url, admin_token=admin_token, service_token=service_token, database_url=database_url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 @pytest.fixture

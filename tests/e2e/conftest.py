@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 
 from zc_common.aws import AwsAccess, CloudAccountRole
 from zc_common.settings import (
@@ -30,6 +29,7 @@ from zc_common.settings import (
 )
 
 from zc_api.main import create_app
+from zc_cli.local_server import serving
 from zc_ingestor.main import wired
 from zc_ingestor.service import Ingestor
 
@@ -217,18 +217,16 @@ async def stack(clean_database: str, amqp_url: str, exchange: str, moto: str) ->
         database_url=clean_database, amqp_url=amqp_url, amqp_exchange=exchange, service_token=service_token,
         bootstrap_admin_token=admin_token, aws_endpoint_url=moto, http_port=port, public_url=api_url,
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None))
-    serving = asyncio.create_task(server.serve())
     aws = AwsAccess(endpoint_url=moto, session_name="e2e")
     async with aws.client("sqs") as sqs:
         queue_url = (await sqs.create_queue(QueueName=f"events-{exchange}"))["QueueUrl"]
         dlq_url = (await sqs.create_queue(QueueName=f"events-dead-{exchange}"))["QueueUrl"]
-    await eventually(lambda: asyncio.sleep(0, server.started))
-    async with httpx.AsyncClient(base_url=api_url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as http:
+    async with (
+        serving(create_app(settings), port=port, lifespan=True, name="api"),
+        httpx.AsyncClient(base_url=api_url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as http,
+    ):
         yield Stack(
             api_url=api_url, admin_token=admin_token, service_token=service_token, database_url=clean_database,
             amqp_url=amqp_url, exchange=exchange, aws_endpoint_url=moto, queue_url=queue_url,
             dead_letter_queue_url=dlq_url, aws=aws, http=http,
         )
-    server.should_exit = True
-    await serving

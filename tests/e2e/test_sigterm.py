@@ -22,8 +22,6 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from zc_common.aws import AwsAccess
 from zc_common.bus.rabbit import RabbitBus
@@ -42,6 +40,7 @@ from zc_common.service import SHUTDOWN_GRACE
 
 from tests.aws_doubles import CUSTOMER, REGION, CustomerAccount
 from tests.e2e.conftest import eventually, free_port
+from zc_cli.local_server import serving
 
 BIN = Path(sys.executable).parent
 # What a stopping service may take: the grace its lifespan gives the work in hand, plus
@@ -139,19 +138,6 @@ async def wire(rabbit_bus: Callable[..., RabbitBus]) -> RabbitBus:
     await bus.start()
     return bus
 
-
-@contextlib.asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """A fake of the api's internal endpoints over real HTTP, for the service's process."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    await eventually(lambda: asyncio.sleep(0, server.started))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 async def feed(chunks: Sequence[Sequence[T]], send: Callable[[Sequence[T]], Awaitable[object]], pause: float) -> None:
@@ -280,7 +266,7 @@ async def test_ingestor_leaves_no_event_behind(launch: Launch, rabbit_bus: Calla
             )
         assert not answer.get("Failed")
 
-    async with served(FakeApi().app) as api_url:
+    async with serving(FakeApi().app) as api_url:
         settings = {
             "api_url": api_url, "api_token": INGESTOR_TOKEN, "event_queue_urls": url,
             "event_dead_letter_queue_url": dead_url, "poll_wait_seconds": 1, "visibility_timeout": 5,
@@ -384,7 +370,7 @@ async def test_notifier_mails_everyone_at_least_once(launch: Launch, wire: Rabbi
     fake_api = FakeApi()
     mailed = lambda: {r for mail in sink.mails for r in mail.rcpt_tos}  # noqa: E731
     try:
-        async with served(fake_api.app) as api_url:
+        async with serving(fake_api.app) as api_url:
             settings = {
                 "api_url": api_url, "api_token": NOTIFIER_TOKEN, "smtp_host": "127.0.0.1", "smtp_port": sink.port,
                 "digest_window": 0.3, "send_retry_delay": 0.1, "redelivery_delay": 0.2,
@@ -420,7 +406,7 @@ async def test_reaper_stops_every_instance_once(launch: Launch, wire: RabbitBus,
     fake_api = FakeApi()
     leases = [fake_api.lease(instance_id) for instance_id in instances]
     expired = fake_api.expired(*leases)
-    async with served(fake_api.app) as api_url:
+    async with serving(fake_api.app) as api_url:
         settings = {"api_url": api_url, "api_token": REAPER_TOKEN, "batch_wait": 0.1, "aws_retry_delay": 0.05}
         first = await launch("reaper", **settings).start()
         feeding = asyncio.create_task(feed(chunked(expired, 6), lambda chunk: wire.publish(*chunk), 0.2))

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from zc_common.bus.memory import InProcessBus
@@ -33,6 +32,7 @@ from tests.e2e.conftest import eventually, free_port
 from tests.fake_github_server import running_fake_github
 from zc_api.main import create_app
 from zc_cli.fake_github import FakeIdentity
+from zc_cli.local_server import serving
 from zc_ingestor.main import wired
 
 CHROMIUM = "/usr/bin/chromium"
@@ -75,18 +75,12 @@ async def web_stack(database_url: str, moto_url: str) -> AsyncIterator[WebStack]
             http_port=port, aws_max_attempts=2, **github.api_settings(),
         )
         bus = InProcessBus()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, bus=bus), host="127.0.0.1", port=port,
-                                               log_config=None, access_log=False))
-        serving = asyncio.create_task(server.serve())
         try:
-            await eventually(lambda: asyncio.sleep(0, server.started or serving.done()), timeout=30)
-            assert server.started, "the api did not start"
-            ingestor = IngestorSettings(**common, api_url=api_url, api_token=service_token, account_cache_seconds=0)
-            async with wired(ingestor, bus=bus):
-                yield WebStack(api_url=api_url, service_token=service_token, moto_url=moto_url)
+            async with serving(create_app(settings, bus=bus), port=port, lifespan=True, name="api"):
+                ingestor = IngestorSettings(**common, api_url=api_url, api_token=service_token, account_cache_seconds=0)
+                async with wired(ingestor, bus=bus):
+                    yield WebStack(api_url=api_url, service_token=service_token, moto_url=moto_url)
         finally:
-            server.should_exit = True
-            await serving
             await bus.close()
 
 

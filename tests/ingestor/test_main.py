@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,10 +22,10 @@ from tests.ingestor.factories import (
     CustomerAccount,
     EventQueues,
     FakeApi,
-    eventually,
     free_port,
 )
 from tests.ingestor.factories import ingestor_settings as settings_for
+from zc_cli.local_server import serving
 from zc_ingestor.main import create_app, run_poller
 
 pytestmark = pytest.mark.asyncio
@@ -49,13 +48,8 @@ def probe(app: FastAPI) -> httpx.AsyncClient:
 @pytest_asyncio.fixture
 async def served_api(fake_api: FakeApi) -> AsyncIterator[str]:
     """The fake api over real HTTP, for code that builds its own api client."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake_api.app, host="127.0.0.1", port=port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    async with serving(fake_api.app) as url:
+        yield url
 
 
 async def test_app_is_ready_when_bus_api_and_aws_answer(moto: str, served_api: str) -> None:

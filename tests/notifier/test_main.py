@@ -3,13 +3,11 @@ api reached over HTTP, /readyz reporting the bus and the mail server, and settin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from zc_common.bus.memory import InProcessBus
@@ -25,23 +23,8 @@ from tests.notifier.factories import (
     lease_changed,
     notifier_settings,
 )
+from zc_cli.local_server import serving
 from zc_notifier.main import create_app
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """``app`` on a real port, as the api runs beside the notifier in the sandbox."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the fake api did not start"
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @contextlib.asynccontextmanager

@@ -3,18 +3,17 @@ checks the bus, the api and AWS."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from fastapi import FastAPI
 
 from zc_common.bus.memory import InProcessBus
 
 from tests.reaper.factories import CustomerAccount, FakeApi, eventually, free_port, reaper_settings
+from zc_cli.local_server import serving
 from zc_reaper.main import create_app
 
 pytestmark = pytest.mark.asyncio
@@ -27,13 +26,8 @@ def probe(app: FastAPI) -> httpx.AsyncClient:
 @pytest_asyncio.fixture
 async def served_api(fake_api: FakeApi) -> AsyncIterator[str]:
     """The fake api over real HTTP, for the app's own api client."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake_api.app, host="127.0.0.1", port=port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    async with serving(fake_api.app) as url:
+        yield url
 
 
 async def test_app_is_ready_when_bus_api_and_aws_answer(moto: str, served_api: str) -> None:
