@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from zc_common.cloudevents import state_change_event
 from zc_common.messages import CloudEventReceived, decode
 
-from tests.api.factories import Api, Tenant, make_cloud_account, random_upstream
+from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, make_user_token, random_upstream
 from zc_api.models import OutboxMessage
 
 INSTANCE = "i-0123456789abcdef0"
@@ -31,7 +31,7 @@ async def test_good_event_is_accepted_and_handed_over_exactly_once(api: Api, ten
     cloud = await make_cloud_account(api, tenant)
     event = _event(cloud["upstream_account_id"])
 
-    response = await api.client.post("/api/v1/cloudevents", json=event, headers=tenant.dev.headers)
+    response = await api.client.post("/api/v1/cloudevents", json=event, headers=tenant.admin.headers)
 
     assert response.status_code == 202, response.text
     accepted = response.json()
@@ -44,6 +44,36 @@ async def test_good_event_is_accepted_and_handed_over_exactly_once(api: Api, ten
     assert isinstance(message, CloudEventReceived)
     assert str(message.message_id) == accepted["message_id"]
     assert message.event == event
+
+
+async def test_a_developer_may_hand_in_events_about_their_own_instances(api: Api, tenant: Tenant) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    await make_lease(api, cloud, tenant.dev, instance_id=INSTANCE)
+
+    response = await api.client.post(
+        "/api/v1/cloudevents", json=_event(cloud["upstream_account_id"]), headers=tenant.dev.headers
+    )
+
+    assert response.status_code == 202, response.text
+
+
+async def test_a_developer_cannot_make_zerocloud_look_at_anothers_or_an_unknown_instance(
+    api: Api, tenant: Tenant
+) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    colleague = await make_user_token(api, tenant.account_id)
+    await make_lease(api, cloud, colleague, instance_id=INSTANCE)
+    event = _event(cloud["upstream_account_id"])
+
+    theirs = await api.client.post("/api/v1/cloudevents", json=event, headers=tenant.dev.headers)
+    unknown = await api.client.post(
+        "/api/v1/cloudevents", json={**event, "detail": {**event["detail"], "instance-id": "i-00000000000000001"}},
+        headers=tenant.dev.headers,
+    )
+
+    assert (theirs.status_code, unknown.status_code) == (403, 403)
+    assert INSTANCE in theirs.json()["detail"] and "admin" in theirs.json()["detail"]
+    assert await _outbox(api) == []
 
 
 async def test_sns_wrapped_event_is_accepted(api: Api, tenant: Tenant) -> None:

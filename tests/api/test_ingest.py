@@ -113,6 +113,7 @@ def change(
     observed_at: datetime = NOW,
     listed: bool = True,
     launch_time: datetime | None = None,
+    region: str = "us-east-1",
 ) -> ResourceChange:
     """A ResourceChange as the ingestor publishes it, for an instance of ``tenant``."""
     upstream = tenant if isinstance(tenant, str) else tenant.upstream
@@ -127,7 +128,7 @@ def change(
         event_name="EC2 Instance State-change Notification",
         event_time=observed_at,
         event_source="aws.ec2",
-        aws_region="us-east-1",
+        aws_region=region,
         recipient_account_id=upstream,
         instance_id=instance_id,
         instance=snapshot,
@@ -388,6 +389,28 @@ async def test_gone_instance_releases_its_live_lease(sessions: Sessions) -> None
     assert (message.warn_at, message.expire_at) == ([], None)  # cancels the lease's timers
 
 
+@pytest.mark.parametrize("listed", [False, True])
+async def test_a_change_naming_another_region_changes_nothing(sessions: Sessions, listed: bool) -> None:
+    # Region is part of what a resource is: a change for the same id elsewhere neither
+    # releases its lease nor moves it (else the next sweep would lease it afresh, past every max).
+    tenant = await make_tenant(sessions)
+    instance_id = new_instance_id()
+    await ingest(sessions, change(tenant, instance_id))
+    elsewhere = change(
+        tenant, instance_id, listed=listed, state=InstanceState.terminated, region="us-west-2",
+        observed_at=NOW + timedelta(hours=1),
+    )
+
+    result = await ingest(sessions, elsewhere, now=NOW + timedelta(hours=1))
+
+    [lease] = await leases(sessions)
+    assert (lease.status, lease.version) == ("active", 1)
+    assert result.other_region == 1 and result.leases_released == []
+    async with sessions() as session:
+        [resource] = (await session.scalars(select(Resource))).all()
+    assert (resource.region, resource.state, resource.gone) == ("us-east-1", "running", False)
+
+
 @pytest.mark.parametrize("state", [InstanceState.terminated, InstanceState.shutting_down])
 async def test_terminated_or_shutting_down_instance_releases_its_lease(
     sessions: Sessions, state: InstanceState
@@ -513,6 +536,61 @@ async def test_tags_changed_on_a_known_instance_are_audited_without_a_new_lease(
     [updated] = await audit(sessions, "resource.updated")
     assert updated.details["previous_tags"] == {"Name": "a"}
     assert len(await leases(sessions)) == 1
+
+
+async def test_a_changed_owner_tag_gives_the_lease_to_whoever_it_now_names(sessions: Sessions) -> None:
+    tenant = await make_tenant(sessions, users=("dev@bigdb.com", "ops@bigdb.com"))
+    instance_id = new_instance_id()
+    await ingest(sessions, change(tenant, instance_id, tags={"owner": "dev@bigdb.com", "Name": "a"}))
+    later = NOW + timedelta(hours=1)
+
+    result = await ingest(
+        sessions, change(tenant, instance_id, tags={"owner": "ops@bigdb.com", "Name": "a"}, observed_at=later),
+        now=later,
+    )
+
+    [lease] = await leases(sessions)
+    assert (lease.owner_email, lease.owner_user_id, lease.version) == (
+        "ops@bigdb.com", tenant.user_id("ops@bigdb.com"), 2
+    )
+    assert result.leases_reowned == [lease.id]
+    [_, reowned] = await outbox(sessions)
+    assert (reowned.change, reowned.lease.owner_email) == ("owner_changed", "ops@bigdb.com")
+    [audited] = await audit(sessions, "lease.owner_changed")
+    assert audited.details["previous_owner_email"] == "dev@bigdb.com"
+
+
+async def test_an_expired_lease_whose_owner_tag_changed_gets_a_fresh_notice_not_a_reap(sessions: Sessions) -> None:
+    # Retagging her instance must neither let a developer escape the reaper for good nor
+    # get it reaped on warnings that went to someone else: the new owner gets the policy's notice.
+    tenant = await make_tenant(sessions, users=("dev@bigdb.com",), warning_seconds=[86400, 3600])
+    instance_id = new_instance_id()
+    await ingest(sessions, change(tenant, instance_id, tags={"owner": "dev@bigdb.com"}))
+    async with transaction(sessions) as session:
+        await session.execute(update(Lease).values(status="expired", expires_at=NOW - timedelta(minutes=5)))
+    later = NOW + timedelta(hours=1)
+
+    await ingest(sessions, change(tenant, instance_id, tags={"owner": "nobody@else.com"}, observed_at=later), now=later)
+
+    [lease] = await leases(sessions)
+    assert lease.owner_email == "admin@bigdb.com" and "owner tag" in lease.owner_reason
+    assert lease.status == "active" and lease.expires_at > later + timedelta(days=1)
+    [_, reowned] = await outbox(sessions)
+    assert reowned.expire_at == lease.expires_at and reowned.warn_at, "new timers for the new owner"
+
+
+async def test_a_tag_change_that_leaves_the_owner_tag_alone_keeps_the_owner(sessions: Sessions) -> None:
+    tenant = await make_tenant(sessions, users=("dev@bigdb.com",))
+    instance_id = new_instance_id()
+    await ingest(sessions, change(tenant, instance_id, tags={"owner": "dev@bigdb.com", "Name": "a"}))
+
+    result = await ingest(
+        sessions, change(tenant, instance_id, tags={"Owner": "DEV@bigdb.com", "Name": "b"},
+                         observed_at=NOW + timedelta(seconds=1)),
+    )
+
+    [lease] = await leases(sessions)
+    assert (lease.owner_email, lease.version, result.leases_reowned) == ("dev@bigdb.com", 1, [])
 
 
 # --- set-based --------------------------------------------------------------------------

@@ -13,19 +13,20 @@ from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
 from tests.api.records import audit_events, internal_client, lease_row, outbox
+from zc_api.leases.messages import REAP_RETRY
 
 
 async def claimed_lease(api: Api, tenant: Tenant) -> int:
     cloud = await make_cloud_account(api, tenant, mode="enforce")
     _, lease_id = await make_lease(api, cloud, tenant.dev, expires_in=-timedelta(minutes=1))
-    async with internal_client(api) as client:
+    async with internal_client(api, "reaper") as client:
         result = await client.claim([LeaseRef(lease_id=lease_id, version=1)])
     assert [c.lease.lease_id for c in result.claimed] == [lease_id]
     return lease_id
 
 
 async def report(api: Api, *outcomes: ReapOutcome) -> None:
-    async with internal_client(api) as client:
+    async with internal_client(api, "reaper") as client:
         await client.report_outcomes(list(outcomes))
 
 
@@ -70,6 +71,8 @@ async def test_skipped_goes_back_to_expired_with_the_reason(api: Api, tenant: Te
     [message] = await outbox(api, LeaseChanged)
     assert message.change is LeaseChange.reap_skipped and message.reason == "stop protection enabled"
     assert message.lease.status is LeaseStatus.expired
+    # Never forgotten: the reaper tries again in a day (and the owner hears of it again).
+    assert message.expire_at == message.occurred_at + REAP_RETRY and message.warn_at == []
     # The owner can still keep it.
     renewed = await api.client.post(
         f"/api/v1/leases/{lease_id}/renew", json={"extend_by_seconds": 3600}, headers=tenant.dev.headers

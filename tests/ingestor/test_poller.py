@@ -123,15 +123,29 @@ async def test_a_batch_is_described_once_per_cloud_account_and_region(
     assert sorted(c.instance_id for c in recording_bus.changes) == sorted([*east, west])
 
 
-async def test_instance_aws_does_not_know_is_published_gone(
+async def test_a_hint_whose_instance_aws_does_not_list_changes_nothing(
     ingestor: Ingestor, queues: EventQueues, recording_bus: RecordingBus
 ) -> None:
+    # Only a sweep of the recorded region may declare an instance gone: a hint that finds
+    # nothing is inconclusive (it may name the wrong region, or AWS may lag).
     await queues.send(running("i-0123456789abcdef0"))
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert result.deleted == 1 and recording_bus.changes == []
+
+
+async def test_a_hint_naming_the_wrong_region_does_not_release_a_running_instance(
+    ingestor: Ingestor, fake_api: FakeApi, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    fake_api.records = [cloud_account(regions=(REGION, "us-west-2"))]
+    [instance] = await customer.launch()  # running in REGION
+    await queues.send(running(instance, region="us-west-2"), running(instance))
 
     await ingestor.poll_once(queues.url)
 
     [change] = recording_bus.changes
-    assert change.gone and change.instance is None
+    assert (change.aws_region, change.gone) == (REGION, False)
 
 
 async def test_event_of_account_not_onboarded_is_dead_lettered_and_nothing_published(

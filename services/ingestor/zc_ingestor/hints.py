@@ -1,6 +1,8 @@
 """Following event hints: find each hint's cloud account, describe the named instances
 with one DescribeInstances per (cloud account, region), and build the ResourceChanges.
-Events only make us look; what is published comes from AWS."""
+Events only make us look; what is published comes from AWS. A hint whose instance AWS
+does not list is inconclusive (the hint may name the wrong region, or AWS may lag): it
+changes nothing, and only a sweep of the recorded region declares an instance gone."""
 
 from __future__ import annotations
 
@@ -130,6 +132,12 @@ def _changes_for(
     for hint in sorted(hints, key=lambda h: h.event_time):
         for instance_id in hint.instance_ids:
             newest[instance_id] = hint
+    unlisted = sorted(i for i in newest if observations[i].snapshot is None)
+    if unlisted:
+        log.info(
+            "%d instance(s) named by events are not listed in %s: inconclusive, left to the sweep (%s)",
+            len(unlisted), group.region, ", ".join(unlisted[:10]),
+        )
     return [
         resource_change(
             observations[instance_id],
@@ -141,4 +149,5 @@ def _changes_for(
             event_id=hint.event_id,
         )
         for instance_id, hint in newest.items()
+        if observations[instance_id].snapshot is not None
     ]

@@ -39,8 +39,9 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
 
 @router.post(
     "/cloudevents", status_code=202, response_model=CloudEventAccepted,
-    responses=responses(401, 404, 413, 422), openapi_extra={"requestBody": _EVENT_BODY},
-    summary="Hand an EventBridge event to the ingestor (a hint: it looks the instances up in AWS)",
+    responses=responses(401, 403, 404, 413, 422), openapi_extra={"requestBody": _EVENT_BODY},
+    summary="Hand an EventBridge event to the ingestor (a hint: it looks the instances up in AWS); "
+    "a developer only for their own instances",
 )
 async def post_cloudevent(
     request: Request, session: SessionDep, caller: UserDep, runtime: RuntimeDep

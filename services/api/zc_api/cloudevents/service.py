@@ -1,10 +1,12 @@
 """Accepting a posted EventBridge event: check it is usable and about an AWS account the
-caller's account onboarded, then hand it to the ingestor through the outbox. It is only
+caller's account onboarded (and, for a developer, about their own instances), then hand
+it to the ingestor through the outbox. It is only
 a hint: the ingestor looks the instances up in AWS like for any queued event."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -12,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.cloudevents import UnusableEvent, parse_event
-from zc_common.errors import InvalidInput, PayloadTooLarge
+from zc_common.errors import InvalidInput, NotPermitted, PayloadTooLarge
 from zc_common.messages import CloudEventReceived
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.cloudevents.schemas import CloudEventAccepted
-from zc_api.models import CloudAccount
+from zc_api.models import LIVE_LEASE_STATUSES, CloudAccount, Lease, Resource
 from zc_api.outbox import service as outbox
 
 
@@ -27,6 +29,32 @@ def refuse_if_too_large(size: int, max_bytes: int) -> None:
         raise PayloadTooLarge(
             f"the event is more than {max_bytes} bytes; "
             "EventBridge events are far smaller, so this is not one"
+        )
+
+
+async def _require_own_instances(
+    session: AsyncSession, caller: Principal, cloud_account: CloudAccount, instance_ids: Sequence[str]
+) -> None:
+    """A developer may hand in events only about instances whose live lease is theirs:
+    an event is a hint that makes ZeroCloud look, and nobody looks on another's behalf."""
+    own = set(
+        await session.scalars(
+            select(Resource.instance_id)
+            .join(Lease, col(Lease.resource_id) == col(Resource.id))
+            .where(
+                col(Resource.cloud_account_id) == cloud_account.id,
+                col(Resource.instance_id).in_(list(instance_ids)),
+                col(Lease.owner_user_id) == caller.user_id,
+                col(Lease.status).in_([status.value for status in LIVE_LEASE_STATUSES]),
+            )
+        )
+    )
+    others = sorted(set(instance_ids) - own)
+    if others:
+        raise NotPermitted(
+            f"a developer may hand in events only for instances they own; not yours: {', '.join(others[:10])} "
+            "(an admin of the account can hand in any)",
+            field="body",
         )
 
 
@@ -55,6 +83,9 @@ async def accept(
             "onboard it as a cloud account first",
             field="account",
         )
+
+    if not caller.is_admin:
+        await _require_own_instances(session, caller, cloud_account, hint.instance_ids)
 
     message = CloudEventReceived(event=event)
     await outbox.enqueue(session, [message])

@@ -48,6 +48,7 @@ class NewLease:
     expires_at: datetime
     over_quota: bool
     policy: EffectivePolicy
+    owner_tag: str  # the tag key the account's policy reads the owner from
 
 
 _POLICIES = text(
@@ -165,6 +166,7 @@ async def assign_owners(
                 expires_at=terms.expires_at,
                 over_quota=terms.over_quota,
                 policy=policy,
+                owner_tag=account.policy.owner_tag,
             )
         )
     return leases

@@ -38,6 +38,7 @@ class KnownResource:
     """A resource as recorded before this batch (locked until the transaction ends)."""
 
     id: int
+    region: str
     state: str
     gone: bool
     instance_type: str | None
@@ -62,7 +63,7 @@ async def cloud_accounts(session: AsyncSession, upstream_ids: set[str]) -> dict[
 
 _LOCK_KNOWN = text(
     f"""
-    SELECT r.id, r.cloud_account_id, r.instance_id, r.state, r.gone, r.instance_type, r.name, r.tags,
+    SELECT r.id, r.cloud_account_id, r.instance_id, r.region, r.state, r.gone, r.instance_type, r.name, r.tags,
            EXISTS (SELECT 1 FROM lease l WHERE l.resource_id = r.id AND l.{LIVE_STATUSES_SQL}) AS leased,
            (SELECT max(coalesce(l.ended_at, l.reaped_at, l.updated_at)) FROM lease l
              WHERE l.resource_id = r.id AND NOT l.{LIVE_STATUSES_SQL}) AS last_lease_ended_at
@@ -86,15 +87,16 @@ async def lock_known(
     )
     return {
         (row.cloud_account_id, row.instance_id): KnownResource(
-            id=row.id, state=row.state, gone=row.gone, instance_type=row.instance_type, name=row.name,
+            id=row.id, region=row.region, state=row.state, gone=row.gone, instance_type=row.instance_type, name=row.name,
             tags=row.tags, leased=row.leased, last_lease_ended_at=row.last_lease_ended_at,
         )
         for row in rows
     }
 
 
-# An observation never overwrites a newer one (the WHERE); a snapshot-less one (AWS no
-# longer lists the instance: instance_type is NULL) keeps what was known about it.
+# An observation never overwrites a newer one, nor one of another region (the WHERE: a
+# resource's region never changes); a snapshot-less one (AWS no longer lists the
+# instance: instance_type is NULL) keeps what was known about it.
 # Rows go in key order so that concurrent inserts of the same new instances cannot deadlock.
 _UPSERT_RESOURCES = text(
     """
@@ -110,7 +112,6 @@ _UPSERT_RESOURCES = text(
               launch_time, gone, observed_at)
     ORDER BY v.cloud_account_id, v.instance_id
     ON CONFLICT (cloud_account_id, instance_id) DO UPDATE SET
-        region = excluded.region,
         instance_type = coalesce(excluded.instance_type, r.instance_type),
         state = excluded.state,
         name = CASE WHEN excluded.instance_type IS NULL THEN r.name ELSE excluded.name END,
@@ -118,7 +119,7 @@ _UPSERT_RESOURCES = text(
         launch_time = coalesce(excluded.launch_time, r.launch_time),
         gone = excluded.gone,
         observed_at = excluded.observed_at
-    WHERE r.observed_at < excluded.observed_at
+    WHERE r.observed_at < excluded.observed_at AND r.region = excluded.region
     RETURNING r.id, r.cloud_account_id, r.instance_id, r.state, r.gone, (r.xmax = 0) AS inserted
     """
 )

@@ -20,7 +20,9 @@ from zc_common.messages import InstanceState, LeaseChange, Message, ResourceChan
 from zc_api.ingest import repository
 from zc_api.ingest.owners import LeaseCandidate, assign_owners
 from zc_api.ingest.repository import UNLISTED_STATE, AuditRows, CloudAccountRef, KnownResource
+from zc_api.leases.actions import reown_by_tag
 from zc_api.leases.messages import lease_changed, lease_snapshot
+from zc_api.leases.policy import OwnerChoice, owner_tag_value
 from zc_api.outbox.service import enqueue
 
 log = logging.getLogger("zc.api.ingest")
@@ -34,6 +36,8 @@ class IngestResult:
 
     received: int = 0
     unknown_account: int = 0  # changes for AWS accounts nobody onboarded: dropped
+    other_region: int = 0  # changes naming another region than the resource's: dropped
+    leases_reowned: list[int] = field(default_factory=list)  # their owner tag changed
     superseded: int = 0  # an older observation of an instance seen again in the batch
     stale: int = 0  # already recorded, or older than what is recorded
     discovered: int = 0
@@ -80,14 +84,16 @@ async def apply_changes(
     if not newest:
         return batch.result
 
+    known = await repository.lock_known(session, sorted(newest))
+    _drop_other_regions(batch, newest, known)
     keys = sorted(newest)
-    known = await repository.lock_known(session, keys)
     written = await repository.upsert_resources(
         session, [(batch.clouds[newest[k].recipient_account_id], newest[k]) for k in keys], now
     )
     batch.result.stale = len(keys) - len(written)
 
     candidates: list[LeaseCandidate] = []
+    retagged: list[LeaseCandidate] = []
     going: dict[int, tuple[ResourceChange, KnownResource | None]] = {}
     for row in written:
         change = newest[(row.cloud_account_id, row.instance_id)]
@@ -95,22 +101,38 @@ async def apply_changes(
         _audit_resource(batch, row, change, before)
         if row.gone:
             going[row.id] = (change, before)
-        elif row.state in LIVE_STATES and change.instance is not None and _needs_lease(before, change):
+        elif row.state in LIVE_STATES and change.instance is not None:
             cloud = batch.clouds[change.recipient_account_id]
-            candidates.append(
-                LeaseCandidate(
-                    resource_id=row.id, account_id=cloud.account_id, cloud_account_id=cloud.id,
-                    instance_id=change.instance_id, tags=change.instance.tags,
-                    launch_time=change.instance.launch_time,
-                )
+            candidate = LeaseCandidate(
+                resource_id=row.id, account_id=cloud.account_id, cloud_account_id=cloud.id,
+                instance_id=change.instance_id, tags=change.instance.tags, launch_time=change.instance.launch_time,
             )
+            if _needs_lease(before, change):
+                candidates.append(candidate)
+            elif before is not None and before.leased and before.tags != change.instance.tags:
+                retagged.append(candidate)
 
     by_resource = {row.id: newest[(row.cloud_account_id, row.instance_id)] for row in written}
     await _create_leases(session, batch, candidates, by_resource, now)
+    await _reown_leases(session, batch, retagged, known, by_resource, now)
     await _release_leases(session, batch, going, now)
     await batch.audit.insert(session, now)
     batch.result.messages = await enqueue(session, batch.outgoing)
     return batch.result
+
+
+def _drop_other_regions(
+    batch: _Batch, newest: dict[tuple[int, str], ResourceChange], known: dict[tuple[int, str], KnownResource]
+) -> None:
+    """A resource's region never changes: a change naming another region than the one
+    recorded (a hint that looked in the wrong place) says nothing about it."""
+    for key in [k for k, change in newest.items() if k in known and known[k].region != change.aws_region]:
+        change = newest.pop(key)
+        batch.result.other_region += 1
+        log.warning(
+            "ignored a change of %s in %s: it is recorded in %s (a resource's region never changes)",
+            change.instance_id, change.aws_region, known[key].region,
+        )
 
 
 def _newest_per_instance(
@@ -196,6 +218,30 @@ async def _create_leases(
             lease_changed(LeaseChange.created, snapshot, actor=actor_for(change), now=now,
                           warning_seconds=plan.policy.warning_seconds, reason=plan.owner.reason)
         )
+
+
+async def _reown_leases(
+    session: AsyncSession, batch: _Batch, retagged: list[LeaseCandidate],
+    known: dict[tuple[int, str], KnownResource], changes: dict[int, ResourceChange], now: datetime,
+) -> None:
+    """Leased resources whose tags changed: where the owner tag (as the account's policy
+    names it) changed, the lease goes to whoever the normal owner rules now choose. A
+    lease is never left to someone the tag no longer names, nor without its warnings."""
+    if not retagged:
+        return
+    owners: dict[int, OwnerChoice] = {}
+    for plan in await assign_owners(session, retagged, now=now):
+        candidate = next(c for c in retagged if c.resource_id == plan.resource_id)
+        before = known[(candidate.cloud_account_id, candidate.instance_id)]
+        tag = plan.owner_tag
+        if owner_tag_value(before.tags, tag) != owner_tag_value(candidate.tags, tag):
+            owners[plan.resource_id] = plan.owner
+    if not owners:
+        return
+    actors = {resource_id: actor_for(changes[resource_id]) for resource_id in owners}
+    for message in await reown_by_tag(session, owners, actors=actors, now=now):
+        batch.outgoing.append(message)
+        batch.result.leases_reowned.append(message.lease.lease_id)
 
 
 async def _release_leases(

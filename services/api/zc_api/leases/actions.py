@@ -4,6 +4,7 @@ the outbox (the new schedule) in the same transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,7 +19,7 @@ from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.leases import repository
 from zc_api.leases.messages import lease_changed
-from zc_api.leases.policy import NEVER_EXPIRES, normalise_email
+from zc_api.leases.policy import NEVER_EXPIRES, OwnerChoice, normalise_email
 from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.service import visible_to
 from zc_api.models import Lease, User, UserPolicy
@@ -300,11 +301,61 @@ async def change_owner(
     return record
 
 
+# --- the owner tag changed in AWS ------------------------------------------------------
+
+# Owner changes only a person or the owner tag may make: a lease being reaped, already
+# reaped, gone or exempt keeps its owner.
+REOWNABLE = frozenset({LeaseStatus.active, LeaseStatus.expired})
+
+
+async def reown_by_tag(
+    session: AsyncSession, owners: Mapping[int, OwnerChoice], *, actors: Mapping[int, str], now: datetime
+) -> list[LeaseChanged]:
+    """The owner tag of these resources (by resource id) changed in AWS: their live leases
+    go to the owner the normal rules chose, who gets a fresh notice period (the policy's
+    warnings, counted from now) so nobody's instance is reaped on a warning that went to
+    someone else. Answers the LeaseChanged messages for the caller to put on the outbox."""
+    ids = list(
+        await session.scalars(
+            select(col(Lease.id)).where(
+                col(Lease.resource_id).in_(sorted(owners)),
+                col(Lease.status).in_([status.value for status in REOWNABLE]),
+            )
+        )
+    )
+    messages: list[LeaseChanged] = []
+    records = await repository.load(session, ids, lock=True)
+    for record in sorted(records.values(), key=lambda r: r.id):
+        lease, owner = record.lease, owners[record.lease.resource_id]
+        if record.status not in REOWNABLE or (owner.user_id, owner.email) == (lease.owner_user_id, lease.owner_email):
+            continue
+        previous = lease.owner_email
+        lease.owner_user_id, lease.owner_email, lease.owner_reason = owner.user_id, owner.email, owner.reason
+        record.owner_policy = await session.get(UserPolicy, owner.user_id) if owner.user_id is not None else None
+        notice_ends = now + timedelta(seconds=notice_seconds(record.effective.warning_seconds))
+        if lease.expires_at < notice_ends:
+            lease.status, lease.expires_at = LeaseStatus.active.value, notice_ends
+        messages.append(
+            new_version(
+                session, record, LeaseChange.owner_changed, actor=actors[lease.resource_id], now=now,
+                reason=f"the owner tag changed: {owner.reason}", previous_owner_email=previous,
+                owner_email=owner.email,
+            )
+        )
+    return messages
+
+
 # --- a cloud account switched from observe to enforce ---------------------------------
 
 # The notice period when no warning time is set: nothing is stopped without one.
 _MIN_NOTICE_SECONDS = 3600
 _FIRST_WARNING_AFTER_SECONDS = 300
+
+
+def notice_seconds(warning_seconds: Sequence[int]) -> int:
+    """A lease's shortest fair notice from now: a little past the policy's longest
+    warning, so that warning is still ahead and goes out (an hour when none is set)."""
+    return max([*warning_seconds, _MIN_NOTICE_SECONDS]) + _FIRST_WARNING_AFTER_SECONDS
 
 
 async def enforce_after_observe(
@@ -325,8 +376,7 @@ async def enforce_after_observe(
     records = await repository.load(session, ids, lock=True)
     messages: list[LeaseChanged] = []
     for record in sorted(records.values(), key=lambda r: r.id):
-        # A little past the longest warning, so that warning is still ahead and goes out.
-        notice = max([*record.policy.warning_seconds, _MIN_NOTICE_SECONDS]) + _FIRST_WARNING_AFTER_SECONDS
+        notice = notice_seconds(record.policy.warning_seconds)
         lease = record.lease
         lease.status, lease.expires_at = LeaseStatus.active.value, now + timedelta(seconds=notice)
         messages.append(

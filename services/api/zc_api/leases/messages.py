@@ -4,7 +4,7 @@ alike), so every place that changes a lease describes it the same way."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID, uuid4
 
@@ -75,6 +75,12 @@ def lease_snapshot(
     )
 
 
+# A lease the reaper had to leave alone (stop or termination protection, an owner tag
+# that changed under it) is never forgotten: the reaper tries again this often, and each
+# try that is refused again reminds the owner.
+REAP_RETRY = timedelta(days=1)
+
+
 def lease_changed(
     change: LeaseChange,
     lease: LeaseSnapshot,
@@ -88,8 +94,9 @@ def lease_changed(
     """The message for a committed lease change; it is also the lease's schedule. An
     active lease carries the warnings still ahead of it and its expiry (the scheduler's
     timers); an exemption with an end date and a shutdown request carry only the expiry
-    (a shutdown's is now: the reaper is asked at once); anything else carries none, which
-    cancels the older versions' timers."""
+    (a shutdown's is now: the reaper is asked at once); one the reaper skipped carries a
+    retry REAP_RETRY from now; anything else carries none, which cancels the older
+    versions' timers."""
     warnings: list[datetime] = []
     expire_at = None
     if lease.status is LeaseStatus.active:
@@ -99,6 +106,8 @@ def lease_changed(
         expire_at = lease.expires_at
     elif change is LeaseChange.shutdown_requested:
         expire_at = lease.expires_at
+    elif change is LeaseChange.reap_skipped and lease.status is LeaseStatus.expired:
+        expire_at = now + REAP_RETRY
     return LeaseChanged(
         message_id=message_id or uuid4(),
         occurred_at=now,
