@@ -74,12 +74,12 @@ def main(idle_seconds: float) -> None:
     smtp_port = free_port()
     smtp = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    token = f"zc_{secrets.token_urlsafe(32)}"
-    ports = {name: free_port() for name in ("api", "ingestor", "scheduler", "notifier", "reaper")}
+    tokens = {name: secrets.token_hex(32) for name in ("ingestor", "notifier", "reaper")}
+    ports = {name: free_port() for name in ("api", "api-internal", "ingestor", "scheduler", "notifier", "reaper")}
     env = {
         **os.environ, "ZC_DATABASE_URL": f"{PG}/{database}", "ZC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
-        "ZC_AMQP_EXCHANGE": f"zc-bench-{secrets.token_hex(4)}", "ZC_SERVICE_TOKEN": token, "ZC_API_TOKEN": token,
-        "ZC_API_URL": f"http://127.0.0.1:{ports['api']}", "ZC_AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "ZC_AMQP_EXCHANGE": f"zc-bench-{secrets.token_hex(4)}", **{f"ZC_{name.upper()}_TOKEN": token for name, token in tokens.items()},
+        "ZC_INTERNAL_PORT": str(ports["api-internal"]), "ZC_API_URL": f"http://127.0.0.1:{ports['api-internal']}", "ZC_AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
         "ZC_SWEEP_INTERVAL": "0", "ZC_SMTP_HOST": "127.0.0.1", "ZC_SMTP_PORT": str(smtp_port), "ZC_LOG_LEVEL": "WARNING", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
     }
     commands = {
@@ -94,7 +94,8 @@ def main(idle_seconds: float) -> None:
         subprocess.run([str(BIN / "zerocloud-api"), "migrate"], env=env, check=True, capture_output=True)
         subprocess.run([str(BIN / "zerocloud-scheduler"), "migrate"], env=env, check=True, capture_output=True)
         for name, command in commands.items():
-            processes[name] = subprocess.Popen(command, env={**env, "ZC_HTTP_PORT": str(ports[name])},
+            own = {"ZC_SERVICE_TOKEN": tokens[name]} if name in tokens else {}
+            processes[name] = subprocess.Popen(command, env={**env, **own, "ZC_HTTP_PORT": str(ports[name])},
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait_ready(f"http://127.0.0.1:{ports[name]}")
         samples: dict[str, list[float]] = {name: [] for name in processes}

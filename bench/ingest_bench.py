@@ -330,7 +330,7 @@ async def main(args: argparse.Namespace) -> None:
         engine = create_engine(url, pool_size=10)
         sessions = session_maker(engine)
         settings = ApiSettings(
-            amqp_url=args.amqp, database_url=url, service_token="b" * 32, ingest_batch_size=args.batch_size,
+            amqp_url=args.amqp, database_url=url, **{f"{name}_token": secrets.token_hex(32) for name in ("ingestor", "notifier", "reaper")}, ingest_batch_size=args.batch_size,
         )
         try:
             for run in range(args.repeat):

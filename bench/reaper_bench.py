@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -205,7 +206,7 @@ async def one_run(args: argparse.Namespace, moto_url: str, moto_pid: int, run: i
     bus: Bus = RabbitBus(AMQP_URL, exchange) if args.bus == "rabbitmq" else InProcessBus()
     settings = ReaperSettings(
         bus=args.bus, amqp_url=AMQP_URL, amqp_exchange=exchange, api_url="http://api.invalid",
-        api_token="bench-service-token-0123456789", aws_endpoint_url=moto_url,
+        service_token=secrets.token_hex(32), aws_endpoint_url=moto_url,
         protection_concurrency=args.protection_concurrency,
     )
     Reaper(settings, aws, api).subscribe(bus)

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -133,7 +134,7 @@ async def bench(args: argparse.Namespace, moto_url: str) -> None:
     await bus.start()
     settings = IngestorSettings(
         bus=args.bus, amqp_url=AMQP_URL, amqp_exchange=exchange, api_url="http://api.invalid",
-        api_token="bench-service-token-0123456789", aws_endpoint_url=moto_url,
+        service_token=secrets.token_hex(32), aws_endpoint_url=moto_url,
     )
     try:
         timings: list[float] = []

@@ -286,7 +286,7 @@ async def measure(
 
 async def main(args: argparse.Namespace) -> None:
     async with scratch_database(args.postgres) as url:
-        settings = ApiSettings(database_url=url, amqp_url="memory://", bus="memory", service_token="b" * 32)
+        settings = ApiSettings(database_url=url, amqp_url="memory://", bus="memory", **{f"{name}_token": secrets.token_hex(32) for name in ("ingestor", "notifier", "reaper")})
         bus = InProcessBus()
         app = create_app(settings, bus=bus)
         try:

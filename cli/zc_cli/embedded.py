@@ -194,6 +194,7 @@ async def embedded_services(
 
     from zc_api.database import migrate
     from zc_api.main import create_app as create_api
+    from zc_api.main import internal_app
     from zc_ingestor import handlers as ingestor_handlers
     from zc_ingestor.service import Ingestor
     from zc_notifier.main import create_app as create_notifier
@@ -203,15 +204,18 @@ async def embedded_services(
 
     await migrate(database_url)
     await migrate_scheduler(database_url)  # its own scheduler_* tables beside the api's
-    service_token = f"zc_{secrets.token_urlsafe(32)}"
+    tokens = {service: f"zc_{secrets.token_urlsafe(32)}" for service in ("ingestor", "notifier", "reaper")}
     api_url = f"http://127.0.0.1:{api_port}"
+    internal_url = f"http://127.0.0.1:{free_port()}"  # the services' routes: never the public port
     common = {"amqp_url": "memory://", "bus": "memory", "aws_endpoint_url": aws_endpoint_url, "log_level": log_level}
     aws = AwsAccess(endpoint_url=aws_endpoint_url, session_name="zerocloud-sandbox")
     queue_url = await create_event_queue(aws)
 
     bus = InProcessBus()
     api_settings = ApiSettings(
-        **common, database_url=database_url, service_token=service_token, bootstrap_admin_token=admin_token,
+        **common, database_url=database_url, ingestor_token=tokens["ingestor"], notifier_token=tokens["notifier"],
+        reaper_token=tokens["reaper"], internal_host="127.0.0.1", internal_port=int(internal_url.rsplit(":", 1)[1]),
+        bootstrap_admin_token=admin_token,
         bootstrap_admin_email=ADMIN_EMAIL, public_url=api_url, http_host="127.0.0.1", http_port=api_port,
         sandbox_mailbox_dir=str(mailbox_dir) if mailbox_dir is not None else None, **(api_overrides or {}),
     )
@@ -223,27 +227,36 @@ async def embedded_services(
             serving.result()
             raise RuntimeError("the api did not start")
         await asyncio.sleep(0.05)
+    internal_server = uvicorn.Server(uvicorn.Config(
+        internal_app(api), host="127.0.0.1", port=api_settings.internal_port, log_config=None, lifespan="off",
+    ))
+    serving_internal = asyncio.create_task(internal_server.serve(), name="api-internal")
+    while not internal_server.started:
+        if serving_internal.done():
+            serving_internal.result()
+            raise RuntimeError("the api's internal listener did not start")
+        await asyncio.sleep(0.05)
 
     # The other services: their apps' lifespans subscribe to the shared bus.
     others = [
         create_scheduler(SchedulerSettings(**common, database_url=database_url, sweep_interval=sweep_interval), bus=bus),
         create_notifier(
             NotifierSettings(
-                **common, api_url=api_url, api_token=service_token, smtp_host="127.0.0.1", smtp_port=smtp_port,
+                **common, api_url=internal_url, service_token=tokens["notifier"], smtp_host="127.0.0.1", smtp_port=smtp_port,
                 mail_from="zerocloud@sandbox.localhost", digest_window=2,
             ),
             bus=bus,
         ),
-        create_reaper(ReaperSettings(**common, api_url=api_url, api_token=service_token), bus=bus),
+        create_reaper(ReaperSettings(**common, api_url=internal_url, service_token=tokens["reaper"]), bus=bus),
     ]
     async with contextlib.AsyncExitStack() as stack:
         for app in others:
             await stack.enter_async_context(app.router.lifespan_context(app))
         ingestor_settings = IngestorSettings(
-            **common, api_url=api_url, api_token=service_token, event_queue_urls=[queue_url],
+            **common, api_url=internal_url, service_token=tokens["ingestor"], event_queue_urls=[queue_url],
             poll_wait_seconds=2,
         )
-        internal_api = InternalApi(api_url, service_token)
+        internal_api = InternalApi(internal_url, tokens["ingestor"])
         stack.push_async_callback(internal_api.close)
         ingestor = Ingestor(ingestor_settings, bus, aws, internal_api)
         ingestor_handlers.subscribe(bus, ingestor)
@@ -263,8 +276,9 @@ async def embedded_services(
         finally:
             # Drain the shared bus before any service's resources close under its handlers.
             await bus.stop_consuming()
+            internal_server.should_exit = True
             server.should_exit = True
-            await serving
+            await asyncio.gather(serving_internal, serving)
             await bus.close()
 
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import uvicorn
 from fastapi import FastAPI
@@ -53,16 +53,37 @@ def serving_in_thread(
     start_timeout: float = 10.0,
 ) -> Iterator[str]:
     """Serve ``app`` from a thread of its own (for synchronous callers); yields its base URL."""
-    server = _server(app, host, port, lifespan)
-    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    with serving_together_in_thread([(app, port)], host=host, lifespan=lifespan, name=name,
+                                    start_timeout=start_timeout) as [url]:
+        yield url
+
+
+@contextlib.contextmanager
+def serving_together_in_thread(
+    apps: Sequence[tuple[FastAPI, int]], *, host: str = "127.0.0.1", lifespan: bool = False, name: str = "server",
+    start_timeout: float = 10.0,
+) -> Iterator[list[str]]:
+    """Serve several apps (each on its port, 0: a free one) from one thread and one event
+    loop, the first with its lifespan when asked and the others only once it has started
+    (the api's public and internal listeners share its runtime); yields their base URLs."""
+    servers = [_server(app, host, port, lifespan and index == 0) for index, (app, port) in enumerate(apps)]
+
+    async def serve_all() -> None:
+        first = asyncio.create_task(servers[0].serve())
+        while not servers[0].started and not first.done():  # noqa: ASYNC110 - uvicorn has no "started" event
+            await asyncio.sleep(0.01)
+        await asyncio.gather(first, *(server.serve() for server in servers[1:]))
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve_all()), name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout
-    while not server.started:
+    while not all(server.started for server in servers):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"{name} did not start")
         time.sleep(0.01)
     try:
-        yield _bound_url(server, host)
+        yield [_bound_url(server, host) for server in servers]
     finally:
-        server.should_exit = True
+        for server in reversed(servers):
+            server.should_exit = True
         thread.join(timeout=10)

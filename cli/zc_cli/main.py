@@ -123,15 +123,18 @@ def poll_cloudevent_queue(
         str | None,
         typer.Option(
             metavar="URL",
-            help="The api the ingestor reads cloud accounts from. Default: ZC_API_URL.", show_default=False
+            help="The api's internal listener, where the ingestor reads cloud accounts (its ZC_INTERNAL_PORT). "
+            "Default: ZC_API_URL.",
+            show_default=False,
         ),
     ] = None,
-    api_token: Annotated[
+    service_token: Annotated[
         str | None,
         typer.Option(
+            "--service-token",
             metavar="TOKEN",
-            help="The api's service token (not a user token). "
-            "Default: ZC_API_TOKEN, as for every ZeroCloud service.",
+            help="The ingestor's own credential (the api's ZC_INGESTOR_TOKEN; not a user token). "
+            "Default: ZC_SERVICE_TOKEN, as for the ingestor service.",
             show_default=False,
         ),
     ] = None,
@@ -177,7 +180,7 @@ def poll_cloudevent_queue(
     given: dict[str, Any] = {
         "event_queue_urls": queue_url or None,
         "api_url": api_url,
-        "api_token": api_token,
+        "service_token": service_token,
         "aws_endpoint_url": aws_endpoint_url,
         "amqp_url": amqp_url,
         "poll_wait_seconds": wait_seconds,

@@ -18,20 +18,27 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from zc_common.bus.memory import InProcessBus
 from zc_common.settings import ApiSettings
 
+from tests.credentials import API_CREDENTIALS
 from zc_api.auth.bootstrap import create_admin
 from zc_api.auth.service import issue_token
 from zc_api.database import transaction
-from zc_api.main import create_app
+from zc_api.main import create_app, internal_app
 from zc_api.models import Lease, Resource, User
 
-SERVICE_TOKEN = "zc-test-service-token-" + "s" * 24
 SEED_ACCOUNT = {"lease_expires_in": 3, "lease_expires_in_units": "days", "name": "BigDB"}
 
 
 @dataclass
 class Api:
+    """The api's public listener (``client``) and its internal one (``internal``)."""
+
     app: FastAPI
     client: httpx.AsyncClient
+    internal: httpx.AsyncClient
+
+    @property
+    def internal_app(self) -> FastAPI:
+        return internal_app(self.app)
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -67,7 +74,7 @@ def settings(database_url: str, moto_url: str, **overrides: Any) -> ApiSettings:
         "database_url": database_url,
         "amqp_url": "memory://",
         "bus": "memory",
-        "service_token": SERVICE_TOKEN,
+        **API_CREDENTIALS,
         "aws_endpoint_url": moto_url,
         "aws_max_attempts": 2,
         **overrides,
@@ -83,8 +90,12 @@ async def running_api(api_settings: ApiSettings) -> AsyncIterator[Api]:
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://zerocloud.test") as client:
-                yield Api(app=app, client=client)
+            internal = httpx.ASGITransport(app=internal_app(app))
+            async with (
+                httpx.AsyncClient(transport=transport, base_url="http://zerocloud.test") as client,
+                httpx.AsyncClient(transport=internal, base_url="http://zerocloud.internal") as internal_client,
+            ):
+                yield Api(app=app, client=client, internal=internal_client)
     finally:
         await bus.close()
 

@@ -14,18 +14,24 @@ from sqlmodel import col
 from zc_common.internal_api import InternalApi
 from zc_common.messages import Message, decode
 
-from tests.api.factories import SERVICE_TOKEN, Api
+from tests.api.factories import Api
+from tests.credentials import SERVICE_TOKENS, bearer
 from zc_api.database import transaction
 from zc_api.models import ActionToken, AuditEvent, Lease, OutboxMessage
 
 M = TypeVar("M", bound=Message)
 
-SERVICE_HEADERS = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+# Whose work each internal route is: the only credential it answers.
+_ROUTE_SERVICES = {"/leases/": "reaper", "/notifications/": "notifier", "/action-links": "notifier",
+                   "/people-links": "notifier", "/cloudaccounts": "ingestor"}
 
 
 @asynccontextmanager
-async def internal_client(api: Api) -> AsyncIterator[InternalApi]:
-    client = InternalApi("http://zerocloud.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=api.app))
+async def internal_client(api: Api, service: str) -> AsyncIterator[InternalApi]:
+    """The internal client as ``service`` holds it: its credential, the internal listener."""
+    client = InternalApi(
+        "http://zerocloud.internal", SERVICE_TOKENS[service], transport=httpx.ASGITransport(app=api.internal_app)
+    )
     try:
         yield client
     finally:
@@ -67,4 +73,6 @@ async def tokens_of(api: Api, lease_id: int) -> list[ActionToken]:
 
 
 async def post_internal(api: Api, path: str, body: dict[str, Any]) -> httpx.Response:
-    return await api.client.post(f"/internal/v1{path}", json=body, headers=SERVICE_HEADERS)
+    """POST to an internal route on the internal listener, as the service it is for."""
+    service = next(name for prefix, name in _ROUTE_SERVICES.items() if path.startswith(prefix))
+    return await api.internal.post(f"/internal/v1{path}", json=body, headers=bearer(service))

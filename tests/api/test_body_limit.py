@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from zc_common.settings import ApiSettings
 
-from tests.api.factories import SERVICE_TOKEN, Api, Tenant
+from tests.api.factories import Api, Tenant
+from tests.credentials import API_CREDENTIALS, bearer
 from zc_api.routes import MAX_BODY_BYTES
 
 TOO_BIG = b'{"x": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}'
@@ -30,9 +31,10 @@ async def _streamed() -> AsyncIterator[bytes]:
 # ZC_MAX_CLOUDEVENT_BYTES: tests/api/test_cloudevents.py.)
 @pytest.mark.parametrize("path", ["/api/v1/accounts", "/api/v1/tokens", "/internal/v1/leases/claim"])
 async def test_an_oversized_body_is_refused_before_anything_else(api: Api, path: str) -> None:
-    declared = await api.client.post(path, content=TOO_BIG, headers={"Content-Type": "application/json"})
-    streamed = await api.client.post(
-        path, content=_streamed(), headers={"Content-Type": "application/json", "Authorization": f"Bearer {SERVICE_TOKEN}"}
+    listener = api.internal if path.startswith("/internal/") else api.client
+    declared = await listener.post(path, content=TOO_BIG, headers={"Content-Type": "application/json"})
+    streamed = await listener.post(
+        path, content=_streamed(), headers={"Content-Type": "application/json", **bearer("reaper")}
     )
 
     assert declared.status_code == 413, declared.text
@@ -51,6 +53,6 @@ async def test_a_body_under_the_cap_still_reaches_the_endpoint(api: Api, tenant:
 def test_the_cloud_event_limit_cannot_be_set_past_the_cap() -> None:
     with pytest.raises(ValidationError, match="max_cloudevent_bytes"):
         ApiSettings(
-            amqp_url="memory://", database_url="postgresql://x", service_token="s" * 30,
+            amqp_url="memory://", database_url="postgresql://x", **API_CREDENTIALS,
             max_cloudevent_bytes=MAX_BODY_BYTES + 1,
         )

@@ -14,6 +14,7 @@ from zc_common.messages import BlastRadiusHalted, LeaseChange, LeaseChanged, Lea
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, make_user_token
 from tests.api.records import audit_events, internal_client, lease_row, outbox, post_internal
+from tests.credentials import bearer
 from zc_api.database import transaction
 from zc_api.models import Lease
 
@@ -25,7 +26,7 @@ async def enforced(api: Api, tenant: Tenant, **payload: Any) -> dict[str, Any]:
 
 
 async def claim(api: Api, *refs: tuple[int, int]) -> Any:
-    async with internal_client(api) as client:
+    async with internal_client(api, "reaper") as client:
         return await client.claim([LeaseRef(lease_id=lease_id, version=version) for lease_id, version in refs])
 
 
@@ -203,15 +204,23 @@ async def test_observe_mode_is_not_capped(api: Api, tenant: Tenant) -> None:
     assert await outbox(api, BlastRadiusHalted) == []
 
 
-async def test_claim_is_for_the_service_token_only(api: Api, tenant: Tenant) -> None:
+async def test_claim_is_for_the_reaper_only(api: Api, tenant: Tenant) -> None:
     cloud = await enforced(api, tenant)
     _, lease_id = await make_lease(api, cloud, tenant.dev, expires_in=EXPIRED)
     body = {"leases": [{"lease_id": lease_id, "version": 1}]}
 
-    as_admin = await api.client.post("/internal/v1/leases/claim", json=body, headers=tenant.admin.headers)
+    before = (await lease_row(api, lease_id)).status
+    as_admin = await api.internal.post("/internal/v1/leases/claim", json=body, headers=tenant.admin.headers)
+    refused = [
+        (await api.internal.post("/internal/v1/leases/claim", json=body, headers=bearer(service))).status_code
+        for service in ("ingestor", "notifier")
+    ]
+    on_public = await api.client.post("/internal/v1/leases/claim", json=body, headers=bearer("reaper"))
+    lease = await lease_row(api, lease_id)
     as_service = await post_internal(api, "/leases/claim", body)
 
-    assert as_admin.status_code == 404
+    assert (as_admin.status_code, refused, on_public.status_code) == (404, [404, 404], 404)
+    assert lease.status == before != "reaping", "nobody but the reaper claimed it"
     assert as_service.status_code == 200
 
 

@@ -41,7 +41,7 @@ async def user_row(api: Api, user_id: int) -> User:
 
 async def link_path(api: Api, user_id: int) -> str:
     """The page path (/confirm-email/<token>) the notifier would mail."""
-    async with internal_client(api) as client:
+    async with internal_client(api, "notifier") as client:
         link = await client.people_link(PeopleLinkKind.email_confirmation, user_id)
     assert link is not None and link.url.startswith(f"{PUBLIC_URL}/confirm-email/")
     return link.url.removeprefix(PUBLIC_URL)
@@ -100,7 +100,7 @@ async def test_the_page_changes_nothing_and_the_post_confirms_once(api: Api, ten
     assert later.status_code == 410
     assert len(await audit_events(api, action="email.confirmed", subject_id=joiner.user_id)) == 1
     # Confirmed, there is nothing more to mail: the notifier is told so and skips.
-    async with internal_client(api) as client:
+    async with internal_client(api, "notifier") as client:
         assert await client.people_link(PeopleLinkKind.email_confirmation, joiner.user_id) is None
         assert await client.people_link(PeopleLinkKind.email_confirmation, 999_999) is None
 

@@ -1,4 +1,5 @@
-"""/internal/v1: what the ingestor and reaper read, through their own client."""
+"""/internal/v1: what the ingestor and reaper read, through their own client, on the
+internal listener only, each service with its own credential."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from sqlmodel import col
 
 from zc_common.internal_api import CloudAccountMode, InternalApi, InternalApiError
 
-from tests.api.factories import SERVICE_TOKEN, Api, Tenant, make_cloud_account, make_lease
+from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
+from tests.credentials import INGESTOR_TOKEN, bearer
 from zc_api.database import transaction
 from zc_api.models import Resource
 
 
-def internal_client(api: Api, token: str = SERVICE_TOKEN) -> InternalApi:
-    return InternalApi("http://zerocloud.test", token, transport=httpx.ASGITransport(app=api.app))
+def internal_client(api: Api, token: str = INGESTOR_TOKEN) -> InternalApi:
+    return InternalApi("http://zerocloud.internal", token, transport=httpx.ASGITransport(app=api.internal_app))
 
 
 async def test_cloud_accounts_of_every_tenant_with_their_roles(
@@ -69,9 +71,8 @@ async def test_known_instances_of_an_unknown_cloud_account_is_an_error(api: Api)
 
 
 async def test_bad_upstream_filter_is_422(api: Api) -> None:
-    response = await api.client.get(
-        "/internal/v1/cloudaccounts", params={"upstream_account_id": "12"},
-        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
+    response = await api.internal.get(
+        "/internal/v1/cloudaccounts", params={"upstream_account_id": "12"}, headers=bearer("ingestor"),
     )
 
     assert response.status_code == 422

@@ -19,7 +19,8 @@ from zc_common.messages import InvitationCreated, utcnow
 from zc_common.settings import ApiSettings
 
 from tests.api.factories import Api, Caller, Tenant, make_tenant, make_user_token, running_api
-from tests.api.records import SERVICE_HEADERS, audit_events, internal_client, outbox
+from tests.api.records import audit_events, internal_client, outbox
+from tests.credentials import bearer
 from zc_api.auth.tokens import hash_token
 from zc_api.database import transaction
 from zc_api.invitations import service as invitations
@@ -55,7 +56,7 @@ async def invited(api: Api, tenant: Tenant, email: str | None = None, role: str 
 
 async def link_path(api: Api, invitation_id: int) -> str:
     """The page path (/invitations/<token>) the notifier would mail."""
-    async with internal_client(api) as client:
+    async with internal_client(api, "notifier") as client:
         link = await client.people_link(PeopleLinkKind.invitation, invitation_id)
     assert link is not None
     assert link.url.startswith(f"{PUBLIC_URL}/invitations/")
@@ -208,16 +209,19 @@ async def test_people_link_mints_a_link_whose_page_shows_the_invitation(api: Api
     assert replaced.status_code == 404 and "not valid" in replaced.text
 
 
-async def test_people_links_is_for_the_service_token_only(api: Api, tenant: Tenant) -> None:
+async def test_people_links_are_for_the_notifier_only(api: Api, tenant: Tenant) -> None:
     body = await invited(api, tenant)
     request = {"kind": "invitation", "id": body["id"]}
 
-    as_admin = await api.client.post("/internal/v1/people-links", json=request, headers=tenant.admin.headers)
-    as_service = await api.client.post("/internal/v1/people-links", json=request, headers=SERVICE_HEADERS)
-    unknown = await api.client.post("/internal/v1/people-links", json={"kind": "invitation", "id": 999_999},
-                                    headers=SERVICE_HEADERS)
+    as_admin = await api.internal.post("/internal/v1/people-links", json=request, headers=tenant.admin.headers)
+    as_ingestor = await api.internal.post("/internal/v1/people-links", json=request, headers=bearer("ingestor"))
+    on_public = await api.client.post("/internal/v1/people-links", json=request, headers=bearer("notifier"))
+    as_service = await api.internal.post("/internal/v1/people-links", json=request, headers=bearer("notifier"))
+    unknown = await api.internal.post("/internal/v1/people-links", json={"kind": "invitation", "id": 999_999},
+                                      headers=bearer("notifier"))
 
-    assert as_admin.status_code == 404 and as_service.status_code == 200
+    assert (as_admin.status_code, as_ingestor.status_code, on_public.status_code) == (404, 404, 404)
+    assert as_service.status_code == 200
     assert set(as_service.json()) == {"url", "expires_at"}
     assert unknown.status_code == 404 and unknown.json()["field"] == "id"
 
@@ -248,7 +252,7 @@ async def test_revoked_expired_used_and_unknown_links_get_their_page(api: Api, t
         assert words in page.text, name
         assert "Sign in with GitHub to accept" not in page.text, name
     # Nothing to mail for any of them any more: the notifier is told so and skips.
-    async with internal_client(api) as client:
+    async with internal_client(api, "notifier") as client:
         for body in (revoked, expired, used):
             assert await client.people_link(PeopleLinkKind.invitation, body["id"]) is None
 

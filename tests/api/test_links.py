@@ -22,7 +22,7 @@ PUBLIC_URL = "http://127.0.0.1:8000"  # the settings' default
 
 async def mint(api: Api, lease_id: int, version: int = 1) -> dict[LeaseAction, str]:
     """The link paths (/a/<token>) the notifier would mail, by action."""
-    async with internal_client(api) as client:
+    async with internal_client(api, "notifier") as client:
         [answer] = await client.action_links([LeaseRef(lease_id=lease_id, version=version)])
     assert (answer.lease_id, answer.version) == (lease_id, version)
     for url in answer.links.values():
@@ -187,7 +187,7 @@ async def test_links_are_minted_only_for_the_current_version_and_what_it_allows(
     _, reaped = await make_lease(api, cloud, tenant.dev, status="reaped")
     _, exempt = await make_lease(api, cloud, tenant.dev, status="exempt")
 
-    async with internal_client(api) as client:
+    async with internal_client(api, "notifier") as client:
         answer = await client.action_links(
             [LeaseRef(lease_id=current, version=1), LeaseRef(lease_id=current, version=9),
              LeaseRef(lease_id=reaped, version=1), LeaseRef(lease_id=exempt, version=1),
@@ -207,7 +207,7 @@ async def test_a_link_for_a_lease_the_reaper_claimed_is_refused(api: Api, tenant
     cloud = await make_cloud_account(api, tenant, mode="enforce")
     _, lease_id = await make_lease(api, cloud, tenant.dev, expires_in=-timedelta(minutes=1))
     renew = (await mint(api, lease_id))[LeaseAction.renew]
-    async with internal_client(api) as client:
+    async with internal_client(api, "reaper") as client:
         await client.claim([LeaseRef(lease_id=lease_id, version=1)])
 
     used = await api.client.post(renew)

@@ -11,7 +11,7 @@ from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
 
 
 async def leases_gauge(api: Api) -> dict[str, float]:
-    answer = await api.client.get("/metrics")
+    answer = await api.internal.get("/metrics")
     assert answer.status_code == 200, answer.text
     return {
         sample.labels["state"]: sample.value

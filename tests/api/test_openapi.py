@@ -27,11 +27,14 @@ SPEC_ROUTES = {
 
 
 async def _operations(api: Api) -> dict[str, dict[str, Any]]:
-    document = (await api.client.get("/openapi.json")).json()
+    """The public listener's document for /api/v1, the internal one's for /internal/v1."""
+    public = (await api.client.get("/openapi.json")).json()
+    internal = (await api.internal.get("/openapi.json")).json()
     return {
         f"{method.upper()} {path}": operation
+        for document, prefix in ((public, "/api/v1/"), (internal, "/internal/v1/"))
         for path, item in document["paths"].items()
-        if path.startswith(("/api/v1/", "/internal/v1/"))
+        if path.startswith(prefix)
         for method, operation in item.items()
         if method in METHODS
     }

@@ -21,6 +21,7 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message
 from zc_common.settings import ApiSettings
 
+from tests.credentials import API_CREDENTIALS
 from zc_api.database import create_engine, session_maker, transaction
 from zc_api.models import OutboxMessage
 from zc_api.outbox import relay
@@ -108,7 +109,7 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], 
 def runtime_for(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], bus: Bus) -> ApiRuntime:
     settings = ApiSettings(
         amqp_url="amqp://guest:guest@127.0.0.1:5672/", database_url=str(engine.url),
-        service_token="s" * 32, bus="memory",
+        **API_CREDENTIALS, bus="memory",
     )
     return ApiRuntime(settings=settings, engine=engine, sessions=sessions, bus=bus, aws=AwsAccess())
 

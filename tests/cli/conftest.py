@@ -17,6 +17,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from tests.credentials import API_CREDENTIALS
 from zc_cli.main import app
 
 CUSTOMER = "111111111111"
@@ -47,8 +48,8 @@ def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @dataclass
 class RunningApi:
     url: str
+    internal_url: str
     admin_token: str
-    service_token: str
     database_url: str
 
 
@@ -62,29 +63,30 @@ def serve_api(
     from zc_common.bus.memory import InProcessBus
     from zc_common.settings import ApiSettings
 
-    from zc_api.main import create_app
-    from zc_cli.local_server import serving_in_thread
+    from zc_api.main import create_app, internal_app
+    from zc_cli.local_server import serving_together_in_thread
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     admin_token = f"zc_{secrets.token_urlsafe(32)}"
-    service_token = f"zc_{secrets.token_urlsafe(32)}"
     bus: dict[str, Any] = {"amqp_url": "memory://", "bus": "memory"}
     if amqp is not None:
         bus = {"amqp_url": amqp[0], "amqp_exchange": amqp[1], "bus": "rabbitmq"}
     settings = ApiSettings(
         database_url=database_url,
         **bus,
-        service_token=service_token,
+        **API_CREDENTIALS,
         bootstrap_admin_token=admin_token,
         aws_endpoint_url=aws_endpoint_url,
         aws_max_attempts=1,
         http_port=port,
+        internal_port=free_port(),
         public_url=url,
     )
     app = create_app(settings, bus=InProcessBus() if amqp is None else None)
-    with serving_in_thread(app, port=port, lifespan=True, name="api", start_timeout=30):
-        yield RunningApi(url=url, admin_token=admin_token, service_token=service_token, database_url=database_url)
+    listeners = [(app, port), (internal_app(app), settings.internal_port)]
+    with serving_together_in_thread(listeners, lifespan=True, name="api", start_timeout=30) as [_, internal_url]:
+        yield RunningApi(url=url, internal_url=internal_url, admin_token=admin_token, database_url=database_url)
 
 
 @pytest.fixture

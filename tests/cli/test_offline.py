@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cli.conftest import SEED_ACCOUNT, Cli
+from tests.credentials import INGESTOR_TOKEN
 
 
 def test_invalid_payload_json_exits_2_saying_where(offline_cli: Cli) -> None:
@@ -91,7 +92,7 @@ def test_poll_cloudevent_queue_help_lists_its_parameters(offline_cli: Cli, name:
     result = offline_cli(name, "--help")
 
     assert result.exit_code == 0
-    for option in ("--queue-url", "--api-url", "--api-token", "--aws-endpoint-url", "--amqp-url",
+    for option in ("--queue-url", "--api-url", "--service-token", "--aws-endpoint-url", "--amqp-url",
                    "--wait-seconds", "--once"):
         assert option in result.stdout
     assert "long-poll" in result.stdout  # says what the command does
@@ -117,7 +118,7 @@ def test_poll_cloudevent_queue_runs_the_ingestors_poller_with_its_options(
         "poll_cloudevent_queue",
         "--queue-url", "http://127.0.0.1:5000/123456789012/events-a",
         "--queue-url", "http://127.0.0.1:5000/123456789012/events-b",
-        "--api-url", "http://api:8000", "--api-token", "s" * 32,
+        "--api-url", "http://api:8010", "--service-token", INGESTOR_TOKEN,
         "--aws-endpoint-url", "http://127.0.0.1:5000", "--wait-seconds", "1", "--once",
     )
 
@@ -128,7 +129,7 @@ def test_poll_cloudevent_queue_runs_the_ingestors_poller_with_its_options(
         "http://127.0.0.1:5000/123456789012/events-a",
         "http://127.0.0.1:5000/123456789012/events-b",
     ]
-    assert (settings.api_url, settings.api_token) == ("http://api:8000", "s" * 32)
+    assert (settings.api_url, settings.service_token) == ("http://api:8010", INGESTOR_TOKEN)
     assert settings.aws_endpoint_url == "http://127.0.0.1:5000"
     assert settings.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"  # from the environment
     assert settings.poll_wait_seconds == 1
@@ -138,13 +139,13 @@ def test_poll_cloudevent_queue_without_settings_names_what_is_missing() -> None:
     result = Cli()("poll_cloudevent_queue", "--queue-url", "http://q/1/events")  # no ZC_API_* set
 
     assert result.exit_code == 2
-    assert "ZC_API_TOKEN is missing" in result.stderr
+    assert "ZC_SERVICE_TOKEN is missing" in result.stderr
     assert "ZC_AMQP_URL is missing" in result.stderr
 
 
 def test_poll_cloudevent_queue_without_a_queue_exits_2(offline_cli: Cli) -> None:
     result = offline_cli(
-        "poll_cloudevent_queue", "--api-url", "http://api:8000", "--api-token", "s" * 32,
+        "poll_cloudevent_queue", "--api-url", "http://api:8010", "--service-token", INGESTOR_TOKEN,
         "--amqp-url", "amqp://127.0.0.1/",
     )
 

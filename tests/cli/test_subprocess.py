@@ -14,6 +14,7 @@ from zc_common.aws import AwsAccess, CloudAccountRole
 from zc_common.cloudevents import state_change_event
 
 from tests.cli.conftest import CUSTOMER, ROLE_ARN, SEED_ACCOUNT, SEED_CLOUDACCOUNT, RunningApi, free_port
+from tests.credentials import INGESTOR_TOKEN
 
 CLI = str(Path(sys.executable).with_name("zerocloud-cli"))
 
@@ -70,8 +71,8 @@ def test_poll_cloudevent_queue_once_turns_a_queued_event_into_a_lease(
     instance_id, queue_url = asyncio.run(_launch_and_queue(moto, f"events-{exchange}"))
 
     poll = run(
-        "poll_cloudevent_queue", "--once", "--queue-url", queue_url, "--api-url", api.url,
-        "--api-token", api.service_token, "--aws-endpoint-url", moto, "--amqp-url", amqp_url,
+        "poll_cloudevent_queue", "--once", "--queue-url", queue_url, "--api-url", api.internal_url,
+        "--service-token", INGESTOR_TOKEN, "--aws-endpoint-url", moto, "--amqp-url", amqp_url,
         "--wait-seconds", "1",
         env={"ZC_AMQP_EXCHANGE": exchange},
     )

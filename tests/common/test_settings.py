@@ -3,14 +3,22 @@ line per bad setting instead of a traceback."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from zc_common.settings import ApiSettings, IngestorSettings, ZeroCloudSettings, load_settings
+from zc_common.settings import (
+    ApiSettings,
+    IngestorSettings,
+    NotifierSettings,
+    ReaperSettings,
+    ZeroCloudSettings,
+    load_settings,
+)
 
-TOKEN = "s" * 32
+TOKEN = secrets.token_hex(32)
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +88,7 @@ def test_every_missing_setting_is_named(capsys: pytest.CaptureFixture[str]) -> N
 
     assert stopped.value.code == 2
     text = "\n".join(stderr_lines(capsys))
-    for name in ("ZC_AMQP_URL", "ZC_DATABASE_URL", "ZC_SERVICE_TOKEN"):
+    for name in ("ZC_AMQP_URL", "ZC_DATABASE_URL", "ZC_INGESTOR_TOKEN", "ZC_NOTIFIER_TOKEN", "ZC_REAPER_TOKEN"):
         assert name in text
     assert "Traceback" not in text
 
@@ -112,7 +120,7 @@ def test_invalid_value_is_named_with_the_reason(
 
 def test_database_must_be_postgresql(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
-    monkeypatch.setenv("ZC_SERVICE_TOKEN", TOKEN)
+    set_service_tokens(monkeypatch)
     monkeypatch.setenv("ZC_DATABASE_URL", "sqlite:///zerocloud.db")
 
     with pytest.raises(SystemExit):
@@ -122,22 +130,113 @@ def test_database_must_be_postgresql(monkeypatch: pytest.MonkeyPatch, capsys: py
     assert "ZC_DATABASE_URL" in line and "postgresql://" in line
 
 
-def test_short_service_token_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def set_service_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    for service in ("INGESTOR", "NOTIFIER", "REAPER"):
+        monkeypatch.setenv(f"ZC_{service}_TOKEN", secrets.token_hex(32))
+
+
+SHIPPED_PLACEHOLDERS = [
+    "change-me-to-a-long-random-service-token",  # what deploy/ shipped: 41 characters
+    "changeme",
+    "s" * 48,  # long, one character
+    "zc-test-service-token-" + "s" * 24,
+    "abcdefghijklmnopqrstuvwxyz0123456789",  # a keyboard walk
+    secrets.token_hex(12),  # random, but 96 bits
+]
+
+
+@pytest.mark.parametrize("value", SHIPPED_PLACEHOLDERS)
+@pytest.mark.parametrize("name", ["ZC_INGESTOR_TOKEN", "ZC_NOTIFIER_TOKEN", "ZC_REAPER_TOKEN", "ZC_BOOTSTRAP_ADMIN_TOKEN"])
+def test_the_api_refuses_to_start_with_a_placeholder_or_guessable_credential(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
     monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
     monkeypatch.setenv("ZC_DATABASE_URL", "postgresql://zerocloud@db/zerocloud")
-    monkeypatch.setenv("ZC_SERVICE_TOKEN", "changeme")
+    set_service_tokens(monkeypatch)
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(ApiSettings, "api")
+
+    assert stopped.value.code == 2
+    [line] = stderr_lines(capsys)
+    assert f"setting {name} is invalid" in line and "openssl rand" in line
+
+
+@pytest.mark.parametrize("value", SHIPPED_PLACEHOLDERS)
+@pytest.mark.parametrize(("cls", "service"), [(IngestorSettings, "ingestor"), (NotifierSettings, "notifier"),
+                                               (ReaperSettings, "reaper")])
+def test_no_service_starts_with_a_placeholder_credential(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str,
+    cls: type[ZeroCloudSettings], service: str,
+) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_API_URL", "http://api:8010")
+    monkeypatch.setenv("ZC_SERVICE_TOKEN", value)
+
+    with pytest.raises(SystemExit):
+        load_settings(cls, service)
+
+    [line] = stderr_lines(capsys)
+    assert "setting ZC_SERVICE_TOKEN is invalid" in line
+
+
+def test_one_credential_cannot_serve_two_services(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_DATABASE_URL", "postgresql://zerocloud@db/zerocloud")
+    set_service_tokens(monkeypatch)
+    monkeypatch.setenv("ZC_REAPER_TOKEN", TOKEN)
+    monkeypatch.setenv("ZC_NOTIFIER_TOKEN", TOKEN)
 
     with pytest.raises(SystemExit):
         load_settings(ApiSettings, "api")
 
     [line] = stderr_lines(capsys)
-    assert "ZC_SERVICE_TOKEN is invalid" in line
+    assert "ZC_REAPER_TOKEN is invalid" in line and "must all differ" in line
+
+
+def test_the_internal_listener_is_never_the_public_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_DATABASE_URL", "postgresql://zerocloud@db/zerocloud")
+    set_service_tokens(monkeypatch)
+    monkeypatch.setenv("ZC_HTTP_PORT", "8000")
+    monkeypatch.setenv("ZC_INTERNAL_PORT", "8000")
+
+    with pytest.raises(SystemExit):
+        load_settings(ApiSettings, "api")
+
+    [line] = stderr_lines(capsys)
+    assert "ZC_INTERNAL_PORT is invalid" in line
+
+
+@pytest.mark.parametrize("name", ["ZC_GITHUB_CLIENT_SECRET", "ZC_SMTP_PASSWORD"])
+def test_issued_secrets_are_refused_when_they_are_placeholders(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    cls = ApiSettings if "GITHUB" in name else NotifierSettings
+    monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
+    monkeypatch.setenv("ZC_DATABASE_URL", "postgresql://zerocloud@db/zerocloud")
+    monkeypatch.setenv("ZC_API_URL", "http://api:8010")
+    monkeypatch.setenv("ZC_SERVICE_TOKEN", TOKEN)
+    set_service_tokens(monkeypatch)
+    monkeypatch.setenv("ZC_GITHUB_CLIENT_ID", "Iv1.0123")
+    monkeypatch.setenv("ZC_SMTP_USERNAME", "zerocloud")
+    monkeypatch.setenv(name, "change-me")
+
+    with pytest.raises(SystemExit):
+        load_settings(cls, "api")
+
+    assert any(f"setting {name} is invalid" in line for line in stderr_lines(capsys))
 
 
 def test_event_queue_urls_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZC_AMQP_URL", "amqp://mq:5672/")
     monkeypatch.setenv("ZC_API_URL", "http://api:8000")
-    monkeypatch.setenv("ZC_API_TOKEN", TOKEN)
+    monkeypatch.setenv("ZC_SERVICE_TOKEN", TOKEN)
     monkeypatch.setenv(
         "ZC_EVENT_QUEUE_URLS",
         " https://sqs.us-east-1.amazonaws.com/111111111111/zc-events ,"
@@ -155,7 +254,7 @@ def test_event_queue_urls_are_a_comma_separated_list(monkeypatch: pytest.MonkeyP
 def test_event_queue_urls_can_be_a_yaml_list(config_file: Path) -> None:
     config_file.write_text(
         "amqp_url: amqp://mq:5672/\napi_url: http://api:8000\n"
-        f"api_token: {TOKEN}\n"
+        f"service_token: {TOKEN}\n"
         "event_queue_urls:\n  - https://sqs.us-east-1.amazonaws.com/111111111111/zc-events\n"
     )
 

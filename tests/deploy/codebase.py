@@ -112,10 +112,14 @@ def default_port(service: str) -> int:
     return int(SERVICES[service].model_fields["http_port"].default)
 
 
-def serves(service: str, settings: ZeroCloudSettings, path: str) -> bool:
-    """Whether the service's app has a GET route at ``path``: the app is built and asked,
-    its lifespan never started (a handler that needs it fails, but not with a 404)."""
-    app = importlib.import_module(f"zc_{service}.main").create_app(settings)
+def serves(service: str, settings: ZeroCloudSettings, path: str, *, internal: bool = False) -> bool:
+    """Whether the service's app (the api's internal one when ``internal``) has a GET route
+    at ``path``: the app is built and asked, its lifespan never started (a handler that
+    needs it fails, but not with a 404)."""
+    main = importlib.import_module(f"zc_{service}.main")
+    app = main.create_app(settings)
+    if internal:
+        app = main.internal_app(app)
 
     async def status() -> int:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

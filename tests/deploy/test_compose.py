@@ -5,15 +5,20 @@ starts only after both migrations."""
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from zc_common.settings import MigrationSettings
 
 from tests.deploy.codebase import (
     ROOT,
@@ -34,15 +39,27 @@ CONFIG_TARGET = "/etc/zerocloud/config.yml"
 HEALTH_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):(\d+)(/[\w/-]*)")
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    """The file as docker-compose resolves it (anchors, env_file, defaults)."""
+def compose_config(credentials: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` with these variables (what scripts/compose-credentials.sh
+    writes to .env) and no .env of the checkout's own."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose is not installed (`make tools` installs it from the distribution)")
-    result = subprocess.run(
-        [binary, "-f", str(COMPOSE_FILE), "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ZC_")}
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as empty:
+        return subprocess.run(
+            [binary, "-f", str(COMPOSE_FILE), "--env-file", empty.name, "config"], cwd=ROOT, capture_output=True,
+            text=True, timeout=60, env={**environment, **credentials},
+        )
+
+
+CREDENTIALS = {f"ZC_{service}_TOKEN": secrets.token_hex(32) for service in ("INGESTOR", "NOTIFIER", "REAPER")}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The file as docker-compose resolves it (anchors, env_file, defaults)."""
+    result = compose_config(CREDENTIALS)
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     resolved: dict[str, Any] = yaml.safe_load(result.stdout)
     return resolved
@@ -128,8 +145,13 @@ def test_migrations_read_the_same_settings_as_the_services(compose: dict[str, An
     services = compose["services"]
     migrate = service_environment(services["migrate"])
 
-    for name in ("api", "scheduler"):
-        assert resolve_settings(name, migrate).database_url == settings_of(compose, name).database_url
+    with pytest.MonkeyPatch.context() as patch:
+        # `zerocloud-api migrate` reads only the database: the job holds no service credential.
+        patch.setitem(SERVICES, "api", MigrationSettings)
+        api_migration = resolve_settings("api", migrate)
+    assert api_migration.database_url == settings_of(compose, "api").database_url
+    assert resolve_settings("scheduler", migrate).database_url == settings_of(compose, "scheduler").database_url
+    assert not any(key.endswith("_TOKEN") for key in migrate), "the migration job holds no credential"
 
 
 def test_config_yml_loads_through_every_settings_class(compose: dict[str, Any]) -> None:
@@ -141,7 +163,7 @@ def test_config_yml_loads_through_every_settings_class(compose: dict[str, Any]) 
     assert "http_port" not in config, "one config.yml for five services: each keeps its own port"
     for name in SERVICES:
         assert settings_of(compose, name) is not None
-    for secret in ("database_url", "amqp_url", "service_token", "api_token"):
+    for secret in ("database_url", "amqp_url", "service_token", "ingestor_token", "notifier_token", "reaper_token"):
         assert secret not in config, f"{secret} belongs in secrets.env, not config.yml"
 
 
@@ -178,13 +200,30 @@ def test_notifier_mails_the_catcher(compose: dict[str, Any]) -> None:
     assert compose["services"]["notifier"]["depends_on"][settings.smtp_host]["condition"] == "service_healthy"
 
 
-def test_callers_find_the_api_where_it_listens(compose: dict[str, Any]) -> None:
+def test_callers_find_the_api_on_its_internal_listener_with_their_own_credential(compose: dict[str, Any]) -> None:
     api = settings_of(compose, "api")
     for name in ("ingestor", "notifier", "reaper"):
         settings = settings_of(compose, name)
-        assert settings.api_url == f"http://api:{api.http_port}"
-        assert settings.api_token == api.service_token, "the token the api accepts"
+        assert settings.api_url == f"http://api:{api.internal_port}"
+        assert settings.service_token == getattr(api, f"{name}_token"), "the credential the api holds for it"
+        others = {value for key, value in CREDENTIALS.items() if key != f"ZC_{name.upper()}_TOKEN"}
+        assert not others & set(compose["services"][name]["environment"].values()), f"{name} holds another's"
         assert compose["services"][name]["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def test_the_internal_listener_is_never_published(compose: dict[str, Any]) -> None:
+    api = settings_of(compose, "api")
+    published = {str(port.get("published")) for port in compose["services"]["api"]["ports"]}
+
+    assert api.internal_port != api.http_port and str(api.internal_port) not in published
+    assert all(str(api.internal_port) not in str(s.get("ports", "")) for s in compose["services"].values())
+
+
+def test_compose_refuses_to_start_without_the_service_credentials() -> None:
+    result = compose_config({})
+
+    assert result.returncode != 0
+    assert "scripts/compose-credentials.sh" in result.stderr
 
 
 # --- the image ---------------------------------------------------------------------

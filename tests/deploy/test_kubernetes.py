@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from zc_common.settings import MigrationSettings
 
 from tests.deploy.codebase import (
     ROOT,
@@ -59,7 +62,8 @@ def manifests(request: pytest.FixtureRequest, rendered: dict[str, list[Manifest]
 
 @pytest.fixture(scope="module")
 def overlay(rendered: dict[str, list[Manifest]]) -> list[Manifest]:
-    return rendered[OVERLAY]
+    """The example overlay with the credentials an operator generated."""
+    return with_credentials(rendered[OVERLAY], OPERATOR_CREDENTIALS)
 
 
 def of_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
@@ -103,8 +107,38 @@ def environment(manifests: list[Manifest], pod_container: Manifest) -> dict[str,
             values.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
             values.update(secret.get("stringData", {}))
     for variable in pod_container.get("env", []):
-        values[variable["name"]] = variable.get("value")
+        reference = variable.get("valueFrom", {}).get("secretKeyRef")
+        if reference is None:
+            values[variable["name"]] = variable.get("value")
+        elif reference["name"] in secrets:
+            data = secrets[reference["name"]].get("data", {})
+            values[variable["name"]] = base64.b64decode(data[reference["key"]]).decode() if reference["key"] in data else None
     return values
+
+
+def _encoded(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+# Secrets the overlay ships as placeholders, which no service starts with.
+ISSUED_SECRETS = ("ZC_GITHUB_CLIENT_SECRET", "ZC_SMTP_PASSWORD")
+
+
+def with_credentials(manifests: list[Manifest], credentials: dict[str, str]) -> list[Manifest]:
+    """The manifests as an operator fills them in: the Secret zerocloud-credentials holding
+    ``credentials``, and real values for the secrets GitHub and the mail relay issue."""
+    filled = []
+    for m in manifests:
+        if m["kind"] == "Secret" and m["metadata"]["name"].startswith("zerocloud-credentials"):
+            m = {**m, "data": {key: _encoded(value) for key, value in credentials.items()}}
+        elif m["kind"] == "Secret" and m["metadata"]["name"].startswith("zerocloud-secrets"):
+            issued = {key: _encoded(secrets.token_hex(20)) for key in ISSUED_SECRETS if key in m.get("data", {})}
+            m = {**m, "data": {**m["data"], **issued}}
+        filled.append(m)
+    return filled
+
+
+OPERATOR_CREDENTIALS = {service: secrets.token_hex(32) for service in ("ingestor", "notifier", "reaper")}
 
 
 def port_number(pod_container: Manifest, port: int | str) -> int:
@@ -156,8 +190,9 @@ def test_port_and_probes_match_the_settings_and_the_routes(manifests: list[Manif
     settings = SERVICES[service].model_construct(http_port=default_port(service))
     assert "ZC_HTTP_PORT" not in config, "one ConfigMap for five services: each keeps its own port"
 
-    (port,) = main["ports"]
+    port = main["ports"][0]
     assert port["containerPort"] == default_port(service)
+    assert [p["containerPort"] for p in main["ports"][1:]] == ([8010] if service == "api" else [])
     probes = {kind: main[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert probes["readinessProbe"]["path"] == "/readyz"
     assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/healthz"
@@ -188,10 +223,12 @@ def test_prometheus_scrapes_the_service_metrics(manifests: list[Manifest], servi
     pod = deployment(manifests, service)
     annotations = pod["spec"]["template"]["metadata"]["annotations"]
     settings = SERVICES[service].model_construct(http_port=default_port(service))
+    # The api's /metrics (every tenant's lease counts) is on its internal listener only.
+    metrics_port = int(SERVICES["api"].model_fields["internal_port"].default) if service == "api" else None
 
     assert annotations["prometheus.io/scrape"] == "true"
-    assert int(annotations["prometheus.io/port"]) == default_port(service)
-    assert serves(service, settings, annotations["prometheus.io/path"]), (
+    assert int(annotations["prometheus.io/port"]) == (metrics_port or default_port(service))
+    assert serves(service, settings, annotations["prometheus.io/path"], internal=service == "api"), (
         f"the {service} has no {annotations['prometheus.io/path']}"
     )
 
@@ -265,7 +302,10 @@ def test_overlay_migrations_read_the_services_database(overlay: list[Manifest]) 
     (job,) = of_kind(overlay, "Job").values()
     for each in all_containers(job):
         service = each["command"][0].removeprefix("zerocloud-")
-        migrating = resolve_settings(service, environment(overlay, each))
+        with pytest.MonkeyPatch.context() as patch:
+            # `zerocloud-api migrate` reads only the database: the Job holds no credential.
+            patch.setitem(SERVICES, "api", MigrationSettings)
+            migrating = resolve_settings(service, environment(overlay, each))
         serving = resolve_settings(service, environment(overlay, container(deployment(overlay, service))))
         assert migrating.database_url == serving.database_url
 
@@ -321,11 +361,48 @@ def test_api_service_and_ingress_reach_the_api_pods(manifests: list[Manifest]) -
         assert port_number(container(api), port["targetPort"]) == default_port("api")
 
 
-def test_other_services_find_the_api_through_its_service(overlay: list[Manifest]) -> None:
-    (service,) = [s for s in of_kind(overlay, "Service").values() if s["metadata"]["name"] == "zerocloud-api"]
+def test_other_services_find_the_api_internal_listener_with_their_own_credential(overlay: list[Manifest]) -> None:
+    (service,) = [s for s in of_kind(overlay, "Service").values() if s["metadata"]["name"] == "zerocloud-api-internal"]
+    api = container(deployment(overlay, "api"))
+    api_settings = resolve_settings("api", environment(overlay, api))
+    [port] = service["spec"]["ports"]
+    assert port_number(api, port["targetPort"]) == api_settings.internal_port
     for name in ("ingestor", "notifier", "reaper"):
-        settings = resolve_settings(name, environment(overlay, container(deployment(overlay, name))))
-        assert settings.api_url == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+        pod = container(deployment(overlay, name))
+        settings = resolve_settings(name, environment(overlay, pod))
+        assert settings.api_url == f"http://{service['metadata']['name']}:{port['port']}"
+        assert settings.service_token == OPERATOR_CREDENTIALS[name] == getattr(api_settings, f"{name}_token")
+        others = {value for key, value in OPERATOR_CREDENTIALS.items() if key != name}
+        assert not others & set(environment(overlay, pod).values()), f"the {name} holds another's credential"
+
+
+def test_no_ingress_reaches_the_internal_listener(manifests: list[Manifest]) -> None:
+    api = container(deployment(manifests, "api"))
+    services = of_kind(manifests, "Service")
+    for ingress in of_kind(manifests, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                (port,) = [p for p in services[backend["name"]]["spec"]["ports"] if p["name"] == backend["port"]["name"]]
+                assert port_number(api, port["targetPort"]) == default_port("api")
+
+
+def test_only_the_calling_services_may_reach_the_internal_listener(manifests: list[Manifest]) -> None:
+    (policy,) = of_kind(manifests, "NetworkPolicy").values()
+    api = deployment(manifests, "api")
+    assert matches(policy["spec"]["podSelector"]["matchLabels"], api["spec"]["template"]["metadata"]["labels"])
+    rules = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+    assert rules["http"] is None, "the public listener is open"
+    [source] = rules["internal"]
+    [expression] = source["podSelector"]["matchExpressions"]
+    assert (expression["operator"], sorted(expression["values"])) == ("In", ["ingestor", "notifier", "reaper"])
+
+
+def test_the_shipped_example_credentials_start_nothing(rendered: dict[str, list[Manifest]]) -> None:
+    shipped = rendered[OVERLAY]
+    for name in ("api", "ingestor", "notifier", "reaper"):
+        with pytest.raises(AssertionError, match="would not start.*(placeholder|guessable)"):
+            resolve_settings(name, environment(shipped, container(deployment(shipped, name))))
 
 
 def test_overlay_ingress_serves_the_public_url(overlay: list[Manifest]) -> None:

@@ -28,8 +28,8 @@ from zc_common.settings import (
     SchedulerSettings,
 )
 
-from zc_api.main import create_app
-from zc_cli.local_server import serving
+from tests.credentials import API_CREDENTIALS, INGESTOR_TOKEN, NOTIFIER_TOKEN, REAPER_TOKEN
+from tests.serving import serving_api
 from zc_ingestor.main import wired
 from zc_ingestor.service import Ingestor
 
@@ -67,8 +67,8 @@ def free_port() -> int:
 @dataclass
 class Stack:
     api_url: str
+    internal_url: str
     admin_token: str
-    service_token: str
     database_url: str
     amqp_url: str
     exchange: str
@@ -150,7 +150,7 @@ class Stack:
     def ingestor_settings(self, **overrides: Any) -> IngestorSettings:
         values: dict[str, Any] = {
             "amqp_url": self.amqp_url, "amqp_exchange": self.exchange, "aws_endpoint_url": self.aws_endpoint_url,
-            "api_url": self.api_url, "api_token": self.service_token, "event_queue_urls": [self.queue_url],
+            "api_url": self.internal_url, "service_token": INGESTOR_TOKEN, "event_queue_urls": [self.queue_url],
             "event_dead_letter_queue_url": self.dead_letter_queue_url, "poll_wait_seconds": 1,
             "account_cache_seconds": 0,
         }
@@ -170,13 +170,13 @@ class Stack:
         sink = SmtpSink()
         sink.start()
         common = {"amqp_url": self.amqp_url, "amqp_exchange": self.exchange, "aws_endpoint_url": self.aws_endpoint_url}
-        caller = {**common, "api_url": self.api_url, "api_token": self.service_token}
+        caller = {**common, "api_url": self.internal_url}
         apps = [
             create_scheduler(SchedulerSettings(**common, database_url=self.database_url, sweep_interval=0)),
             create_notifier(NotifierSettings(
-                **caller, smtp_host="127.0.0.1", smtp_port=sink.port, digest_window=digest_window, send_retry_delay=0.2,
+                **caller, service_token=NOTIFIER_TOKEN, smtp_host="127.0.0.1", smtp_port=sink.port, digest_window=digest_window, send_retry_delay=0.2,
             )),
-            create_reaper(ReaperSettings(**caller)),
+            create_reaper(ReaperSettings(**caller, service_token=REAPER_TOKEN)),
         ]
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -209,24 +209,24 @@ class Stack:
 
 @pytest.fixture
 async def stack(clean_database: str, amqp_url: str, exchange: str, moto: str) -> AsyncIterator[Stack]:
-    service_token = f"zc_{secrets.token_urlsafe(32)}"
     admin_token = f"zc_{secrets.token_urlsafe(32)}"
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     settings = ApiSettings(
-        database_url=clean_database, amqp_url=amqp_url, amqp_exchange=exchange, service_token=service_token,
-        bootstrap_admin_token=admin_token, aws_endpoint_url=moto, http_port=port, public_url=api_url,
+        database_url=clean_database, amqp_url=amqp_url, amqp_exchange=exchange, **API_CREDENTIALS,
+        bootstrap_admin_token=admin_token, aws_endpoint_url=moto, http_port=port, internal_port=free_port(),
+        public_url=api_url,
     )
     aws = AwsAccess(endpoint_url=moto, session_name="e2e")
     async with aws.client("sqs") as sqs:
         queue_url = (await sqs.create_queue(QueueName=f"events-{exchange}"))["QueueUrl"]
         dlq_url = (await sqs.create_queue(QueueName=f"events-dead-{exchange}"))["QueueUrl"]
     async with (
-        serving(create_app(settings), port=port, lifespan=True, name="api"),
+        serving_api(settings) as served,
         httpx.AsyncClient(base_url=api_url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as http,
     ):
         yield Stack(
-            api_url=api_url, admin_token=admin_token, service_token=service_token, database_url=clean_database,
+            api_url=api_url, internal_url=served.internal_url, admin_token=admin_token, database_url=clean_database,
             amqp_url=amqp_url, exchange=exchange, aws_endpoint_url=moto, queue_url=queue_url,
             dead_letter_queue_url=dlq_url, aws=aws, http=http,
         )

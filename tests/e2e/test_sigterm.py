@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from zc_common.messages import (
 from zc_common.service import SHUTDOWN_GRACE
 
 from tests.aws_doubles import CUSTOMER, REGION, CustomerAccount
+from tests.credentials import API_CREDENTIALS
 from tests.e2e.conftest import eventually, free_port
 from zc_cli.local_server import serving
 
@@ -46,8 +48,7 @@ BIN = Path(sys.executable).parent
 # What a stopping service may take: the grace its lifespan gives the work in hand, plus
 # closing its connections. Nothing is stuck here, so it takes a second or two.
 GRACE = SHUTDOWN_GRACE + 10
-ADMIN_TOKEN = "zc_sigterm-test-admin-token-0123456789"
-SERVICE_TOKEN = "zc_sigterm-test-service-token-0123456789"
+ADMIN_TOKEN = f"zc_{secrets.token_urlsafe(32)}"
 
 T = TypeVar("T")
 
@@ -118,6 +119,7 @@ async def launch(tmp_path: Path, amqp_url: str, exchange: str, moto: str) -> Asy
         env = {
             **inherited, "ZC_AMQP_URL": amqp_url, "ZC_AMQP_EXCHANGE": exchange, "ZC_AWS_ENDPOINT_URL": moto,
             "ZC_HTTP_HOST": "127.0.0.1", "ZC_HTTP_PORT": str(free_port()), "ZC_LOG_LEVEL": "INFO",
+            "ZC_INTERNAL_HOST": "127.0.0.1", "ZC_INTERNAL_PORT": str(free_port()),  # the api's; others ignore it
             **{f"ZC_{key.upper()}": str(value) for key, value in settings.items()},
         }
         log = tmp_path / f"{name}-{len(built) + 1}.log"
@@ -178,7 +180,7 @@ async def test_api_finishes_its_batch_and_flushes_its_outbox(
     launch: Launch, wire: RabbitBus, clean_database: str
 ) -> None:
     settings = {
-        "database_url": clean_database, "service_token": SERVICE_TOKEN, "bootstrap_admin_token": ADMIN_TOKEN,
+        "database_url": clean_database, **API_CREDENTIALS, "bootstrap_admin_token": ADMIN_TOKEN,
         "ingest_batch_size": 50,
     }
     first = await launch("api", "serve", **settings).start()
@@ -268,7 +270,7 @@ async def test_ingestor_leaves_no_event_behind(launch: Launch, rabbit_bus: Calla
 
     async with serving(FakeApi().app) as api_url:
         settings = {
-            "api_url": api_url, "api_token": INGESTOR_TOKEN, "event_queue_urls": url,
+            "api_url": api_url, "service_token": INGESTOR_TOKEN, "event_queue_urls": url,
             "event_dead_letter_queue_url": dead_url, "poll_wait_seconds": 1, "visibility_timeout": 5,
         }
         first = await launch("ingestor", **settings).start()
@@ -372,7 +374,7 @@ async def test_notifier_mails_everyone_at_least_once(launch: Launch, wire: Rabbi
     try:
         async with serving(fake_api.app) as api_url:
             settings = {
-                "api_url": api_url, "api_token": NOTIFIER_TOKEN, "smtp_host": "127.0.0.1", "smtp_port": sink.port,
+                "api_url": api_url, "service_token": NOTIFIER_TOKEN, "smtp_host": "127.0.0.1", "smtp_port": sink.port,
                 "digest_window": 0.3, "send_retry_delay": 0.1, "redelivery_delay": 0.2,
             }
             first = await launch("notifier", **settings).start()
@@ -407,7 +409,7 @@ async def test_reaper_stops_every_instance_once(launch: Launch, wire: RabbitBus,
     leases = [fake_api.lease(instance_id) for instance_id in instances]
     expired = fake_api.expired(*leases)
     async with serving(fake_api.app) as api_url:
-        settings = {"api_url": api_url, "api_token": REAPER_TOKEN, "batch_wait": 0.1, "aws_retry_delay": 0.05}
+        settings = {"api_url": api_url, "service_token": REAPER_TOKEN, "batch_wait": 0.1, "aws_retry_delay": 0.05}
         first = await launch("reaper", **settings).start()
         feeding = asyncio.create_task(feed(chunked(expired, 6), lambda chunk: wire.publish(*chunk), 0.2))
         await eventually(lambda: asyncio.sleep(0, len(fake_api.reported) >= 6))

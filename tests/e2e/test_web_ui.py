@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,11 +27,11 @@ from zc_common.cloudevents import state_change_event
 from zc_common.settings import ApiSettings, IngestorSettings
 
 from tests.aws_doubles import CustomerAccount
+from tests.credentials import API_CREDENTIALS, INGESTOR_TOKEN, bearer
 from tests.e2e.conftest import eventually, free_port
 from tests.fake_github_server import running_fake_github
-from zc_api.main import create_app
+from tests.serving import serving_api
 from zc_cli.fake_github import FakeIdentity
-from zc_cli.local_server import serving
 from zc_ingestor.main import wired
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,7 +56,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Chro
 @dataclass
 class WebStack:
     api_url: str
-    service_token: str
+    internal_url: str
     moto_url: str
 
 
@@ -68,18 +67,19 @@ async def web_stack(database_url: str, moto_url: str) -> AsyncIterator[WebStack]
     async with running_fake_github([ADA, DAN]) as github:
         port = free_port()
         api_url = f"http://127.0.0.1:{port}"
-        service_token = f"zc_{secrets.token_urlsafe(32)}"
         common: dict[str, Any] = {"amqp_url": "memory://", "bus": "memory", "aws_endpoint_url": moto_url}
         settings = ApiSettings(
-            **common, database_url=database_url, service_token=service_token, public_url=api_url,
-            http_port=port, aws_max_attempts=2, **github.api_settings(),
+            **common, database_url=database_url, **API_CREDENTIALS, public_url=api_url,
+            http_port=port, internal_port=free_port(), aws_max_attempts=2, **github.api_settings(),
         )
         bus = InProcessBus()
         try:
-            async with serving(create_app(settings, bus=bus), port=port, lifespan=True, name="api"):
-                ingestor = IngestorSettings(**common, api_url=api_url, api_token=service_token, account_cache_seconds=0)
+            async with serving_api(settings, bus=bus) as served:
+                ingestor = IngestorSettings(
+                    **common, api_url=served.internal_url, service_token=INGESTOR_TOKEN, account_cache_seconds=0
+                )
                 async with wired(ingestor, bus=bus):
-                    yield WebStack(api_url=api_url, service_token=service_token, moto_url=moto_url)
+                    yield WebStack(api_url=api_url, internal_url=served.internal_url, moto_url=moto_url)
         finally:
             await bus.close()
 
@@ -283,8 +283,7 @@ async def confirm_address(page: Page, stack: WebStack, screens: Screens, admin_a
     account_id = (await admin_api.get("/api/v1/users/me")).json()["account_id"]
     people = (await admin_api.get(f"/api/v1/accounts/{account_id}/users")).json()["data"]
     [dan] = [person for person in people if person["email"] == DAN.email]
-    async with httpx.AsyncClient(base_url=stack.api_url,
-                                 headers={"Authorization": f"Bearer {stack.service_token}"}) as service:
+    async with httpx.AsyncClient(base_url=stack.internal_url, headers=bearer("notifier")) as service:
         minted = await service.post("/internal/v1/people-links", json={"kind": "email_confirmation", "id": dan["id"]})
     assert minted.status_code == 200, minted.text
     await page.goto(minted.json()["url"])

@@ -24,13 +24,14 @@ from zc_common.messages import Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
 from tests.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
+from tests.credentials import INGESTOR_TOKEN
 from zc_ingestor.service import Ingestor
 
 __all__ = ["CUSTOMER", "REGION", "CountingAwsAccess", "CustomerAccount"]
 
 OTHER_CUSTOMER = "333333333333"
 NOT_ONBOARDED = "222222222222"
-SERVICE_TOKEN = "zc_test-service-token-0123456789"
+SERVICE_TOKEN = INGESTOR_TOKEN  # the credential the fake api accepts
 
 
 def free_port() -> int:
@@ -160,7 +161,7 @@ def ingestor_settings(moto_url: str, queues: EventQueues | None = None, **overri
         "bus": "memory",
         "amqp_url": "memory://",
         "api_url": "http://api.test",
-        "api_token": SERVICE_TOKEN,
+        "service_token": SERVICE_TOKEN,
         "aws_endpoint_url": moto_url,
         "event_queue_urls": [queues.url] if queues else [],
         "event_dead_letter_queue_url": queues.dead_letter_url if queues else None,

@@ -39,7 +39,9 @@ from zc_common.messages import (
 )
 from zc_common.settings import NotifierSettings
 
-SERVICE_TOKEN = "zc_notifier_test_service_token_0123456789"
+from tests.credentials import NOTIFIER_TOKEN
+
+SERVICE_TOKEN = NOTIFIER_TOKEN  # the credential the fake api accepts
 OWNER = "dev@bigdb.example"
 OTHER_OWNER = "tester@bigdb.example"
 ADMINS = ["admin@bigdb.example", "ops@bigdb.example"]
@@ -382,7 +384,7 @@ def notifier_settings(sink: SmtpSink | None = None, **overrides: Any) -> Notifie
         "amqp_url": "memory://",
         "bus": "memory",
         "api_url": "http://api.test",
-        "api_token": SERVICE_TOKEN,
+        "service_token": SERVICE_TOKEN,
         "smtp_host": "127.0.0.1",
         "smtp_port": sink.port if sink else free_port(),
         "smtp_timeout": 5.0,

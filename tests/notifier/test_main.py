@@ -14,6 +14,7 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange
 from zc_common.settings import NotifierSettings, load_settings
 
+from tests.credentials import NOTIFIER_TOKEN
 from tests.notifier.factories import (
     OWNER,
     FakeApi,
@@ -92,7 +93,7 @@ def test_smtp_login_needs_both_username_and_password(
 ) -> None:
     for name, value in {
         "ZC_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/", "ZC_API_URL": "http://api:8000",
-        "ZC_API_TOKEN": "t" * 32, "ZC_SMTP_USERNAME": "zerocloud",
+        "ZC_SERVICE_TOKEN": NOTIFIER_TOKEN, "ZC_SMTP_USERNAME": "zerocloud",
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -104,6 +105,6 @@ def test_smtp_login_needs_both_username_and_password(
 
 def test_settings_defaults_follow_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ZC_CONFIG", raising=False)
-    settings = NotifierSettings(amqp_url="amqp://x/", api_url="http://api:8000", api_token="t")
+    settings = NotifierSettings(amqp_url="amqp://x/", api_url="http://api:8010", service_token=NOTIFIER_TOKEN)
     assert (settings.delivery, settings.digest_window, settings.send_attempts) == ("smtp", 30.0, 6)
     assert settings.webhook_url is None and settings.smtp_starttls is False

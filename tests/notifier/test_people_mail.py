@@ -21,7 +21,6 @@ from zc_common.internal_api import InternalApi
 from zc_common.messages import EmailConfirmationRequested, InvitationCreated, LeaseChange
 
 from tests.api.factories import (
-    SERVICE_TOKEN,
     Api,
     Tenant,
     make_tenant,
@@ -30,6 +29,7 @@ from tests.api.factories import (
     settings,
 )
 from tests.api.records import outbox
+from tests.credentials import NOTIFIER_TOKEN
 from tests.notifier.factories import (
     SmtpSink,
     WebhookReceiver,
@@ -68,7 +68,7 @@ class People:
 
 
 async def start(api: Api, sink: SmtpSink, **overrides: object) -> tuple[InProcessBus, Notifier, InternalApi]:
-    client = InternalApi("http://zerocloud.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=api.app))
+    client = InternalApi("http://zerocloud.internal", NOTIFIER_TOKEN, transport=httpx.ASGITransport(app=api.internal_app))
     notifier = Notifier(notifier_settings(sink, **overrides), client)
     bus = InProcessBus()
     notifier.subscribe(bus)

@@ -34,12 +34,13 @@ from zc_common.messages import LeaseExpired, LeaseSnapshot, LeaseStatus
 from zc_common.settings import ReaperSettings
 
 from tests.aws_doubles import CUSTOMER, OWNER, REGION, WRITES, CountingAwsAccess, CustomerAccount
+from tests.credentials import REAPER_TOKEN
 
 __all__ = ["CUSTOMER", "OWNER", "REGION", "WRITES", "CountingAwsAccess", "CustomerAccount"]
 
 OTHER_CUSTOMER = "333333333333"
 OTHER_REGION = "eu-west-1"
-SERVICE_TOKEN = "zc_test-service-token-0123456789"
+SERVICE_TOKEN = REAPER_TOKEN  # the credential the fake api accepts
 
 
 def free_port() -> int:
@@ -224,7 +225,7 @@ def reaper_settings(moto_url: str, **overrides: Any) -> ReaperSettings:
         "bus": "memory",
         "amqp_url": "memory://",
         "api_url": "http://api.test",
-        "api_token": SERVICE_TOKEN,
+        "service_token": SERVICE_TOKEN,
         "aws_endpoint_url": moto_url,
         "aws_retry_delay": 0.01,
         "batch_wait": 0.1,

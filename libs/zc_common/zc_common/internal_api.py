@@ -1,6 +1,6 @@
 """The api's internal endpoints, as the other services see them: the response models
-and a small client. The api serves exactly these models under /internal/v1 and accepts
-only the service token there."""
+and a small client. The api serves exactly these models under /internal/v1 on its
+internal listener, and each route accepts only the credential of the service it is for."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ class InternalApiError(Exception):
 
 
 class InternalApi:
-    """httpx client for /internal/v1 with the service token."""
+    """httpx client for /internal/v1 on the api's internal listener, with this service's own credential."""
 
     def __init__(
         self,

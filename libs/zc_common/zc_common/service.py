@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
@@ -20,7 +22,8 @@ from zc_common.bus.base import SHUTDOWN_GRACE
 from zc_common.logging import configure_logging
 from zc_common.settings import ZeroCloudSettings
 
-__all__ = ["SHUTDOWN_GRACE", "ReadinessCheck", "ScrapeHook", "add_health_routes", "serve"]
+__all__ = ["SHUTDOWN_GRACE", "Listener", "ReadinessCheck", "ScrapeHook", "add_health_routes", "add_metrics_route",
+           "serve"]
 
 log = logging.getLogger("zc.service")
 
@@ -33,10 +36,10 @@ def add_health_routes(
     checks: Callable[[], Mapping[str, ReadinessCheck]],
     *,
     before_scrape: ScrapeHook | None = None,
+    metrics_route: bool = True,
 ) -> None:
-    """``checks`` is called per request, so it can read the app's runtime state.
-    ``before_scrape`` brings gauges read from elsewhere (a database) up to date; if it
-    fails, /metrics still answers with everything else."""
+    """/healthz, /readyz and (unless ``metrics_route`` is False) /metrics. ``checks`` is
+    called per request, so it can read the app's runtime state."""
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -54,6 +57,14 @@ def add_health_routes(
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": results}, status_code=200 if ok else 503
         )
+
+    if metrics_route:
+        add_metrics_route(app, before_scrape=before_scrape)
+
+
+def add_metrics_route(app: FastAPI, *, before_scrape: ScrapeHook | None = None) -> None:
+    """/metrics. ``before_scrape`` brings gauges read from elsewhere (a database) up to
+    date; if it fails, /metrics still answers with everything else."""
 
     @app.get(
         "/metrics",
@@ -75,8 +86,26 @@ def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(app: FastAPI, settings: ZeroCloudSettings, service: str) -> None:
-    """Run a service's app in the foreground. SIGTERM (or Ctrl-C) drains it: uvicorn stops
+@dataclass(frozen=True)
+class Listener:
+    """A second HTTP listener of the same process (the api's internal one)."""
+
+    app: FastAPI
+    host: str
+    port: int
+
+
+class _SecondListener(uvicorn.Server):
+    """The first listener owns the signals and the lifespan; this one only follows it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(app: FastAPI, settings: ZeroCloudSettings, service: str, *, also: Sequence[Listener] = ()) -> None:
+    """Run a service's app in the foreground (and ``also`` on listeners of their own,
+    started once the app's lifespan has). SIGTERM (or Ctrl-C) drains it: uvicorn stops
     accepting connections and gives open requests SHUTDOWN_GRACE seconds, then the app's
     lifespan stops consuming and lets the work in hand finish (also bounded by
     SHUTDOWN_GRACE), closes its connections, and the process exits 0."""
@@ -88,13 +117,40 @@ def serve(app: FastAPI, settings: ZeroCloudSettings, service: str) -> None:
     # has not started anything yet).
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_after_shutdown)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
+    main = uvicorn.Server(uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_config=None,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
-    )
+    ))
+    others = [
+        _SecondListener(uvicorn.Config(
+            listener.app, host=listener.host, port=listener.port, log_config=None, lifespan="off",
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        ))
+        for listener in also
+    ]
+    asyncio.run(_serve_together(main, others))
+
+
+async def _serve_together(main: uvicorn.Server, others: Sequence[uvicorn.Server]) -> None:
+    serving = asyncio.create_task(main.serve())
+    while not main.started:
+        if serving.done():
+            return await serving  # the lifespan failed: uvicorn has said why, and exits
+        await asyncio.sleep(0.05)
+    followers = [asyncio.create_task(other.serve()) for other in others]
+    # A signal to the main listener stops the others with it; another listener that
+    # stops by itself (its port is taken) takes the process down: half an api is worse.
+    while not main.should_exit and not any(task.done() for task in followers):  # noqa: ASYNC110 - a flag set by a signal handler
+        await asyncio.sleep(0.1)
+    stopped_early = [task for task in followers if task.done()]
+    main.should_exit = True
+    for other in others:
+        other.should_exit = True
+    await asyncio.gather(serving, *followers, return_exceptions=True)
+    for task in stopped_early:
+        task.result()  # re-raises its SystemExit(1) after the main listener drained
+    if stopped_early:
+        raise SystemExit(1)
 
 
 def read_command_line(service: str, description: str, argv: Sequence[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -17,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from zc_common.secrets import PLACEHOLDER_WORDS, weakness
 
 CONFIG_ENV = "ZC_CONFIG"
 HTTP_PORT = (
@@ -51,7 +53,9 @@ class ZeroCloudSettings(BaseSettings):
     aws_region: str = Field("us-east-1", description="Region for STS and account-level calls.")
     aws_max_attempts: int = Field(8, ge=1, le=20, description="Adaptive retry attempts per AWS call.")
     http_host: str = Field(
-        "0.0.0.0", description="Address the HTTP listener binds to (health, metrics and, for the api, everything)."
+        "0.0.0.0",
+        description="Address the HTTP listener binds to (health and metrics; for the api, its public listener: the "
+        "REST API, the web UI and the mailed links).",
     )
     http_port: int = Field(8000, ge=1, le=65535, description=HTTP_PORT)
 
@@ -89,11 +93,35 @@ class ZeroCloudSettings(BaseSettings):
         return tuple(sources)
 
 
-class ApiCallerSettings(ZeroCloudSettings):
-    """A service that talks to the api's internal endpoints with the service token."""
+def _strong(value: str) -> str:
+    reason = weakness(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
 
-    api_url: str = Field(description="Base URL of the api, e.g. http://api:8000")
-    api_token: str = Field(description="The service token the api accepts (ZC_SERVICE_TOKEN there).")
+
+def _not_placeholder(value: str | None) -> str | None:
+    if value is not None and any(word in value.lower() for word in PLACEHOLDER_WORDS):
+        raise ValueError("looks like a placeholder: set the real value")
+    return value
+
+
+# A credential ZeroCloud itself checks: no placeholder, no guessable string, ≥ 128 bits.
+StrongSecret = Annotated[str, AfterValidator(_strong)]
+# A credential someone else issued (GitHub, the SMTP server): only never a placeholder.
+IssuedSecret = Annotated[str | None, AfterValidator(_not_placeholder)]
+
+
+class ApiCallerSettings(ZeroCloudSettings):
+    """A service that talks to the api's internal listener with its own credential."""
+
+    api_url: str = Field(
+        description="Base URL of the api's internal listener (its ZC_INTERNAL_PORT), e.g. http://api:8010"
+    )
+    service_token: StrongSecret = Field(
+        description="This service's own credential: the api's ZC_INGESTOR_TOKEN, ZC_NOTIFIER_TOKEN or "
+        "ZC_REAPER_TOKEN, whichever names this service (it allows only what this service does)."
+    )
 
 
 def _split_list(value: Any) -> Any:
@@ -109,12 +137,30 @@ class ApiSettings(ZeroCloudSettings):
     database_url: str = Field(
         description="PostgreSQL URL, e.g. postgresql://zerocloud@127.0.0.1:5432/zerocloud"
     )
-    service_token: str = Field(min_length=24, description="Token the other services present.")
+    ingestor_token: StrongSecret = Field(
+        description="The ingestor's credential (its ZC_SERVICE_TOKEN): reads cloud accounts and known instances."
+    )
+    notifier_token: StrongSecret = Field(
+        description="The notifier's credential (its ZC_SERVICE_TOKEN): mints action and people links, records "
+        "what was mailed."
+    )
+    reaper_token: StrongSecret = Field(
+        description="The reaper's credential (its ZC_SERVICE_TOKEN): reads cloud accounts, claims leases, "
+        "reports what it did."
+    )
+    internal_host: str = Field(
+        "0.0.0.0",
+        description="Address the internal listener binds to: /internal/v1 (the services' routes), /metrics and "
+        "the full OpenAPI. Never expose it to the public.",
+    )
+    internal_port: int = Field(
+        8010, ge=1, le=65535, description="Port of the internal listener (the public one is ZC_HTTP_PORT)."
+    )
     bootstrap_admin_email: str | None = Field(
         None, description="Email of the admin that bootstrap_admin_token creates (admin@localhost when unset)."
     )
-    bootstrap_admin_token: str | None = Field(
-        None, min_length=24, description="An admin token created at start when set."
+    bootstrap_admin_token: StrongSecret | None = Field(
+        None, description="An admin token created at start when set."
     )
     allow_supplied_external_id: bool = Field(
         False, description="Accept a caller-chosen external ID (confused-deputy risk)."
@@ -135,7 +181,7 @@ class ApiSettings(ZeroCloudSettings):
     github_client_id: str | None = Field(
         None, description="OAuth app client ID for 'Sign in with GitHub' (the web UI's only sign-in)."
     )
-    github_client_secret: str | None = Field(None, description="OAuth app client secret; set with github_client_id.")
+    github_client_secret: IssuedSecret = Field(None, description="OAuth app client secret; set with github_client_id.")
     github_authorize_url: str = Field(
         "https://github.com/login/oauth/authorize", description="Where the browser is sent to sign in."
     )
@@ -165,12 +211,46 @@ class ApiSettings(ZeroCloudSettings):
         """Cookies carry Secure whenever the UI is served over https (always, in production)."""
         return self.public_url.startswith("https://")
 
+    @field_validator("reaper_token")
+    @classmethod
+    def _one_credential_per_service(cls, value: str, info: ValidationInfo) -> str:
+        # Validated after the other two (declaration order), so the error names this one.
+        if value in (info.data.get("ingestor_token"), info.data.get("notifier_token")) or (
+            info.data.get("ingestor_token") is not None
+            and info.data.get("ingestor_token") == info.data.get("notifier_token")
+        ):
+            raise ValueError("the ingestor, notifier and reaper tokens must all differ: each allows only its own work")
+        return value
+
+    @field_validator("internal_port")
+    @classmethod
+    def _two_listeners(cls, value: int, info: ValidationInfo) -> int:
+        if value == info.data.get("http_port"):
+            raise ValueError("must differ from ZC_HTTP_PORT: the internal listener is never the public one")
+        return value
+
     @field_validator("github_client_secret")
     @classmethod
     def _github_app_is_complete(cls, value: str | None, info: ValidationInfo) -> str | None:
         if (info.data.get("github_client_id") is None) != (value is None):
             raise ValueError("set together with github_client_id: both or neither")
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (PostgreSQL is the only database)")
+        return value
+
+
+class MigrationSettings(ZeroCloudSettings):
+    """What ``zerocloud-api migrate`` reads: the database, and none of the api's
+    credentials (the one-shot migration job needs no secret but the database's)."""
+
+    database_url: str = Field(
+        description="PostgreSQL URL, e.g. postgresql://zerocloud@127.0.0.1:5432/zerocloud"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -236,7 +316,7 @@ class NotifierSettings(ApiCallerSettings):
         25, ge=1, le=65535, description="Its port: 25, 587 with smtp_starttls, or 1025 for a local catcher."
     )
     smtp_username: str | None = Field(None, description="AUTH login; set together with smtp_password.")
-    smtp_password: str | None = Field(None, description="AUTH password; set together with smtp_username.")
+    smtp_password: IssuedSecret = Field(None, description="AUTH password; set together with smtp_username.")
     smtp_starttls: bool = Field(False, description="Require STARTTLS before AUTH and sending.")
     smtp_ca_file: str | None = Field(
         None, description="CA bundle to verify the SMTP server's certificate (default: the system's)."

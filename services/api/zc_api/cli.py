@@ -7,8 +7,9 @@ import asyncio
 import typer
 
 from zc_common.logging import configure_logging
+from zc_common.service import Listener
 from zc_common.service import serve as serve_app
-from zc_common.settings import ApiSettings, load_settings
+from zc_common.settings import ApiSettings, MigrationSettings, load_settings
 
 from zc_api.database import create_engine, migrate, session_maker, transaction
 
@@ -17,18 +18,20 @@ app = typer.Typer(help="The ZeroCloud api service.", no_args_is_help=True)
 
 @app.command()
 def serve() -> None:
-    """Serve the REST API (refuses to start on an unmigrated database)."""
-    from zc_api.main import create_app
+    """Serve the REST API, the web UI and the mailed links on ZC_HTTP_PORT, and the other
+    services' routes and /metrics on ZC_INTERNAL_PORT (refuses an unmigrated database)."""
+    from zc_api.main import create_app, internal_app
 
     settings = load_settings(ApiSettings, "api")
+    app = create_app(settings)
     # The shared runner: JSON logs, a graceful SIGTERM that exits 0 like every service's.
-    serve_app(create_app(settings), settings, "api")
+    serve_app(app, settings, "api", also=[Listener(internal_app(app), settings.internal_host, settings.internal_port)])
 
 
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply the database migrations (safe to run again)."""
-    settings = load_settings(ApiSettings, "api")
+    settings = load_settings(MigrationSettings, "api")
     configure_logging("api", settings.log_level)
     asyncio.run(migrate(settings.database_url))
     typer.echo("database migrated")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,7 +16,7 @@ from zc_api.auth.principal import Principal
 from zc_api.auth.service import principal_for
 from zc_api.runtime import ApiRuntime
 
-_bearer = HTTPBearer(auto_error=False, description="An API token (zc_…) or the service token.")
+_bearer = HTTPBearer(auto_error=False, description="An API token (zc_…); on the internal listener, a service's own credential.")
 
 
 def get_runtime(request: Request) -> ApiRuntime:
@@ -49,7 +49,7 @@ async def get_caller(
     if credentials is None or not credentials.credentials:
         raise NotAuthenticated("an API token is required: send 'Authorization: Bearer <token>'")
     token = credentials.credentials
-    principal = await principal_for(session, token, service_token=runtime.settings.service_token)
+    principal = await principal_for(session, token, service_tokens=runtime.service_tokens)
     if principal is None:
         raise NotAuthenticated("this API token is not valid (unknown or revoked)")
     return principal
@@ -59,7 +59,7 @@ CallerDep = Annotated[Principal, Depends(get_caller)]
 
 
 async def get_user(caller: CallerDep) -> Principal:
-    """A person's token: the public API is not for the service token."""
+    """A person's token: the public API is not for a service credential."""
     if caller.kind != "user":
         raise NotFound("not found")
     return caller
@@ -68,11 +68,20 @@ async def get_user(caller: CallerDep) -> Principal:
 UserDep = Annotated[Principal, Depends(get_user)]
 
 
-async def get_service(caller: CallerDep) -> Principal:
-    """Internal endpoints answer only the service token; to anyone else they do not exist."""
-    if caller.kind != "service":
-        raise NotFound("not found")
-    return caller
+def service_allowed(*services: str) -> Callable[[Principal], Principal]:
+    """Internal endpoints answer only the services whose work they are (the ingestor
+    cannot mint action links, only the reaper can claim); to anyone else, a user or
+    another service, they do not exist."""
+
+    def allowed(caller: CallerDep) -> Principal:
+        if caller.kind != "service" or caller.service not in services:
+            raise NotFound("not found")
+        return caller
+
+    return allowed
 
 
-ServiceDep = Annotated[Principal, Depends(get_service)]
+IngestorDep = Annotated[Principal, Depends(service_allowed("ingestor"))]
+NotifierDep = Annotated[Principal, Depends(service_allowed("notifier"))]
+ReaperDep = Annotated[Principal, Depends(service_allowed("reaper"))]
+CloudAccountReaderDep = Annotated[Principal, Depends(service_allowed("ingestor", "reaper"))]

@@ -1,4 +1,6 @@
-"""The api's app: wiring of the database, the bus, the outbox relay and the routes."""
+"""The api's two apps: the public one (REST /api/v1, web UI, mailed links) that owns the
+wiring of the database, the bus and the outbox relay, and the internal one (/internal/v1
+for the other services, /metrics, the full OpenAPI) served on a listener of its own."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from zc_api.database import create_engine, ensure_migrated, session_maker
 from zc_api.ingest.handlers import subscribe as subscribe_ingest
 from zc_api.metrics import count_leases
 from zc_api.outbox.relay import BATCH, publish_pending, run_relay
-from zc_api.routes import router
+from zc_api.routes import internal_router, router
 from zc_api.runtime import ApiRuntime
 from zc_api.web.render import STATIC_DIR
 
@@ -47,8 +49,10 @@ async def _flush_outbox(runtime: ApiRuntime) -> None:
 
 
 def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
-    """The api. Given a bus (the embedded default shares one), it neither starts nor
-    closes it beyond subscribing; otherwise it owns its own."""
+    """The api's public app; ``internal_app(app)`` is its internal one, which shares its
+    runtime and is served on ``settings.internal_port`` (never the public listener).
+    Given a bus (the embedded default shares one), it neither starts nor closes it
+    beyond subscribing; otherwise it owns its own."""
     owns_bus = bus is None
 
     @contextlib.asynccontextmanager
@@ -99,10 +103,23 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    add_health_routes(
-        app,
-        lambda: {"database": lambda: _database_answers(app), "bus": app.state.runtime.bus.ping},
-        before_scrape=lambda: count_leases(app.state.runtime),
-    )
+    checks = lambda: {"database": lambda: _database_answers(app), "bus": app.state.runtime.bus.ping}  # noqa: E731
+    add_health_routes(app, checks, metrics_route=False)  # lease counts of every tenant: internal only
 
+    internal = FastAPI(
+        title="ZeroCloud (internal listener)",
+        version="1",
+        summary="The routes the ZeroCloud services call, each with its own credential, and the operators' metrics.",
+    )
+    internal.state = app.state  # one runtime, set by the public app's lifespan
+    errors.install(internal)
+    internal.include_router(internal_router)
+    add_health_routes(internal, checks, before_scrape=lambda: count_leases(app.state.runtime))
+    app.state.internal_app = internal
     return app
+
+
+def internal_app(app: FastAPI) -> FastAPI:
+    """The internal app of a public app made by ``create_app``."""
+    internal: FastAPI = app.state.internal_app
+    return internal

@@ -1,6 +1,7 @@
-"""Every HTTP route of the api, collected from the domain folders: the public API under
-/api/v1 (user tokens), the internal one under /internal/v1 (the service token), the
-pages action links open under /a/ (the link's token), and the web UI's pages."""
+"""Every HTTP route of the api, collected from the domain folders. The public listener:
+the API under /api/v1 (user tokens), the pages action links open under /a/ (the link's
+token), and the web UI's pages. The internal listener: /internal/v1 (each service's own
+credential), never reachable through the public one."""
 
 from __future__ import annotations
 
@@ -41,6 +42,5 @@ router.include_router(public_router)
 internal_router = APIRouter(prefix="/internal/v1", max_body_size=MAX_BODY_BYTES)
 for domain in INTERNAL:
     internal_router.include_router(domain)
-router.include_router(internal_router)
 router.include_router(action_link_pages)
 router.include_router(web_pages)

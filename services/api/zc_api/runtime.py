@@ -21,6 +21,15 @@ class ApiRuntime:
     aws: AwsAccess
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def service_tokens(self) -> dict[str, str]:
+        """Each service's own credential, by the service's name."""
+        return {
+            "ingestor": self.settings.ingestor_token,
+            "notifier": self.settings.notifier_token,
+            "reaper": self.settings.reaper_token,
+        }
+
     def wake_outbox(self) -> None:
         """A transaction committed outgoing messages: let the relay publish them now."""
         self.outbox_wakeup.set()

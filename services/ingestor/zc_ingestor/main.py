@@ -44,7 +44,7 @@ async def wired(
         session_name="zerocloud-ingestor",
         max_attempts=settings.aws_max_attempts,
     )
-    api = InternalApi(settings.api_url, settings.api_token)
+    api = InternalApi(settings.api_url, settings.service_token)
     ingestor = Ingestor(settings, bus, aws, api)
     if subscribe:
         handlers.subscribe(bus, ingestor)

@@ -29,7 +29,7 @@ async def wired(
     the bus (unless it was given), the channels and the api client (unless given) close."""
     owns_bus, owns_api = bus is None, api is None
     bus = bus or create_bus(settings)
-    api = api or InternalApi(settings.api_url, settings.api_token)
+    api = api or InternalApi(settings.api_url, settings.service_token)
     notifier = Notifier(settings, api)
     try:
         notifier.subscribe(bus)

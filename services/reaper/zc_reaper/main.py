@@ -33,7 +33,7 @@ async def wired(settings: ReaperSettings, *, bus: Bus | None = None) -> AsyncIte
         session_name="zerocloud-reaper",
         max_attempts=settings.aws_max_attempts,
     )
-    api = InternalApi(settings.api_url, settings.api_token)
+    api = InternalApi(settings.api_url, settings.service_token)
     reaper = Reaper(settings, aws, api)
     reaper.subscribe(bus)
     try:

@@ -12,7 +12,7 @@ from tests.api.records import internal_client
 async def test_link_pages_use_the_shared_layout_with_strict_headers(api: Api, tenant: Tenant) -> None:
     cloud = await make_cloud_account(api, tenant, mode="enforce")
     _, lease_id = await make_lease(api, cloud, tenant.dev)
-    async with internal_client(api) as client:
+    async with internal_client(api, "notifier") as client:
         [answer] = await client.action_links([LeaseRef(lease_id=lease_id, version=1)])
     path = answer.links[LeaseAction.shutdown].split("/a/", 1)[1]
 

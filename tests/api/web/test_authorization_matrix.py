@@ -1,6 +1,7 @@
 """Who may call what: every route of the api — the REST API, the internal API and the
 pages — against five callers: nobody, a developer of account A, the admin of A, the
-admin of another account B, and the service token. Each gets exactly the answer in the
+admin of another account B, and a service (on an internal route, the service whose route
+it is; each other service's credential is refused there: tests/api/test_auth.py). Each gets exactly the answer in the
 table below; a route that is not in the table fails the test, so a new route cannot
 ship without someone deciding who may use it.
 
@@ -21,7 +22,6 @@ import httpx
 from fastapi.routing import iter_route_contexts
 
 from tests.api.factories import (
-    SERVICE_TOKEN,
     Api,
     Caller,
     Tenant,
@@ -30,6 +30,7 @@ from tests.api.factories import (
     make_tenant,
     make_user_token,
 )
+from tests.credentials import SERVICE_TOKENS
 
 if TYPE_CHECKING:
     from tests.api.web.pages_fixtures import PageClient, PageClientFactory
@@ -75,7 +76,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     # Operations and documentation: open to everyone.
     ("GET", "/healthz"): Case(OPEN),
     ("GET", "/readyz"): Case(OPEN),
-    ("GET", "/metrics"): Case(OPEN),
+    ("GET", "/metrics"): Case(OPEN),  # on the internal listener only (tests/api/test_auth.py)
     ("GET", "/openapi.json"): Case(OPEN),
     ("GET", "/docs"): Case(OPEN),
     ("GET", "/docs/oauth2-redirect"): Case(OPEN),
@@ -217,7 +218,7 @@ def _policy_form() -> dict[str, str]:
 
 def declared_routes(api: Api) -> set[tuple[str, str]]:
     routes: set[tuple[str, str]] = set()
-    for context in iter_route_contexts(api.app.routes):
+    for context in iter_route_contexts([*api.app.routes, *api.internal_app.routes]):
         path = context.path
         methods = getattr(context, "methods", None)
         if path is None or not methods:
@@ -276,6 +277,8 @@ def _matches(expected: str, response: httpx.Response) -> bool:
 async def _call(
     method: str, path: str, case: Case, world: World, *, api: Api, caller: str, pages: dict[str, PageClient]
 ) -> httpx.Response:
+    if path == "/metrics":
+        return await api.internal.request(method, path)
     is_page = not path.startswith(("/api/", "/internal/"))
     if is_page:
         browser = pages.get(caller)
@@ -285,12 +288,20 @@ async def _call(
             data = {**data, "csrf_token": browser.csrf_token}
         return await http.request(method, path, data=data, follow_redirects=False)
     headers = {}
+    internal = path.startswith("/internal/")
     token = {"dev_a": world.a.dev.token, "admin_a": world.a.admin.token, "admin_b": world.b.admin.token,
-             "service": SERVICE_TOKEN}.get(caller)
+             "service": SERVICE_TOKENS[_service_of(path)] if internal else SERVICE_TOKENS["reaper"]}.get(caller)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     body = case.body(world) if case.body else None
-    return await api.client.request(method, path, json=body, headers=headers)
+    return await (api.internal if internal else api.client).request(method, path, json=body, headers=headers)
+
+
+def _service_of(path: str) -> str:
+    """The service whose work an internal route is."""
+    if path.startswith("/internal/v1/leases/"):
+        return "reaper"
+    return "ingestor" if path.startswith("/internal/v1/cloudaccounts") else "notifier"
 
 
 # The callers who are refused go first, so an allowed call cannot change what they see.

@@ -15,6 +15,7 @@ class Principal:
     account_id: int | None = None
     role: str | None = None
     email: str | None = None
+    service: str | None = None  # which service, for kind "service": ingestor, notifier or reaper
 
     @property
     def is_admin(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from sqlalchemy import select, update
@@ -12,9 +13,13 @@ from zc_api.auth.tokens import hash_token, new_token, same
 from zc_api.models import ApiToken, User
 
 
-async def principal_for(session: AsyncSession, token: str, *, service_token: str) -> Principal | None:
-    if same(token, service_token):
-        return Principal(kind="service")
+async def principal_for(
+    session: AsyncSession, token: str, *, service_tokens: Mapping[str, str]
+) -> Principal | None:
+    """``service_tokens`` maps each service's name to its credential."""
+    for service, service_token in service_tokens.items():
+        if same(token, service_token):
+            return Principal(kind="service", service=service)
     row = (
         await session.execute(
             select(ApiToken.id, User)

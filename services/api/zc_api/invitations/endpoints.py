@@ -12,7 +12,7 @@ from zc_common.internal_api import PeopleLink, PeopleLinkKind, PeopleLinkRequest
 from zc_common.messages import utcnow
 
 from zc_api.confirmations import service as confirmations
-from zc_api.deps import RuntimeDep, ServiceDep, SessionDep, UserDep
+from zc_api.deps import NotifierDep, RuntimeDep, SessionDep, UserDep
 from zc_api.errors import responses
 from zc_api.invitations import service
 from zc_api.invitations.schemas import InvitationCreate, InvitationPublic, InvitationStatus
@@ -68,11 +68,11 @@ async def revoke_invitation(invitation_id: int, session: SessionDep, caller: Use
 
 @internal_router.post(
     "/people-links", response_model=PeopleLink, responses=responses(401, 404, 422),
-    summary="Mint the single-use link of an invitation or address-confirmation mail (service token); "
+    summary="Mint the single-use link of an invitation or address-confirmation mail (notifier); "
     "404 when there is nothing to mail any more",
 )
 async def mint_people_link(
-    body: PeopleLinkRequest, session: SessionDep, runtime: RuntimeDep, _: ServiceDep
+    body: PeopleLinkRequest, session: SessionDep, runtime: RuntimeDep, _: NotifierDep
 ) -> PeopleLink:
     settings, now = runtime.settings, utcnow()
     if body.kind is PeopleLinkKind.invitation:

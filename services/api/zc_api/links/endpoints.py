@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from zc_common.internal_api import ActionLinksRequest, ActionLinksResult
 from zc_common.messages import utcnow
 
-from zc_api.deps import RuntimeDep, ServiceDep, SessionDep
+from zc_api.deps import NotifierDep, RuntimeDep, SessionDep
 from zc_api.errors import responses
 from zc_api.links import pages, service
 from zc_api.links.service import LinkRefused
@@ -20,10 +20,10 @@ pages_router = APIRouter(tags=["action links"], include_in_schema=False)
 
 @internal_router.post(
     "/action-links", response_model=ActionLinksResult, responses=responses(401, 404, 422),
-    summary="Mint single-use renew / shut-down links for leases at their current version (service token)",
+    summary="Mint single-use renew / shut-down links for leases at their current version (notifier)",
 )
 async def mint_action_links(
-    body: ActionLinksRequest, session: SessionDep, runtime: RuntimeDep, _: ServiceDep
+    body: ActionLinksRequest, session: SessionDep, runtime: RuntimeDep, _: NotifierDep
 ) -> ActionLinksResult:
     links = await service.mint(
         session, refs=body.leases, wanted=body.actions, public_url=runtime.settings.public_url,

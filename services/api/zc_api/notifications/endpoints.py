@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from zc_common.internal_api import NotificationKeys
 
-from zc_api.deps import ServiceDep, SessionDep
+from zc_api.deps import NotifierDep, SessionDep
 from zc_api.errors import responses
 from zc_api.notifications import service
 
@@ -15,15 +15,15 @@ router = APIRouter(tags=["internal"])
 
 @router.post(
     "/notifications/reserve", response_model=NotificationKeys, responses=responses(401, 404, 422),
-    summary="Reserve notification keys; answers those not sent yet (service token)",
+    summary="Reserve notification keys; answers those not sent yet (notifier)",
 )
-async def reserve_notifications(body: NotificationKeys, session: SessionDep, _: ServiceDep) -> NotificationKeys:
+async def reserve_notifications(body: NotificationKeys, session: SessionDep, _: NotifierDep) -> NotificationKeys:
     return NotificationKeys(keys=await service.reserve(session, keys=body.keys))
 
 
 @router.post(
     "/notifications/sent", status_code=204, response_class=Response, responses=responses(401, 404, 422),
-    summary="Record notification keys as sent (service token)",
+    summary="Record notification keys as sent (notifier)",
 )
-async def notifications_sent(body: NotificationKeys, session: SessionDep, _: ServiceDep) -> None:
+async def notifications_sent(body: NotificationKeys, session: SessionDep, _: NotifierDep) -> None:
     await service.mark_sent(session, keys=body.keys)
