@@ -292,7 +292,7 @@ async def run_sandbox(data_dir: Path, *, api_port: int, moto_port: int, sweep_in
         demo = await ensure_demo(
             api_url=state.api_url, admin_token=admin_token,
             aws=AwsAccess(endpoint_url=aws_endpoint_url, session_name="sandbox-setup"),
-            customer_account_id=state.customer_account_id, data_dir=data_dir,
+            customer_account_id=state.customer_account_id, data_dir=data_dir, mailbox_dir=mailbox_dir,
         )
         state = replace(
             state, customer_role_arn=demo.role_arn, account_id=demo.account_id, account_name=demo.account_name,
