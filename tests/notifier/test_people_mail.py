@@ -35,6 +35,7 @@ from tests.notifier.factories import (
     WebhookReceiver,
     eventually,
     lease_changed,
+    lease_snapshot,
     notifier_settings,
 )
 from zc_api.database import transaction
@@ -181,7 +182,8 @@ async def test_people_mail_never_goes_to_the_chat_channel(clean_database: str, s
                 )
                 assert response.status_code == 201
                 [invitation] = await outbox(api, InvitationCreated)
-                await bus.publish(invitation, lease_changed(LeaseChange.created))
+                lease = lease_snapshot(account_id=tenant.account_id, owner_email=tenant.dev.email)
+                await bus.publish(invitation, lease_changed(LeaseChange.created, lease))
 
                 await eventually(lambda: len(smtp_sink.mails) == 2 and len(hook.bodies) == 1)
                 await asyncio.sleep(SETTLE)
