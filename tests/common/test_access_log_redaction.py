@@ -51,6 +51,8 @@ def test_configured_logging_redacts_uvicorns_access_lines() -> None:
         root.addHandler(lines)
         access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/a/secret-token", "1.1", 200)
         assert lines.lines == [f'127.0.0.1:5000 - "GET /a/{REDACTED} HTTP/1.1" 200']
+        # httpx would log each request's URL at INFO, an account's webhook URL among them.
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
     finally:
         root.handlers[:] = before[0]
         root.setLevel(before[1])

@@ -120,5 +120,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiormq", "aio_pika", "botocore", "aiobotocore", "urllib3", "asyncio"):
+    # httpx logs every request's full URL at INFO: an account's webhook URL is a credential.
+    for noisy in ("aiormq", "aio_pika", "botocore", "aiobotocore", "urllib3", "asyncio", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
