@@ -6,7 +6,11 @@ notices are mailed to confirmed addresses only."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
+
+import httpx
+import pytest
 
 from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange
@@ -22,8 +26,13 @@ from tests.notifier.factories import (
     expiring_soon,
     lease_changed,
     lease_snapshot,
+    notifier_settings,
     utcnow,
 )
+from zc_notifier.channels import Channel, RecipientRefused, SendFailed
+from zc_notifier.channels.webhook import AccountWebhookChannel
+from zc_notifier.delivery import ChannelDown, Delivery
+from zc_notifier.mail import Mail
 
 SETTLE = 1.0  # long enough for a post that should not happen to show up
 
@@ -90,3 +99,54 @@ async def test_lease_notices_are_not_mailed_to_an_unconfirmed_address(
     assert [mail.to for mail in smtp_sink.mails] == [OTHER_OWNER]
     assert not any(OWNER in key.split(":")[1] for key in fake_api.reserved), "nothing was even reserved for them"
     assert not any(ref.lease_id == theirs.lease.lease_id for r in fake_api.link_requests for ref in r.leases)
+
+
+class _Posts(Channel):
+    """A per-account channel whose destinations in ``down`` never answer."""
+
+    name = "posts"
+    per_account = True
+    private = False
+
+    def __init__(self, down: set[str]) -> None:
+        super().__init__(notifier_settings())
+        self.down = down
+        self.delivered: list[str] = []
+
+    async def send(self, mail: Mail) -> None:
+        assert mail.destination is not None
+        if mail.destination in self.down:
+            raise SendFailed(f"{mail.destination} does not answer")
+        self.delivered.append(mail.destination)
+
+
+async def test_one_accounts_broken_webhook_does_not_hold_back_anothers() -> None:
+    broken, working = "https://hooks.example/a", "https://hooks.example/b"
+    channel = _Posts(down={broken})
+    delivery = Delivery(channel, attempts=2, retry_delay=0.01, cooldown=60)
+    mail = Mail(sender="z@zerocloud.test", recipient=OWNER, subject="s", text="t", html="<p>t</p>")
+
+    for _ in range(2):
+        with pytest.raises(SendFailed):
+            await delivery.send(replace(mail, destination=broken))
+    await delivery.send(replace(mail, destination=working))
+
+    assert channel.delivered == [working]
+    assert not delivery.breaker_for(replace(mail, destination=broken)).allows(), "the broken one is presumed down"
+    with pytest.raises(ChannelDown):
+        await delivery.send(replace(mail, destination=broken))
+
+
+@pytest.mark.parametrize(("status", "refused"), [(404, True), (410, True), (429, False), (503, False)])
+async def test_an_accounts_webhook_that_is_gone_is_refused_for_good(status: int, refused: bool) -> None:
+    channel = AccountWebhookChannel(notifier_settings())
+    channel._http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(status)))
+    mail = Mail(sender="z@zerocloud.test", recipient=OWNER, subject="s", text="t", html="<p>t</p>",
+                destination="https://hooks.example/a")
+    try:
+        with pytest.raises(SendFailed) as failure:
+            await channel.send(mail)
+    finally:
+        await channel.close()
+
+    assert isinstance(failure.value, RecipientRefused) is refused

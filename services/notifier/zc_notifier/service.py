@@ -133,7 +133,7 @@ class Notifier:
         and chat webhooks (the operator's and each account's own, never with links)."""
         targets = await self._targets(notices)
         wanted = [(index, notice) for index, delivery in enumerate(self.deliveries)
-                  for notice in notices if (targets.reaches(delivery.channel, notice))]
+                  for notice in notices if targets.reaches(delivery.channel, notice)]
         all_keys = [self.deliveries[index].key(notice.key) for index, notice in wanted]
         pending = set(await self.api.reserve_notifications(all_keys)) if all_keys else set()
         if len(pending) < len(all_keys):

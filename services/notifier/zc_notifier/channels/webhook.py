@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from zc_notifier.channels.base import Channel, SendFailed, channels
+from zc_notifier.channels.base import Channel, RecipientRefused, SendFailed, channels
 from zc_notifier.mail import Mail
 
 
@@ -31,7 +31,13 @@ class _Webhook(Channel):
         except httpx.HTTPError as error:
             raise SendFailed(f"{self.name}: {type(error).__name__}: {error}") from error
         if response.status_code >= 300:
-            raise SendFailed(f"{self.name} answered {response.status_code}: {response.text[:200]}")
+            failure = f"{self.name} answered {response.status_code}: {response.text[:200]}"
+            if self.refused_for_good(response.status_code):
+                raise RecipientRefused(failure)
+            raise SendFailed(failure)
+
+    def refused_for_good(self, status: int) -> bool:
+        return False
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -61,6 +67,11 @@ class AccountWebhookChannel(_Webhook):
     name = "account_webhook"
     key_suffix = ":account-webhook"
     per_account = True
+
+    def refused_for_good(self, status: int) -> bool:
+        # An account's webhook that is gone or wrong (Slack: 404 no_service, 410, 403) is
+        # its admins' to fix: reported once, not retried (429 is a pause, not a refusal).
+        return 400 <= status < 500 and status != 429
 
     def url(self, mail: Mail) -> str:
         if mail.destination is None:
