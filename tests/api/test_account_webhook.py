@@ -38,6 +38,10 @@ async def test_an_admin_sets_the_accounts_webhook_and_only_admins_see_it(api: Ap
 
     cleared = await set_webhook(api, tenant, None)
     assert cleared.status_code == 200 and cleared.json()["webhook_url"] is None
+    nameless = await api.client.patch(
+        f"/api/v1/accounts/{tenant.account_id}", json={"name": None}, headers=tenant.admin.headers
+    )
+    assert nameless.status_code == 422 and "name" in nameless.text
 
 
 async def test_a_developer_or_another_tenant_cannot_set_it(api: Api, tenant: Tenant) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from zc_common.errors import Conflict, NotFound
+from zc_common.errors import Conflict, InvalidInput, NotFound
 
 from zc_api.accounts.schemas import AccountUpdate
 from zc_api.audit import service as audit
@@ -87,6 +87,8 @@ async def update(
     """Rename the account and set or remove its webhook: only the fields sent change."""
     caller.require_admin(account_id)
     account, policy = await get(session, caller=caller, account_id=account_id)
+    if "name" in update.model_fields_set and update.name is None:
+        raise InvalidInput("name cannot be null: an account has a name", field="name")
     changes: dict[str, dict[str, str | None]] = {}
     if update.name is not None and account.name != update.name:
         changes["name"] = {"from": account.name, "to": update.name}
