@@ -1,5 +1,5 @@
 """What an admin changes after onboarding: `zerocloud-cli update cloudaccount` (mode, name,
-regions), and invitations — `create invitation`, `list invitations`, `revoke invitation`.
+regions), `update account` (name, webhook), and invitations — `create invitation`, `list invitations`, `revoke invitation`.
 
 The invitation commands join the `create` and `list` sub-apps when this module is
 imported, which main.py does."""
@@ -18,7 +18,8 @@ from zc_cli.output import Column, cell, emit_page, emit_record
 from zc_cli.read import list_app
 
 update_app = typer.Typer(
-    help="Change an object: a cloud account's mode, name or regions.", no_args_is_help=True
+    help="Change an object: a cloud account's mode, name or regions; your account's name or webhook.",
+    no_args_is_help=True,
 )
 revoke_app = typer.Typer(help="Revoke something so it stops working: an invitation.", no_args_is_help=True)
 
@@ -92,6 +93,39 @@ def update_cloudaccount(
     if mode == "enforce" and isinstance(updated, dict) and updated.get("mode") == "enforce":
         # With --json, stdout stays the api's JSON alone; the person still reads the note.
         typer.echo(ENFORCE_NOTE.format(id=updated.get("id", cloud_account_id)), err=as_json)
+
+
+@update_app.command("account")
+def update_account(
+    account_id: AccountId = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="A new name for the account.", show_default=False)
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A Slack-compatible webhook the account's lease notices are also posted to "
+            "(never with renew or shut-down links).",
+            show_default=False,
+        ),
+    ] = None,
+    no_webhook: Annotated[bool, typer.Option("--no-webhook", help="Stop posting to the account's webhook.")] = False,
+    as_json: Json = False,
+    api_url: ApiUrl = None,
+    token: Token = None,
+) -> None:
+    """Rename your account or set its webhook for lease notices (admins). Only what you give changes."""
+    if no_webhook and webhook_url is not None:
+        fail("give --webhook-url or --no-webhook, not both", EXIT_USAGE)
+    body: dict[str, object] = body_of(None, name=name, webhook_url=webhook_url)
+    if no_webhook:
+        body["webhook_url"] = None
+    if not body:
+        fail("nothing to change: give at least one of --name, --webhook-url, --no-webhook", EXIT_USAGE)
+    with connect(api_url, token) as client:
+        updated = client.request("PATCH", f"/accounts/{account_of_caller(client, account_id)}", body=body)
+    emit_record(updated, as_json=as_json)
 
 
 @create_app.command("invitation")

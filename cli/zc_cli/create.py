@@ -141,7 +141,7 @@ def create_user(
     api_url: ApiUrl = None,
     token: Token = None,
 ) -> None:
-    """Add a user to an account (admins only)."""
+    """Add a user to an account (admins only); they are mailed a link to confirm their address."""
     role = _choice("--role", role, ("admin", "dev"))
     body = body_of(payload, email=email, role=role, github_login=github_login)
     with connect(api_url, token) as client:

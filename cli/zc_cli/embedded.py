@@ -24,6 +24,7 @@ import uvicorn
 
 from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
+from zc_common.logging import redact_access_log
 from zc_common.settings import ApiSettings, IngestorSettings
 
 log = logging.getLogger("zc.sandbox")
@@ -220,6 +221,7 @@ async def embedded_services(
         sandbox_mailbox_dir=str(mailbox_dir) if mailbox_dir is not None else None, **(api_overrides or {}),
     )
     api = create_api(api_settings, bus=bus)
+    redact_access_log()  # the sandbox's access log would otherwise carry its links' tokens
     server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=api_port, log_config=None, lifespan="on"))
     serving = asyncio.create_task(server.serve(), name="api")
     while not server.started:
@@ -304,7 +306,7 @@ async def run_sandbox(data_dir: Path, *, api_port: int, moto_port: int, sweep_in
         demo = await ensure_demo(
             api_url=state.api_url, admin_token=admin_token,
             aws=AwsAccess(endpoint_url=aws_endpoint_url, session_name="sandbox-setup"),
-            customer_account_id=state.customer_account_id, data_dir=data_dir,
+            customer_account_id=state.customer_account_id, data_dir=data_dir, mailbox_dir=mailbox_dir,
         )
         state = replace(
             state, customer_role_arn=demo.role_arn, account_id=demo.account_id, account_name=demo.account_name,

@@ -8,8 +8,13 @@ because the moto server forgets everything when it stops."""
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import json
 import logging
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,9 @@ from zc_common.aws import AwsAccess, CloudAccountRole, error_code
 log = logging.getLogger("zc.sandbox")
 
 MARKER_FILE = "demo.json"
+# How long a start waits for a demo developer's confirmation mail to reach the mailbox.
+CONFIRMATION_WAIT_SECONDS = 30.0
+_CONFIRMATION_LINK = re.compile(r"https?://[^\s\"'<>]+?(/confirm-email/[A-Za-z0-9_-]{43})")
 ZEROCLOUD_AWS_ACCOUNT = "123456789012"  # the account moto puts ZeroCloud's own credentials in
 
 
@@ -81,10 +89,12 @@ class DemoSetupError(RuntimeError):
 
 async def ensure_demo(
     *, api_url: str, admin_token: str, aws: AwsAccess, customer_account_id: str, data_dir: Path,
-    spec: DemoSpec = DEMO,
+    spec: DemoSpec = DEMO, mailbox_dir: Path | None = None,
 ) -> DemoAccount:
     """Find or make the demo account, its policy, its developers and its cloud account,
-    and (every start) the customer role in moto that the cloud account names."""
+    and (every start) the customer role in moto that the cloud account names. With the
+    sandbox's ``mailbox_dir``, each developer added confirms their address as a person
+    would: by the link in the confirmation mail that lands there."""
     marker = _read_marker(data_dir / MARKER_FILE)
     headers = {"Authorization": f"Bearer {admin_token}"}
     async with httpx.AsyncClient(base_url=f"{api_url}/api/v1", headers=headers, timeout=60) as api:
@@ -102,7 +112,10 @@ async def ensure_demo(
                 api, "PATCH", f"/accounts/{account_id}/policy", spec.policy(), step="set the policy"
             )
         if made_now:
-            await _ensure_developers(api, account_id, spec.developers)
+            added = await _ensure_developers(api, account_id, spec.developers)
+            if mailbox_dir is not None:
+                for developer in added:
+                    await confirm_from_mailbox(api_url, mailbox_dir, developer)
 
         role_arn = f"arn:aws:iam::{customer_account_id}:role/{spec.role_name}"
         cloud = await _find_cloud_account(api, account_id, customer_account_id)
@@ -132,15 +145,47 @@ async def ensure_demo(
     )
 
 
-async def _ensure_developers(api: httpx.AsyncClient, account_id: int, emails: tuple[str, ...]) -> None:
+async def _ensure_developers(api: httpx.AsyncClient, account_id: int, emails: tuple[str, ...]) -> list[str]:
+    """Add the developers not there yet; answers the addresses added (each is mailed a
+    confirmation link: an admin adding a person does not confirm their address)."""
     page = await _call(api, "GET", f"/accounts/{account_id}/users", params={"limit": 500}, step="list the users")
     known = {str(user.get("email", "")).lower() for user in page.get("data", [])}
-    for email in emails:
-        if email.lower() not in known:
+    added = []
+    for address in emails:
+        if address.lower() not in known:
             await _call(
-                api, "POST", f"/accounts/{account_id}/users", {"email": email, "role": "dev"},
-                step=f"add the developer {email}",
+                api, "POST", f"/accounts/{account_id}/users", {"email": address, "role": "dev"},
+                step=f"add the developer {address}",
             )
+            added.append(address.lower())
+    return added
+
+
+def _confirmation_path(mailbox_dir: Path, recipient: str) -> str | None:
+    """The /confirm-email/<token> path of a confirmation mail to ``recipient``, if one is in."""
+    for path in sorted(mailbox_dir.glob("*.eml")) if mailbox_dir.is_dir() else []:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if str(message.get("To", "")).strip().lower() != recipient:
+            continue
+        body = message.get_body(preferencelist=("plain",))
+        found = _CONFIRMATION_LINK.search(body.get_content() if body is not None else "")
+        if found:
+            return found.group(1)
+    return None
+
+
+async def confirm_from_mailbox(api_url: str, mailbox_dir: Path, recipient: str) -> None:
+    """Follow the confirmation link mailed to ``recipient`` (POST, as its page's button does)."""
+    deadline = time.monotonic() + CONFIRMATION_WAIT_SECONDS
+    while (path := await asyncio.to_thread(_confirmation_path, mailbox_dir, recipient)) is None:
+        if time.monotonic() > deadline:
+            raise DemoSetupError(f"sandbox demo: no confirmation mail to {recipient} in {mailbox_dir} "
+                                 f"within {CONFIRMATION_WAIT_SECONDS:.0f}s")
+        await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as web:
+        response = await web.post(path)
+    if response.status_code != 200:
+        raise DemoSetupError(f"sandbox demo: confirming {recipient} answered {response.status_code}")
 
 
 async def _find_cloud_account(api: httpx.AsyncClient, account_id: int, upstream: str) -> dict[str, Any] | None:

@@ -87,6 +87,7 @@ INTERNAL_ROUTES = [
     ("POST", "/internal/v1/people-links", {"notifier"}),
     ("POST", "/internal/v1/notifications/reserve", {"notifier"}),
     ("POST", "/internal/v1/notifications/sent", {"notifier"}),
+    ("POST", "/internal/v1/notifications/recipients", {"notifier"}),
 ]
 
 

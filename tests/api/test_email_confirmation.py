@@ -173,3 +173,43 @@ async def test_without_an_owner_the_lease_goes_to_a_confirmed_admin(api: Api, te
     async with transaction(api.sessions) as session:
         [lease] = (await session.scalars(select(Lease))).all()
     assert (lease.owner_user_id, lease.owner_reason) == (second.user_id, "no owner tag")
+
+
+# --- people an admin adds ----------------------------------------------------------------
+
+
+async def test_a_person_an_admin_adds_is_mailed_a_link_and_owns_nothing_until_they_follow_it(
+    api: Api, tenant: Tenant
+) -> None:
+    email = f"added-{secrets.token_hex(3)}@elsewhere.example"
+    cloud = await make_cloud_account(api, tenant)
+
+    added = await api.client.post(
+        f"/api/v1/accounts/{tenant.account_id}/users", json={"email": email}, headers=tenant.admin.headers
+    )
+
+    assert added.status_code == 201, added.text
+    user_id = added.json()["id"]
+    assert added.json()["email_confirmed"] is False and added.json()["email_confirmed_at"] is None
+    [asked] = await outbox(api, EmailConfirmationRequested)
+    assert (asked.user_id, asked.account_id, asked.email) == (user_id, tenant.account_id, email)
+    [event] = await audit_events(api, action="email.confirmation_requested", subject_id=user_id)
+    assert event.actor == f"user:{tenant.admin.user_id}"
+
+    # Before they confirm, an instance tagged with them is the admin's: nothing about it is mailed to them.
+    before = change(cloud["upstream_account_id"], tags={"owner": email})
+    async with transaction(api.sessions) as session:
+        await apply_changes(session, [before], now=utcnow())
+    [notice] = [m for m in await outbox(api, LeaseChanged) if m.lease.instance_id == before.instance_id]
+    assert notice.lease.owner_email == tenant.admin.email
+    assert email not in {message.lease.owner_email for message in await outbox(api, LeaseChanged)}
+
+    # The link the notifier mails confirms the address; from then on they own their instances.
+    path = await link_path(api, user_id)
+    assert (await api.client.post(path)).status_code == 200
+    assert (await user_row(api, user_id)).email_confirmed_at is not None
+    after = change(cloud["upstream_account_id"], tags={"owner": email})
+    async with transaction(api.sessions) as session:
+        await apply_changes(session, [after], now=utcnow())
+    [notice] = [m for m in await outbox(api, LeaseChanged) if m.lease.instance_id == after.instance_id]
+    assert notice.lease.owner_email == email

@@ -44,6 +44,23 @@ def other_tenant(api: RunningApi) -> tuple[Cli, dict[str, int]]:
     return other, {"account": account["id"], "cloud_account": cloud["id"]}
 
 
+# --- update account -----------------------------------------------------------------------
+
+
+def test_an_admin_sets_and_removes_the_accounts_webhook(cli: Cli, onboarded: dict[str, int]) -> None:
+    hook = "https://hooks.slack.test/services/T0/B0/x"
+
+    set_it = cli.json("update", "account", "--webhook-url", hook)
+    bad = cli("update", "account", "--webhook-url", "http://169.254.169.254/latest")
+    removed = cli.json("update", "account", "--no-webhook")
+    nothing = cli("update", "account")
+
+    assert set_it["id"] == onboarded["account"] and set_it["webhook_url"] == hook
+    assert bad.exit_code != 0 and "webhook_url" in bad.stderr
+    assert removed["webhook_url"] is None
+    assert nothing.exit_code == 2 and "--webhook-url" in nothing.stderr
+
+
 # --- update cloudaccount -------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from tests.cli.conftest import Cli, RunningApi
+from tests.confirmations import follow_confirmation_link
 
 DAY = 86400
 
@@ -105,8 +106,9 @@ def test_exempt_with_and_without_an_end(cli: Cli, lease: int) -> None:
     assert (endless["status"], endless["exempt_reason"], endless["version"]) == ("exempt", "the build server", 3)
 
 
-def test_owner_change(cli: Cli, lease: int, onboarded: dict[str, int]) -> None:
-    cli.json("create", "user", "--accountID", str(onboarded["account"]), "--email", "alice@bigdb.com")
+def test_owner_change(cli: Cli, api: RunningApi, lease: int, onboarded: dict[str, int]) -> None:
+    alice = cli.json("create", "user", "--accountID", str(onboarded["account"]), "--email", "alice@bigdb.com")
+    asyncio.run(follow_confirmation_link(api.url, api.internal_url, alice["id"]))  # nothing is mailed before
 
     changed = cli.json("lease", "owner", str(lease), "Alice@BigDB.com")
     unknown = cli("lease", "owner", str(lease), "nobody@bigdb.com")

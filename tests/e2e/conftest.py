@@ -28,6 +28,7 @@ from zc_common.settings import (
     SchedulerSettings,
 )
 
+from tests.confirmations import follow_confirmation_link
 from tests.credentials import API_CREDENTIALS, INGESTOR_TOKEN, NOTIFIER_TOKEN, REAPER_TOKEN
 from tests.serving import serving_api
 from zc_ingestor.main import wired
@@ -101,7 +102,11 @@ class Stack:
             json.dumps({"assume_role_arn": ROLE_ARN, "cloudprovider": "AWS", "name": "dev", "upstream_account_id": CUSTOMER}),
         )).stdout)
         self.ids["cloud_account"] = cloud["id"]
-        await self.cli("create", "user", "--accountID", str(account["id"]), "--email", "alice@bigdb.com", "--role", "dev")
+        alice = json.loads((await self.cli(
+            "create", "user", "--json", "--accountID", str(account["id"]), "--email", "alice@bigdb.com", "--role", "dev",
+        )).stdout)
+        # Added by an admin, alice owns nothing until she confirms her address from the mail.
+        await follow_confirmation_link(self.api_url, self.internal_url, alice["id"])
         if allowed is not None:
             answer = await self.http.patch(
                 f"/api/v1/accounts/{account['id']}/policy", json={"allowed_email_patterns": allowed}

@@ -28,7 +28,14 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI, HTTPException, Request
 
-from zc_common.internal_api import ActionLinksRequest, InternalApi, NotificationKeys
+from zc_common.internal_api import (
+    AccountWebhook,
+    ActionLinksRequest,
+    InternalApi,
+    NoticeRecipients,
+    NoticeRecipientsRequest,
+    NotificationKeys,
+)
 from zc_common.messages import (
     BlastRadiusHalted,
     LeaseChange,
@@ -130,11 +137,14 @@ class FakeApi:
         self.link_requests: list[ActionLinksRequest] = []
         self.requests: Counter[str] = Counter()
         self.links_fail_with: int | None = None  # answer action-links with this status
+        self.unconfirmed: set[str] = set()  # addresses not confirmed (everyone else is)
+        self.webhooks: dict[int, str] = {}  # accounts' own webhooks
         self._tokens = itertools.count(1)
         self.app = FastAPI()
         self.app.post("/internal/v1/notifications/reserve")(self._reserve)
         self.app.post("/internal/v1/notifications/sent")(self._sent)
         self.app.post("/internal/v1/action-links")(self._action_links)
+        self.app.post("/internal/v1/notifications/recipients")(self._recipients)
 
     def client(self) -> InternalApi:
         return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
@@ -153,6 +163,14 @@ class FakeApi:
         self._authorize(request)
         self.requests["sent"] += 1
         self.sent.update(body.keys)
+
+    async def _recipients(self, request: Request, body: NoticeRecipientsRequest) -> NoticeRecipients:
+        self._authorize(request)
+        self.requests["recipients"] += 1
+        return NoticeRecipients(
+            confirmed=[r for r in body.recipients if r.email not in self.unconfirmed],
+            webhooks=[AccountWebhook(account_id=a, url=self.webhooks[a]) for a in body.account_ids if a in self.webhooks],
+        )
 
     async def _action_links(self, request: Request, body: ActionLinksRequest) -> dict[str, Any]:
         self._authorize(request)

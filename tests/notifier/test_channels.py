@@ -17,8 +17,8 @@ MAIL = Mail(sender="zerocloud@zerocloud.test", recipient="dev@bigdb.example", su
 
 
 def test_channels_are_registered_by_name() -> None:
-    assert channels.names() == ["ses", "smtp", "webhook"]
-    with pytest.raises(KeyError, match="no channel named 'pigeon' \\(known: ses, smtp, webhook\\)"):
+    assert channels.names() == ["account_webhook", "ses", "smtp", "webhook"]
+    with pytest.raises(KeyError, match="no channel named 'pigeon' \\(known: account_webhook, ses, smtp, webhook\\)"):
         channels.get("pigeon")
 
 
@@ -30,9 +30,10 @@ def test_a_name_cannot_be_registered_twice() -> None:
 
 
 def test_settings_choose_the_mail_channel_and_add_the_webhook() -> None:
-    assert [c.name for c in build_channels(notifier_settings())] == ["smtp"]
+    assert [c.name for c in build_channels(notifier_settings())] == ["smtp", "account_webhook"]
+    assert [c.name for c in build_channels(notifier_settings(account_webhooks=False))] == ["smtp"]
     both = build_channels(notifier_settings(delivery="ses", webhook_url="http://hooks.test/x"))
-    assert [c.name for c in both] == ["ses", "webhook"]
+    assert [c.name for c in both] == ["ses", "account_webhook", "webhook"]
 
 
 class Flaky(Channel):

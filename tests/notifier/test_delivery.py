@@ -174,7 +174,8 @@ async def test_starttls_refuses_a_server_whose_certificate_it_cannot_verify(
     sink = SmtpSink(tls_context=context, login=("zerocloud", "s3cret-pass"))
     sink.start()
     try:
-        settings = notifier_settings(sink, smtp_starttls=True, smtp_username="zerocloud", smtp_password="s3cret-pass")
+        settings = notifier_settings(sink, smtp_starttls=True, smtp_username="zerocloud", smtp_password="s3cret-pass",
+                                    account_webhooks=False)
         [smtp] = build_channels(settings)  # the system's CAs do not know the test's certificate
         with pytest.raises(SendFailed):
             await smtp.send(Mail(sender=settings.mail_from, recipient=OWNER, subject="s", text="t", html="<p>h</p>"))
@@ -232,7 +233,11 @@ async def test_webhook_gets_each_digest_once_beside_the_mail(
         await asyncio.sleep(SETTLE)
         assert len(hook.bodies) == 1 and len(smtp_sink.mails) == 1
         text = hook.bodies[0]["text"]
-        assert message.lease.instance_id in text and OWNER in text and "renew: https://" in text
+        # A chat channel is read by others: no renew or shut-down link (each is a credential) goes there.
+        assert message.lease.instance_id in text and OWNER in text
+        assert "/a/" not in text and "renew" not in text and "https://" not in text
+        [mail] = smtp_sink.mails
+        assert "/a/renew-" in mail.text, "the owner's own mail keeps its links"
         assert fake_api.sent == {f"{message.message_id}:{OWNER}", f"{message.message_id}:{OWNER}:webhook"}
 
 
@@ -244,7 +249,7 @@ async def test_ses_delivery_sends_raw_mail(moto: str, fake_api: FakeApi) -> None
     api = fake_api.client()
     notifier = Notifier(settings, api)
     try:
-        assert [d.name for d in notifier.deliveries] == ["ses"]
+        assert [d.name for d in notifier.deliveries] == ["ses", "account_webhook"]
         assert await notifier.readiness_checks()["ses"]()
 
         await notifier.handle([lease_changed(LeaseChange.created), lease_changed(LeaseChange.created)])

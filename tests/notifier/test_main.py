@@ -47,7 +47,7 @@ async def test_create_app_on_a_shared_bus_mails_through_the_api_over_http(
             await eventually(lambda: len(smtp_sink.mails) == 1)
             assert smtp_sink.mails[0].to == OWNER
             await eventually(lambda: fake_api.requests["sent"] == 1)
-            assert fake_api.requests == {"reserve": 1, "action_links": 1, "sent": 1}
+            assert fake_api.requests == {"recipients": 1, "reserve": 1, "action_links": 1, "sent": 1}
     await bus.close()
 
 

@@ -35,6 +35,7 @@ from tests.notifier.factories import (
     WebhookReceiver,
     eventually,
     lease_changed,
+    lease_snapshot,
     notifier_settings,
 )
 from zc_api.database import transaction
@@ -181,7 +182,8 @@ async def test_people_mail_never_goes_to_the_chat_channel(clean_database: str, s
                 )
                 assert response.status_code == 201
                 [invitation] = await outbox(api, InvitationCreated)
-                await bus.publish(invitation, lease_changed(LeaseChange.created))
+                lease = lease_snapshot(account_id=tenant.account_id, owner_email=tenant.dev.email)
+                await bus.publish(invitation, lease_changed(LeaseChange.created, lease))
 
                 await eventually(lambda: len(smtp_sink.mails) == 2 and len(hook.bodies) == 1)
                 await asyncio.sleep(SETTLE)
@@ -205,3 +207,32 @@ async def test_a_user_removed_before_the_mail_is_skipped(people: People, smtp_si
     await asyncio.sleep(SETTLE)
     assert smtp_sink.mails == []
     assert await people.bus.dead_letters("notifier") == []
+
+
+async def test_a_person_an_admin_adds_gets_only_the_confirmation_mail_until_they_confirm(
+    people: People, smtp_sink: SmtpSink
+) -> None:
+    added = await people.api.client.post(
+        f"/api/v1/accounts/{people.tenant.account_id}/users", json={"email": "Added@Elsewhere.example"},
+        headers=people.tenant.admin.headers,
+    )
+    assert added.status_code == 201, added.text
+    email = "added@elsewhere.example"
+    [asked] = [m for m in await outbox(people.api, EmailConfirmationRequested) if m.user_id == added.json()["id"]]
+    # A lease naming them (as an admin giving them one would): nothing about it may reach them yet.
+    theirs = lease_snapshot(account_id=people.tenant.account_id, owner_email=email)
+
+    await people.bus.publish(asked, lease_changed(LeaseChange.owner_changed, theirs))
+
+    await eventually(lambda: len(smtp_sink.mails) == 1)
+    await asyncio.sleep(SETTLE)
+    [confirmation] = smtp_sink.mails
+    assert confirmation.rcpt_tos == [email] and confirmation.subject == "Confirm your address for ZeroCloud"
+    assert await people.bus.dead_letters("notifier") == []
+
+    path = link_in(confirmation.text, "confirm-email")
+    assert (await people.api.client.post(path)).status_code == 200
+    await people.bus.publish(lease_changed(LeaseChange.owner_changed, theirs))
+
+    await eventually(lambda: len(smtp_sink.mails) == 2)
+    assert smtp_sink.mails[1].rcpt_tos == [email] and theirs.instance_id in smtp_sink.mails[1].subject

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -138,6 +138,44 @@ class NotificationKeys(BaseModel):
     keys: list[str]
 
 
+MAX_NOTICE_RECIPIENTS = 10_000
+AccountIdValue = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+class NoticeRecipient(BaseModel):
+    """A person a lease notice is for: their address in one account."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: AccountIdValue
+    email: str = Field(min_length=1, max_length=320)
+
+
+class NoticeRecipientsRequest(BaseModel):
+    """Where a batch of lease notices may go: asked of the api before anything is sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipients: list[NoticeRecipient] = Field(default_factory=list, max_length=MAX_NOTICE_RECIPIENTS)
+    account_ids: list[AccountIdValue] = Field(default_factory=list, max_length=MAX_NOTICE_RECIPIENTS)
+
+
+class AccountWebhook(BaseModel):
+    """An account's own chat webhook, which its admins set."""
+
+    account_id: int
+    url: str
+
+
+class NoticeRecipients(BaseModel):
+    """``confirmed``: the recipients asked whose address is confirmed in that account — mail
+    goes to them only (nothing is mailed to an address before its owner confirmed it).
+    ``webhooks``: the accounts asked that have a webhook of their own."""
+
+    confirmed: list[NoticeRecipient] = Field(default_factory=list)
+    webhooks: list[AccountWebhook] = Field(default_factory=list)
+
+
 class PeopleLinkKind(str, enum.Enum):
     invitation = "invitation"
     email_confirmation = "email_confirmation"
@@ -240,6 +278,12 @@ class InternalApi:
 
     async def notifications_sent(self, keys: list[str]) -> None:
         await self._post("/notifications/sent", NotificationKeys(keys=keys))
+
+    async def notice_recipients(
+        self, recipients: list[NoticeRecipient], account_ids: list[int]
+    ) -> NoticeRecipients:
+        request = NoticeRecipientsRequest(recipients=recipients, account_ids=account_ids)
+        return NoticeRecipients.model_validate(await self._post("/notifications/recipients", request))
 
 
 def _error_field(response: httpx.Response) -> str | None:

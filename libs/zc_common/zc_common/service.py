@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from zc_common import metrics
 from zc_common.bus.base import SHUTDOWN_GRACE
-from zc_common.logging import configure_logging
+from zc_common.logging import configure_logging, redact_access_log
 from zc_common.settings import ZeroCloudSettings
 
 __all__ = ["SHUTDOWN_GRACE", "Listener", "ReadinessCheck", "ScrapeHook", "add_health_routes", "add_metrics_route",
@@ -110,6 +110,7 @@ def serve(app: FastAPI, settings: ZeroCloudSettings, service: str, *, also: Sequ
     lifespan stops consuming and lets the work in hand finish (also bounded by
     SHUTDOWN_GRACE), closes its connections, and the process exits 0."""
     configure_logging(service, settings.log_level)
+    redact_access_log()  # configure_logging does it too; said here, where the access log starts
     # uvicorn re-raises the signal it drained for once it is done, under the handler that
     # was there before it; left at the defaults, SIGTERM would then kill the process (exit
     # -15) and Ctrl-C end in a KeyboardInterrupt traceback after a clean shutdown. This

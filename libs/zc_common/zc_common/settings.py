@@ -326,7 +326,14 @@ class NotifierSettings(ApiCallerSettings):
     digest_window: float = Field(
         30.0, ge=0, description="Seconds the bus gathers messages into one batch: one digest per recipient."
     )
-    webhook_url: str | None = Field(None, description="Also post each digest here (Slack-compatible JSON).")
+    webhook_url: str | None = Field(
+        None,
+        description="Also post every account's lease notices here (Slack-compatible JSON), without renew or "
+        "shut-down links: an operator's channel.",
+    )
+    account_webhooks: bool = Field(
+        True, description="Post each account's lease notices to the webhook its admins set (without links)."
+    )
     send_attempts: int = Field(6, ge=1, le=20, description="Tries per mail inside one handling, with backoff.")
     send_retry_delay: float = Field(1.0, ge=0, description="First backoff between tries; doubles each time.")
     redelivery_attempts: int = Field(

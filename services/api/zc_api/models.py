@@ -35,6 +35,9 @@ class Account(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
     created_at: datetime | None = _now_column()
+    # Where the notifier also posts this account's lease notices (Slack-compatible), set
+    # by its admins. A chat channel: never given renew or shut-down links.
+    webhook_url: str | None = Field(default=None, max_length=2048)
 
 
 class AccountPolicy(SQLModel, table=True):

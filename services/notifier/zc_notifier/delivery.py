@@ -54,7 +54,16 @@ class Delivery:
         self.channel = channel
         self.attempts = attempts
         self.retry_delay = retry_delay
+        self.cooldown = cooldown
         self.breaker = Breaker(cooldown)
+        # A channel that posts per account keeps a breaker per destination: one account's
+        # webhook being down must not hold back every other account's.
+        self._breakers: dict[str, Breaker] = {}
+
+    def breaker_for(self, mail: Mail) -> Breaker:
+        if not self.channel.per_account or mail.destination is None:
+            return self.breaker
+        return self._breakers.setdefault(mail.destination, Breaker(self.cooldown))
 
     @property
     def name(self) -> str:
@@ -74,10 +83,11 @@ class Delivery:
         MAILS.labels(self.name, "ok").inc()
 
     async def _send(self, mail: Mail) -> None:
-        attempts = 1 if self.breaker.tripped else self.attempts
+        breaker = self.breaker_for(mail)
+        attempts = 1 if breaker.tripped else self.attempts
         last: SendFailed | None = None
         for attempt in range(1, attempts + 1):
-            if not self.breaker.allows():
+            if not breaker.allows():
                 raise ChannelDown(f"{self.name}: presumed down after repeated failures ({last or 'earlier mail'})")
             try:
                 await self.channel.send(mail)
@@ -91,8 +101,8 @@ class Delivery:
                 if attempt < attempts:
                     await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
                 continue
-            self.breaker.succeeded()
+            breaker.succeeded()
             return
-        self.breaker.failed()
+        breaker.failed()
         assert last is not None
         raise last

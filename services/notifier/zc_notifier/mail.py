@@ -11,7 +11,8 @@ from email.utils import formatdate, make_msgid, parseaddr
 class Mail:
     """One recipient's mail: a digest of one or more notices, in text and HTML.
     ``keys`` are the notification keys it delivers; ``summary`` has one line per notice
-    (what a chat channel posts)."""
+    (what a chat channel posts); ``destination`` is the account's webhook, for a channel
+    that posts per account."""
 
     sender: str
     recipient: str
@@ -20,6 +21,7 @@ class Mail:
     html: str
     keys: tuple[str, ...] = ()
     summary: tuple[str, ...] = field(default=())
+    destination: str | None = None
 
     def as_email(self) -> EmailMessage:
         message = EmailMessage()

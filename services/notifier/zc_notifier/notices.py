@@ -68,6 +68,13 @@ class Notice:
         return f"{self.message_id}:{self.recipient}"
 
     @property
+    def account_id(self) -> int | None:
+        """The account (tenant) the notice is about."""
+        if self.lease is not None:
+            return self.lease.account_id
+        return self.halted.account_id if self.halted is not None else None
+
+    @property
     def lease_ref(self) -> LeaseRef | None:
         return LeaseRef(lease_id=self.lease.lease_id, version=self.lease.version) if self.lease else None
 

@@ -8,11 +8,11 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from zc_common.bus import Bus, PermanentFailure
-from zc_common.internal_api import InternalApi, InternalApiError, LeaseAction, LeaseRef
+from zc_common.internal_api import InternalApi, InternalApiError, LeaseAction, LeaseRef, NoticeRecipient
 from zc_common.messages import Message, utcnow
 from zc_common.service import ReadinessCheck
 from zc_common.settings import NotifierSettings
@@ -35,6 +35,21 @@ MARK_SENT_ATTEMPTS = 4
 
 class DeliveryIncomplete(Exception):
     """Some mails of the batch did not go out; the bus hands their messages back."""
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """Where this batch's lease notices may go."""
+
+    confirmed: set[tuple[int | None, str]]
+    webhooks: dict[int, str]
+
+    def reaches(self, channel: Channel, notice: Notice) -> bool:
+        if channel.private:
+            return (notice.account_id, notice.recipient) in self.confirmed
+        if channel.per_account:
+            return notice.account_id in self.webhooks
+        return True  # the operator's webhook: every account's notices
 
 
 @dataclass
@@ -77,7 +92,10 @@ class Notifier:
 
     def readiness_checks(self) -> dict[str, ReadinessCheck]:
         """For /readyz: the bus it consumes, and each channel's server answering."""
-        checks: dict[str, ReadinessCheck] = {delivery.name: delivery.channel.ready for delivery in self.deliveries}
+        # An account's webhook is one of many servers, none of them ZeroCloud's to wait for.
+        checks: dict[str, ReadinessCheck] = {
+            delivery.name: delivery.channel.ready for delivery in self.deliveries if not delivery.channel.per_account
+        }
         if self.bus is not None:
             checks = {"bus": self.bus.ping, **checks}
         return checks
@@ -111,29 +129,58 @@ class Notifier:
             raise PermanentFailure(f"not a mail address: {', '.join(repr(a) for a in unmailable)}")
 
     async def _mail(self, notices: Sequence[Notice]) -> None:
-        all_keys = [delivery.key(notice.key) for delivery in self.deliveries for notice in notices]
-        pending = set(await self.api.reserve_notifications(all_keys))
+        """Lease notices: mail (to confirmed addresses only, with renew / shut-down links)
+        and chat webhooks (the operator's and each account's own, never with links)."""
+        targets = await self._targets(notices)
+        wanted = [(index, notice) for index, delivery in enumerate(self.deliveries)
+                  for notice in notices if targets.reaches(delivery.channel, notice)]
+        all_keys = [self.deliveries[index].key(notice.key) for index, notice in wanted]
+        pending = set(await self.api.reserve_notifications(all_keys)) if all_keys else set()
         if len(pending) < len(all_keys):
             log.info("%d of %d notifications already sent; not sending them again",
                      len(all_keys) - len(pending), len(all_keys))
-        work: dict[tuple[int, str], list[Notice]] = defaultdict(list)
-        for index, delivery in enumerate(self.deliveries):
-            for notice in notices:
-                if delivery.key(notice.key) in pending:
-                    work[(index, notice.recipient)].append(notice)
+        work: dict[tuple[int, str, int | None], list[Notice]] = defaultdict(list)
+        for index, notice in wanted:
+            if self.deliveries[index].key(notice.key) in pending:
+                work[(index, notice.recipient, notice.account_id)].append(notice)
         if not work:
             return
-        if not any(self.deliveries[index].breaker.allows() for index, _ in work):
+        if not any(self.deliveries[index].breaker.allows() for index, _, _ in work):
             # Every channel needed is presumed down: fail before minting links that would
             # go unused (after a failed batch the bus hands each message back alone).
             raise DeliveryIncomplete(f"{len(work)} mails held: {', '.join(d.name for d in self.deliveries)} down")
-        links = await self._links(n for group in work.values() for n in group)
+        # Links only for what goes to the owner's own mailbox: whoever reads a chat
+        # channel could renew or shut down any lease posted there.
+        links = await self._links(
+            n for (index, _, _), group in work.items() if self.deliveries[index].channel.private for n in group
+        )
         now = self.clock()
-        mails = [
-            (self.deliveries[index], self.renderer.render(recipient, group, links, now))
-            for (index, recipient), group in work.items()
-        ]
+        mails = []
+        for (index, recipient, account_id), group in work.items():
+            channel = self.deliveries[index].channel
+            mail = self.renderer.render(recipient, group, links if channel.private else {}, now)
+            if channel.per_account:
+                mail = replace(mail, destination=targets.webhooks[account_id] if account_id is not None else None)
+            mails.append((self.deliveries[index], mail))
         await self._deliver(mails)
+
+    async def _targets(self, notices: Sequence[Notice]) -> _Targets:
+        """Ask the api which owners may be mailed and which accounts have a webhook."""
+        asked = sorted(
+            {(n.account_id, n.recipient) for n in notices if n.account_id is not None},
+        )
+        account_ids = sorted({account_id for account_id, _ in asked})
+        wants_webhooks = any(delivery.channel.per_account for delivery in self.deliveries)
+        answer = await self.api.notice_recipients(
+            [NoticeRecipient(account_id=account_id, email=email) for account_id, email in asked],
+            account_ids if wants_webhooks else [],
+        )
+        confirmed = {(r.account_id, r.email) for r in answer.confirmed}
+        skipped = sorted({n.recipient for n in notices if (n.account_id, n.recipient) not in confirmed})
+        if skipped:
+            # Not retried: nothing is mailed to an address before its owner confirmed it.
+            log.info("not mailing %d unconfirmed addresses: %s", len(skipped), ", ".join(skipped))
+        return _Targets(confirmed=confirmed, webhooks={w.account_id: w.url for w in answer.webhooks})
 
     async def _deliver(self, mails: Sequence[tuple[Delivery, Mail]]) -> None:
         """Send, record what went out, and raise for what did not."""

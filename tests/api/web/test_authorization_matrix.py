@@ -140,6 +140,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/internal/v1/leases/outcomes"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/notifications/reserve"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/notifications/sent"): Case(API_INTERNAL, body=_none),
+    ("POST", "/internal/v1/notifications/recipients"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/people-links"): Case(API_INTERNAL, body=_none),
     # Pages anyone may open; links whose token is the credential.
     ("GET", "/"): Case(("303", "ok", "ok", "ok", "303")),  # to /login, or to the person's start page

@@ -23,7 +23,7 @@ async def create_account(new: AccountCreate, session: SessionDep, caller: UserDe
         session, caller=caller, name=new.name,
         default_lease_seconds=lease_seconds(new.lease_expires_in, new.lease_expires_in_units),
     )
-    return AccountPublic.of(account, policy)
+    return AccountPublic.of(account, policy, admin=True)
 
 
 @router.get(
@@ -33,7 +33,7 @@ async def create_account(new: AccountCreate, session: SessionDep, caller: UserDe
 async def list_accounts(session: SessionDep, caller: UserDep, page: PageDep) -> Page[AccountPublic]:
     rows, count = await service.get_all(session, caller=caller, page=page)
     return Page(
-        data=[AccountPublic.of(account, policy) for account, policy in rows],
+        data=[AccountPublic.of(account, policy, admin=caller.is_admin and caller.account_id == account.id) for account, policy in rows],
         count=count, limit=page.limit, offset=page.offset,
     )
 
@@ -44,15 +44,15 @@ async def list_accounts(session: SessionDep, caller: UserDep, page: PageDep) -> 
 )
 async def get_account(account_id: int, session: SessionDep, caller: UserDep) -> AccountPublic:
     account, policy = await service.get(session, caller=caller, account_id=account_id)
-    return AccountPublic.of(account, policy)
+    return AccountPublic.of(account, policy, admin=caller.is_admin and caller.account_id == account.id)
 
 
 @router.patch(
     "/accounts/{account_id}", response_model=AccountPublic, responses=responses(401, 403, 404, 422),
-    summary="Rename an account (admin)",
+    summary="Rename an account or set its webhook for lease notices (admin)",
 )
 async def update_account(
     account_id: int, update: AccountUpdate, session: SessionDep, caller: UserDep
 ) -> AccountPublic:
-    account, policy = await service.update(session, caller=caller, account_id=account_id, name=update.name)
-    return AccountPublic.of(account, policy)
+    account, policy = await service.update(session, caller=caller, account_id=account_id, update=update)
+    return AccountPublic.of(account, policy, admin=True)

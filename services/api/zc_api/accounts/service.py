@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from zc_common.errors import Conflict, NotFound
+from zc_common.errors import Conflict, InvalidInput, NotFound
 
+from zc_api.accounts.schemas import AccountUpdate
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.models import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_LEASE_SECONDS, Account, AccountPolicy, User
@@ -79,16 +82,33 @@ async def get_all(
 
 
 async def update(
-    session: AsyncSession, *, caller: Principal, account_id: int, name: str
+    session: AsyncSession, *, caller: Principal, account_id: int, update: AccountUpdate
 ) -> tuple[Account, AccountPolicy]:
+    """Rename the account and set or remove its webhook: only the fields sent change."""
     caller.require_admin(account_id)
     account, policy = await get(session, caller=caller, account_id=account_id)
-    if account.name != name:
+    if "name" in update.model_fields_set and update.name is None:
+        raise InvalidInput("name cannot be null: an account has a name", field="name")
+    changes: dict[str, dict[str, str | None]] = {}
+    if update.name is not None and account.name != update.name:
+        changes["name"] = {"from": account.name, "to": update.name}
+        account.name = update.name
+    if "webhook_url" in update.model_fields_set and account.webhook_url != update.webhook_url:
+        # The URL is a credential of the chat channel: the audit says that it changed, not what it is.
+        changes["webhook_url"] = {"from": _redacted(account.webhook_url), "to": _redacted(update.webhook_url)}
+        account.webhook_url = update.webhook_url
+    if changes:
         audit.record(
             session, account_id=account_id, actor=caller.actor, action="account.updated",
-            subject_type="account", subject_id=account_id,
-            changes={"name": {"from": account.name, "to": name}},
+            subject_type="account", subject_id=account_id, changes=changes,
         )
-        account.name = name
         await session.flush()
     return account, policy
+
+
+def _redacted(url: str | None) -> str | None:
+    """``https://hooks.example.com/…``: enough to tell which service, not enough to post."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…"

@@ -99,7 +99,11 @@ async def alert(
         return None
     admins = await session.scalars(
         select(col(User.email))
-        .where(col(User.account_id) == cloud_account.account_id, col(User.role) == "admin")
+        # Only confirmed addresses: nothing is mailed to an address before its owner confirmed it.
+        .where(
+            col(User.account_id) == cloud_account.account_id, col(User.role) == "admin",
+            col(User.email_confirmed_at).is_not(None),
+        )
         .order_by(col(User.id))
     )
     message = BlastRadiusHalted(

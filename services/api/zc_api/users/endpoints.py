@@ -15,7 +15,7 @@ router = APIRouter(tags=["users"])
 
 @router.post(
     "/accounts/{account_id}/users", status_code=201, response_model=UserPublic,
-    responses=responses(401, 403, 404, 409, 422), summary="Add a user to an account (admin)",
+    responses=responses(401, 403, 404, 409, 422), summary="Add a user to an account (admin); they are mailed a link to confirm their address",
 )
 async def create_user(account_id: int, new: UserCreate, session: SessionDep, caller: UserDep) -> UserPublic:
     user = await service.create(session, caller=caller, account_id=account_id, new=new)

@@ -61,7 +61,7 @@ class UserPublic(BaseModel):
     role: Role
     github_login: str | None
     email_confirmed_at: datetime | None = Field(
-        description="When the person confirmed the address (or an admin added them); nothing is mailed before"
+        description="When the person confirmed the address by the link mailed to it; nothing else is mailed before"
     )
     created_at: datetime | None
 

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
-from zc_common.messages import utcnow
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
+from zc_api.confirmations import service as confirmations
 from zc_api.models import User
 from zc_api.pagination import PageParams, paginate
 from zc_api.users.schemas import Role, UserCreate, UserUpdate
@@ -51,12 +51,13 @@ async def create(session: AsyncSession, *, caller: Principal, account_id: int, n
         raise Conflict(f"{new.email} is already a user of this account (user {taken})", field="email")
     if new.github_login is not None:
         await _ensure_login_free(session, new.github_login)
-    # Confirmed by the admin's act: they vouch for the address they typed, as they do
-    # for whose instances it will own. People who join on their own (the allowed email
-    # patterns) confirm it themselves before anything is mailed to it.
+    # Not confirmed by the admin's act: an admin could otherwise make ZeroCloud mail any
+    # address they type. The person is mailed a confirmation link; until they follow it
+    # nothing else is mailed to them, and instances tagged with them are leased to an
+    # admin (the owner rules skip unconfirmed people).
     user = User(
         account_id=account_id, email=new.email, role=new.role.value, github_login=new.github_login,
-        email_confirmed_at=utcnow(),
+        email_confirmed_at=None,
     )
     session.add(user)
     await _flush(session)
@@ -64,6 +65,7 @@ async def create(session: AsyncSession, *, caller: Principal, account_id: int, n
         session, account_id=account_id, actor=caller.actor, action="user.created", subject_type="user",
         subject_id=user.id, email=user.email, role=user.role, github_login=user.github_login,
     )
+    await confirmations.request(session, user=user, actor=caller.actor)
     return user
 
 

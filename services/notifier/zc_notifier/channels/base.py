@@ -28,6 +28,9 @@ class Channel(abc.ABC):
     # Delivers to the recipient alone (a mailbox), so a mail may carry a link that acts
     # as a credential (an invitation, an address confirmation). A chat channel does not.
     private: ClassVar[bool] = True
+    # Posts each mail to the webhook of the account its notices belong to (Mail.destination),
+    # not to one place set for the whole installation.
+    per_account: ClassVar[bool] = False
 
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings
