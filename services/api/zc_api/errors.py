@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -15,6 +14,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
 from zc_common.errors import ZeroCloudError
+
+from zc_api.database import is_unstorable
 
 log = logging.getLogger("zc.api")
 
@@ -68,19 +69,6 @@ def _refusal(request: Request, field: str, reason: str) -> Response:
         return _page_for(request, _Invalid(message))
     body = ErrorBody(detail=message, field=field, errors=[{"field": field, "message": reason, "type": "refused"}])
     return JSONResponse(body.model_dump(exclude_none=True), status_code=422)
-
-
-def is_unstorable(error: BaseException) -> bool:
-    """A value PostgreSQL or its driver refused as data (class 22: out of range, too
-    long, U+0000, a bad time), not a broken connection or a bug in a statement."""
-    seen: BaseException | None = error
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, (asyncpg.exceptions.DataError, asyncpg.exceptions._base.DataError)):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
 
 
 def install(app: FastAPI) -> None:

@@ -6,18 +6,16 @@ instead of a 500 from the database or an undocumented 400 from the body parser."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-NUL = "\x00"
+from zc_common.unstorable import NUL, find_nul, where
+
 _JSON_TYPES = ("application/json",)
 _FORM_TYPE = "application/x-www-form-urlencoded"
-# Deeper than any body the API takes; past it the parser, not this walk, has the last word.
-_MAX_DEPTH = 64
 
 
 class Refused(Exception):
@@ -33,26 +31,6 @@ def _nul_in(field: str) -> Refused:
     return Refused(field, "contains U+0000 (a NUL character), which ZeroCloud cannot store: remove it")
 
 
-def _strings(value: Any, path: tuple[str, ...], depth: int = 0) -> Iterator[tuple[tuple[str, ...], str]]:
-    """Every string of a parsed JSON document (keys too), with where it is."""
-    if depth > _MAX_DEPTH:
-        return
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield path, key
-            yield from _strings(item, (*path, key), depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, (*path, str(index)), depth + 1)
-
-
-def _field(path: tuple[str, ...]) -> str:
-    # As request validation names body fields: "name", "regions.0"; the whole body: "body".
-    return ".".join(path) or "body"
-
-
 def check_json(body: bytes) -> None:
     try:
         document = json.loads(body)
@@ -61,9 +39,10 @@ def check_json(body: bytes) -> None:
         raise Refused("body", f"not JSON ({reason}): send a JSON document") from None
     except RecursionError:
         raise Refused("body", "nested too deeply to be read") from None
-    for path, text in _strings(document, ()):
-        if NUL in text:
-            raise _nul_in(_field(path))
+    found = find_nul(document)
+    if found is not None:
+        # As request validation names body fields: "name", "regions.0"; the whole body: "body".
+        raise _nul_in(where(found))
 
 
 def check_form(body: bytes) -> None:
