@@ -111,3 +111,32 @@ async def test_a_batch_that_hit_a_deadlock_is_retried_at_once(
 
     assert attempts == 2
     assert await live_leases(sessions) == 1
+
+
+async def test_an_unstorable_change_is_dead_lettered_alone_at_once_and_its_batch_is_applied(
+    engine: AsyncEngine, sessions: Sessions, bus: Bus
+) -> None:
+    tenant = await make_tenant(sessions)
+    runtime = runtime_for(engine, sessions, bus)
+    subscribe(runtime)
+    await bus.start()
+    good = [change(tenant, tags={"owner": "dev@bigdb.com"}) for _ in range(3)]
+    bad = change(tenant)
+    assert bad.instance is not None
+    # An instance type longer than its column: valid as a message, refused by the database.
+    bad = bad.model_copy(update={"instance": bad.instance.model_copy(update={"instance_type": "x" * 100})})
+
+    await bus.publish(good[0], bad, *good[1:])
+
+    async def all_leased() -> bool:
+        return await live_leases(sessions) == 3
+
+    await eventually(all_leased)
+
+    async def dead_lettered() -> bool:
+        return len(await bus.dead_letters("api")) == 1
+
+    await eventually(dead_lettered)
+    [dead] = await bus.dead_letters("api")
+    assert dead.attempts == 1, dead
+    assert "cannot be stored" in dead.reason, dead.reason

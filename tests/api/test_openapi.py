@@ -68,3 +68,16 @@ async def test_error_codes_a_route_can_answer_are_declared(api: Api) -> None:
     assert "403" in operations["PATCH /api/v1/accounts/{account_id}/policy"]["responses"]
     assert "413" in operations["POST /api/v1/cloudevents"]["responses"]
     assert "requestBody" in operations["POST /api/v1/cloudevents"]
+
+
+async def test_every_public_route_declares_the_refusals_any_request_can_get(api: Api) -> None:
+    # 422: U+0000 in any header, path or query is refused on every route (the request
+    # guard); 413: a body past the 4 MiB cap, on every route that reads one.
+    operations = await _operations(api)
+
+    for name, operation in operations.items():
+        if not name.split(" ", 1)[1].startswith("/api/v1/"):
+            continue
+        assert "422" in operation["responses"], name
+        if operation.get("requestBody"):
+            assert "413" in operation["responses"], name

@@ -225,6 +225,27 @@ async def test_one_poison_message_does_not_hold_back_the_rest_of_its_batch(bus: 
     assert max(len(call) for call in handler.calls) > 1, "the poison message was never in a batch"
 
 
+class Note(Message):
+    type: Literal["zc-test.Note"] = "zc-test.Note"
+    text: str
+
+
+async def test_a_message_carrying_nul_is_dead_lettered_alone_at_once(bus: Bus) -> None:
+    handler = Recorder()
+    bus.subscribe("alpha", [Note], handler, batch_size=10, max_wait=0.3, retry_delay=0.05)
+    await bus.start()
+    poisoned = json.dumps({"type": "zc-test.Note", "text": "evt-\u0000"}).encode()
+
+    await bus.publish(Note(text="one"))
+    await publish_raw(bus, poisoned, Note.type_name())
+    await bus.publish(Note(text="two"))
+
+    [dead] = await dead_letters_eventually(bus, "alpha", 1)
+    assert "text contains U+0000" in dead.reason, dead.reason
+    assert dead.attempts == 1
+    await eventually(lambda: sorted(m.text for m in handler.messages) == ["one", "two"])  # type: ignore[attr-defined]
+
+
 async def test_fields_added_by_a_newer_version_are_ignored(bus: Bus) -> None:
     handler = Recorder()
     bus.subscribe("alpha", [Ping], handler, **FAST)

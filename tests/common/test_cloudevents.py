@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -334,3 +335,14 @@ def test_oversized_event_inside_an_sns_notification_is_refused() -> None:
 def test_cloudtrail_kind_is_spelled_as_aws_does() -> None:
     assert CLOUDTRAIL_CALL == run_instances()["detail-type"]
     assert STATE_CHANGE == state_change()["detail-type"]
+
+
+@pytest.mark.parametrize(("event", "where"), [
+    (state_change_event(account_id="123456789012", region="us-east-1", instance_id="i-0123456789abcdef0",
+                        state="running", event_id="evt-\x00"), "id"),
+    ({**state_change_event(account_id="123456789012", region="us-east-1", instance_id="i-0123456789abcdef0",
+                           state="running"), "resources": ["arn:\x00"]}, "resources.0"),
+])
+def test_an_event_carrying_nul_is_unusable_naming_where(event: dict[str, Any], where: str) -> None:
+    with pytest.raises(UnusableEvent, match=rf"^{re.escape(where)} contains U\+0000"):
+        parse_event(json.dumps(event))

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from zc_common.messages import (
     LIVE_LEASE_STATUSES,
@@ -194,3 +195,27 @@ def test_instance_states() -> None:
     assert {s for s in InstanceState if s.is_live} == {InstanceState.pending, InstanceState.running}
     assert {s for s in InstanceState if s.is_gone} == {InstanceState.shutting_down, InstanceState.terminated}
     assert InstanceState("shutting-down") is InstanceState.shutting_down
+
+
+# --- U+0000 ------------------------------------------------------------------------------
+
+
+def _change(**overrides: object) -> dict[str, object]:
+    return {
+        "type": "ResourceChange", "event_name": "EC2 Instance State-change Notification",
+        "event_time": "2026-11-25T10:00:00Z", "event_source": "aws.ec2", "aws_region": "us-east-1",
+        "recipient_account_id": "123456789012", "instance_id": "i-0123456789abcdef0", "gone": False,
+        "observed_at": "2026-11-25T10:00:00Z", **overrides,
+    }
+
+
+def test_a_message_carrying_nul_cannot_be_made() -> None:
+    with pytest.raises(ValidationError, match=r"event_id contains U\+0000"):
+        ResourceChange.model_validate(_change(event_id="evt-\x00"))
+
+
+def test_a_body_carrying_nul_anywhere_is_undecodable_naming_where() -> None:
+    snapshot = {"instance_id": "i-0123456789abcdef0", "instance_type": "t3.micro", "state": "running",
+                "tags": {"owner": "ada@bigdb.com\x00"}}
+    with pytest.raises(UndecodableMessage, match=r"instance\.tags\.owner contains U\+0000"):
+        decode(json.dumps(_change(instance=snapshot)).encode())

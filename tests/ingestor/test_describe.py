@@ -9,7 +9,7 @@ from zc_common.aws import CloudAccountRole
 from zc_common.messages import InstanceState
 
 from tests.ingestor.factories import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
-from zc_ingestor.describe import describe_instances
+from zc_ingestor.describe import describe_instances, snapshot_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,3 +58,14 @@ async def test_instances_of_another_account_are_not_seen(
         found = await describe_instances(ec2, [theirs])
 
     assert found[theirs].snapshot is None
+
+
+async def test_a_tag_carrying_nul_is_recorded_with_a_replacement_so_the_instance_is_still_leased() -> None:
+    # EC2's XML answers cannot carry U+0000, but nothing else stops one; refusing the
+    # snapshot would leave the instance without a lease, so the character is replaced.
+    snapshot = snapshot_of({
+        "InstanceId": "i-0123456789abcdef0", "InstanceType": "t3.micro", "State": {"Name": "running"},
+        "Tags": [{"Key": "owner", "Value": "alice@bigdb.com\x00"}, {"Key": "x\x00", "Value": "y"}],
+    })
+
+    assert snapshot.tags == {"owner": "alice@bigdb.com\ufffd", "x\ufffd": "y"}

@@ -295,3 +295,21 @@ async def test_changes_are_ordered_by_when_aws_was_asked(
     first, second = recording_bus.changes
     assert first.observed_at < second.observed_at
     assert not first.gone and second.gone
+
+
+async def test_an_event_carrying_nul_is_dead_lettered_alone_and_its_batch_goes_through(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    first, second = await customer.launch(count=2)
+    nul = state_change_event(account_id=CUSTOMER, region=REGION, instance_id=first, state="running",
+                             event_id="evt-\x00")
+    await queues.send(running(first), nul, running(second))
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert (result.received, result.dead_lettered, result.deleted) == (3, 1, 2)
+    assert sorted(c.instance_id for c in recording_bus.changes) == sorted([first, second])
+    [(_, reason)] = await queues.dead_letters()
+    assert reason.startswith("id contains U+0000"), reason
+    assert await queues.waiting() == 0
+

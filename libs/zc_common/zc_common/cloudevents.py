@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from zc_common.unstorable import find_nul, where
+
 STATE_CHANGE = "EC2 Instance State-change Notification"
 CLOUDTRAIL_CALL = "AWS API Call via CloudTrail"
 CLOUDTRAIL_EVENTS = frozenset(
@@ -54,6 +56,10 @@ def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = N
         event = body
     if not isinstance(event, dict):
         raise UnusableEvent("not a JSON object")
+    found = find_nul(event)
+    if found is not None:
+        # Nothing with it could be stored (the event id, its source, the audit record).
+        raise UnusableEvent(f"{where(found, 'event')} contains U+0000 (a NUL character)")
     if event.get("Type") == "Notification" and "Message" in event:  # SNS envelope
         inner = event["Message"]
         return parse_event(inner if isinstance(inner, (str, bytes, dict)) else "", max_bytes=max_bytes)

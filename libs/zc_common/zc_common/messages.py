@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from zc_common.unstorable import find_nul, where
 
 
 def utcnow() -> datetime:
@@ -18,7 +20,8 @@ def utcnow() -> datetime:
 
 class Message(BaseModel):
     """Base of every bus message. ``message_id`` de-duplicates re-deliveries;
-    ``occurred_at`` is when the thing it reports happened."""
+    ``occurred_at`` is when the thing it reports happened. No string in a message
+    carries U+0000."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -28,6 +31,15 @@ class Message(BaseModel):
     schema_version: int = 1
     message_id: UUID = Field(default_factory=uuid4)
     occurred_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _storable(self) -> Message:
+        # No service can store U+0000 (PostgreSQL text): a message carrying one is refused
+        # when made, and dead-lettered alone, with this reason, when it arrives.
+        found = find_nul(self)
+        if found is not None:
+            raise ValueError(f"{where(found, 'message')} contains U+0000 (a NUL character), which cannot be stored")
+        return self
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

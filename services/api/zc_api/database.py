@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -16,6 +17,19 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def is_unstorable(error: BaseException) -> bool:
+    """A value PostgreSQL or its driver refused as data (class 22: out of range, too
+    long, U+0000, a bad time), not a broken connection or a bug in a statement."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, (asyncpg.exceptions.DataError, asyncpg.exceptions._base.DataError)):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 class DatabaseNotMigrated(RuntimeError):

@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import Row, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zc_api.bounds import Offset
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -22,7 +24,7 @@ class PageParams(BaseModel):
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=HARD_CAP, description=f"At most {HARD_CAP}.")] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from zc_common.messages import InstanceSnapshot, InstanceState, utcnow
+from zc_common.unstorable import NUL
 
 # EC2 accepts at most 200 values in one filter.
 FILTER_CHUNK = 200
@@ -29,13 +30,20 @@ class Observation:
         return self.snapshot is None or self.snapshot.state.is_gone
 
 
+def _storable(text: str) -> str:
+    # EC2 takes any character in a tag, U+0000 too, which nothing can store: it becomes
+    # U+FFFD. Refusing the snapshot instead would let one tag keep an instance unleased
+    # (and an owner tag so changed names nobody: the owner rules fall through to the admin).
+    return text.replace(NUL, "\ufffd")
+
+
 def snapshot_of(instance: dict[str, Any]) -> InstanceSnapshot:
     """An InstanceSnapshot from one item of DescribeInstances' Reservations[].Instances[]."""
     return InstanceSnapshot(
         instance_id=instance["InstanceId"],
         instance_type=instance["InstanceType"],
         state=InstanceState(instance["State"]["Name"]),
-        tags={tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags") or []},
+        tags={_storable(tag["Key"]): _storable(tag.get("Value", "")) for tag in instance.get("Tags") or []},
         launch_time=instance.get("LaunchTime"),
     )
 

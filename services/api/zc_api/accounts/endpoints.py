@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from zc_api.accounts import service
 from zc_api.accounts.schemas import AccountCreate, AccountPublic, AccountUpdate
+from zc_api.bounds import RowId
 from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
 from zc_api.pagination import Page, PageDep
@@ -15,7 +16,7 @@ router = APIRouter(tags=["accounts"])
 
 
 @router.post(
-    "/accounts", status_code=201, response_model=AccountPublic, responses=responses(401, 404, 409, 422),
+    "/accounts", status_code=201, response_model=AccountPublic, responses=responses(401, 404, 409, 413, 422),
     summary="Create an account; you become its admin",
 )
 async def create_account(new: AccountCreate, session: SessionDep, caller: UserDep) -> AccountPublic:
@@ -42,17 +43,17 @@ async def list_accounts(session: SessionDep, caller: UserDep, page: PageDep) -> 
     "/accounts/{account_id}", response_model=AccountPublic, responses=responses(401, 404, 422),
     summary="Get an account",
 )
-async def get_account(account_id: int, session: SessionDep, caller: UserDep) -> AccountPublic:
+async def get_account(account_id: RowId, session: SessionDep, caller: UserDep) -> AccountPublic:
     account, policy = await service.get(session, caller=caller, account_id=account_id)
     return AccountPublic.of(account, policy, admin=caller.is_admin and caller.account_id == account.id)
 
 
 @router.patch(
-    "/accounts/{account_id}", response_model=AccountPublic, responses=responses(401, 403, 404, 422),
+    "/accounts/{account_id}", response_model=AccountPublic, responses=responses(401, 403, 404, 413, 422),
     summary="Rename an account or set its webhook for lease notices (admin)",
 )
 async def update_account(
-    account_id: int, update: AccountUpdate, session: SessionDep, caller: UserDep
+    account_id: RowId, update: AccountUpdate, session: SessionDep, caller: UserDep
 ) -> AccountPublic:
     account, policy = await service.update(session, caller=caller, account_id=account_id, update=update)
     return AccountPublic.of(account, policy, admin=True)

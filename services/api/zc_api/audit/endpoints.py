@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from zc_api.audit import service
 from zc_api.audit.schemas import AuditEventPublic
+from zc_api.bounds import RowId, UtcDateTime
 from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
 from zc_api.pagination import Page, PageDep
@@ -25,9 +25,9 @@ async def list_audit_events(
     caller: UserDep,
     page: PageDep,
     subject_type: Annotated[str | None, Query(max_length=32, description="e.g. lease, cloud_account")] = None,
-    subject_id: int | None = None,
+    subject_id: RowId | None = None,
     action: Annotated[str | None, Query(max_length=64, description="e.g. cloud_account.created")] = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone.")] = None,
+    since: Annotated[UtcDateTime | None, Query(description="ISO 8601; UTC when no zone.")] = None,
 ) -> Page[AuditEventPublic]:
     rows, count = await service.get_all(
         session, caller=caller, page=page, subject_type=subject_type, subject_id=subject_id, action=action,

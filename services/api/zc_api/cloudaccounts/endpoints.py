@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from zc_api.bounds import RowId
 from zc_api.cloudaccounts import service
 from zc_api.cloudaccounts.schemas import (
     CloudAccountCreate,
@@ -20,11 +21,11 @@ router = APIRouter(tags=["cloud accounts"])
 
 @router.post(
     "/accounts/{account_id}/cloudaccounts", status_code=201, response_model=CloudAccountPublic,
-    responses=responses(401, 403, 404, 409, 422),
+    responses=responses(401, 403, 404, 409, 413, 422),
     summary="Onboard an AWS account (admin); returns the external ID ZeroCloud generated",
 )
 async def create_cloud_account(
-    account_id: int, new: CloudAccountCreate, session: SessionDep, caller: UserDep, runtime: RuntimeDep
+    account_id: RowId, new: CloudAccountCreate, session: SessionDep, caller: UserDep, runtime: RuntimeDep
 ) -> CloudAccountPublic:
     row = await service.create(
         session, caller=caller, account_id=account_id, new=new,
@@ -38,7 +39,7 @@ async def create_cloud_account(
     responses=responses(401, 404, 422), summary="List an account's cloud accounts",
 )
 async def list_cloud_accounts(
-    account_id: int, session: SessionDep, caller: UserDep, page: PageDep
+    account_id: RowId, session: SessionDep, caller: UserDep, page: PageDep
 ) -> Page[CloudAccountPublic]:
     rows, count = await service.get_all(session, caller=caller, account_id=account_id, page=page)
     return Page(
@@ -51,7 +52,7 @@ async def list_cloud_accounts(
     responses=responses(401, 404, 422), summary="Get a cloud account",
 )
 async def get_cloud_account(
-    cloud_account_id: int, session: SessionDep, caller: UserDep
+    cloud_account_id: RowId, session: SessionDep, caller: UserDep
 ) -> CloudAccountPublic:
     row = await service.get(session, caller=caller, cloud_account_id=cloud_account_id)
     return CloudAccountPublic.of(row)
@@ -59,11 +60,11 @@ async def get_cloud_account(
 
 @router.patch(
     "/cloudaccounts/{cloud_account_id}", response_model=CloudAccountPublic,
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 413, 422),
     summary="Rename a cloud account, change its regions, or switch observe/enforce (admin)",
 )
 async def update_cloud_account(
-    cloud_account_id: int, update: CloudAccountUpdate, session: SessionDep, caller: UserDep
+    cloud_account_id: RowId, update: CloudAccountUpdate, session: SessionDep, caller: UserDep
 ) -> CloudAccountPublic:
     row = await service.update(session, caller=caller, cloud_account_id=cloud_account_id, update=update)
     return CloudAccountPublic.of(row)
@@ -75,6 +76,6 @@ async def update_cloud_account(
     summary="Assume the role with the external ID and report what works (admin)",
 )
 async def verify_cloud_account(
-    cloud_account_id: int, session: SessionDep, caller: UserDep, runtime: RuntimeDep
+    cloud_account_id: RowId, session: SessionDep, caller: UserDep, runtime: RuntimeDep
 ) -> VerifyReport:
     return await service.verify(session, caller=caller, aws=runtime.aws, cloud_account_id=cloud_account_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from zc_api.bounds import INT64_MAX, parse_count
 from zc_api.cloudevents import service
 from zc_api.cloudevents.schemas import CloudEventAccepted
 from zc_api.deps import RuntimeDep, SessionDep, UserDep
@@ -28,8 +29,9 @@ _EVENT_BODY = {
 async def _read_body(request: Request, max_bytes: int) -> bytes:
     """The body, read no further than the limit (a huge body is refused, not buffered)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit():
-        service.refuse_if_too_large(int(declared), max_bytes)
+    size = parse_count(declared, maximum=INT64_MAX)
+    if size is not None:
+        service.refuse_if_too_large(size, max_bytes)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

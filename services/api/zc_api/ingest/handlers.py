@@ -9,9 +9,10 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import DBAPIError
 
+from zc_common.bus import PermanentFailure
 from zc_common.messages import ResourceChange, utcnow
 
-from zc_api.database import transaction
+from zc_api.database import is_unstorable, transaction
 from zc_api.ingest.service import IngestResult, apply_changes
 from zc_api.runtime import ApiRuntime
 
@@ -42,6 +43,10 @@ async def ingest(runtime: ApiRuntime, changes: Sequence[ResourceChange]) -> Inge
                 result = await apply_changes(session, changes, now=utcnow())
             break
         except DBAPIError as error:
+            if is_unstorable(error):
+                # Never right on a retry: dead-lettered now, alone (the bus handles a failed
+                # batch one message at a time), with the database's reason.
+                raise PermanentFailure(f"a value in it cannot be stored: {error.orig}") from error
             sqlstate = getattr(error.orig, "sqlstate", None)
             if sqlstate not in RETRYABLE_SQLSTATES or attempt == ATTEMPTS:
                 raise

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from zc_common.internal_api import PeopleLink, PeopleLinkKind, PeopleLinkRequest
 from zc_common.messages import utcnow
 
+from zc_api.bounds import RowId
 from zc_api.confirmations import service as confirmations
 from zc_api.deps import NotifierDep, RuntimeDep, SessionDep, UserDep
 from zc_api.errors import responses
@@ -24,11 +25,11 @@ internal_router = APIRouter(tags=["internal"])
 
 @router.post(
     "/accounts/{account_id}/invitations", status_code=201, response_model=InvitationPublic,
-    responses=responses(401, 403, 404, 409, 422),
+    responses=responses(401, 403, 404, 409, 413, 422),
     summary="Invite an email address into an account with a role; the invitee is mailed a link (admin)",
 )
 async def create_invitation(
-    account_id: int, new: InvitationCreate, session: SessionDep, caller: UserDep, runtime: RuntimeDep
+    account_id: RowId, new: InvitationCreate, session: SessionDep, caller: UserDep, runtime: RuntimeDep
 ) -> InvitationPublic:
     now = utcnow()
     invitation = await service.create(
@@ -43,7 +44,7 @@ async def create_invitation(
     responses=responses(401, 403, 404, 422), summary="List an account's invitations, newest first (admin)",
 )
 async def list_invitations(
-    account_id: int,
+    account_id: RowId,
     session: SessionDep,
     caller: UserDep,
     page: PageDep,
@@ -62,7 +63,7 @@ async def list_invitations(
     "/invitations/{invitation_id}", status_code=204, response_class=Response,
     responses=responses(401, 403, 404, 409, 422), summary="Revoke an invitation: its link stops working (admin)",
 )
-async def revoke_invitation(invitation_id: int, session: SessionDep, caller: UserDep) -> None:
+async def revoke_invitation(invitation_id: RowId, session: SessionDep, caller: UserDep) -> None:
     await service.revoke(session, caller=caller, invitation_id=invitation_id)
 
 

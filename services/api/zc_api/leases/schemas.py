@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from zc_common.messages import LeaseStatus
 
+from zc_api.bounds import UtcDateTime
 from zc_api.models import Lease, Resource
 
 
@@ -58,7 +59,7 @@ class LeaseRenewal(BaseModel):
     extend_by_seconds: Annotated[int, Field(gt=0, le=MAX_EXTENSION_SECONDS)] | None = Field(
         None, description="Add this to the current expiry (to now, once the lease has expired)."
     )
-    until: datetime | None = Field(None, description="The new expiry, ISO 8601; UTC when no zone.")
+    until: UtcDateTime | None = Field(None, description="The new expiry, ISO 8601; UTC when no zone.")
 
 
 class LeaseExemption(BaseModel):
@@ -67,7 +68,7 @@ class LeaseExemption(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = Field(
         description="Why this instance may outlive the policy (kept in the audit log)."
     )
-    until: datetime | None = Field(None, description="When the exemption ends; none: until an admin changes it.")
+    until: UtcDateTime | None = Field(None, description="When the exemption ends; none: until an admin changes it.")
 
 
 class LeaseOwnerChange(BaseModel):

@@ -23,7 +23,7 @@ async def get_account_policy(account_id: int, session: SessionDep, caller: UserD
 
 @router.patch(
     "/accounts/{account_id}/policy", response_model=AccountPolicyPublic,
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 413, 422),
     summary="Change an account's lease policy (admin; only the fields sent)",
 )
 async def update_account_policy(
@@ -42,7 +42,7 @@ async def get_user_policy(user_id: int, session: SessionDep, caller: UserDep) ->
 
 
 @router.put(
-    "/users/{user_id}/policy", response_model=UserPolicyPublic, responses=responses(401, 403, 404, 422),
+    "/users/{user_id}/policy", response_model=UserPolicyPublic, responses=responses(401, 403, 404, 413, 422),
     summary="Set a user's policy overrides (admin; null = as the account)",
 )
 async def put_user_policy(

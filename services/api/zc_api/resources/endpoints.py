@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from zc_common.messages import InstanceState
 
+from zc_api.bounds import RowId
 from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
 from zc_api.pagination import Page, PageDep
@@ -25,7 +26,7 @@ async def list_resources(
     session: SessionDep,
     caller: UserDep,
     page: PageDep,
-    cloud_account_id: int | None = None,
+    cloud_account_id: RowId | None = None,
     region: str | None = None,
     state: InstanceState | None = None,
     instance_id: Annotated[str | None, Query(max_length=32)] = None,
@@ -42,5 +43,5 @@ async def list_resources(
     "/resources/{resource_id}", response_model=ResourcePublic, responses=responses(401, 404, 422),
     summary="Get an instance",
 )
-async def get_resource(resource_id: int, session: SessionDep, caller: UserDep) -> ResourcePublic:
+async def get_resource(resource_id: RowId, session: SessionDep, caller: UserDep) -> ResourcePublic:
     return ResourcePublic.model_validate(await service.get(session, caller=caller, resource_id=resource_id))

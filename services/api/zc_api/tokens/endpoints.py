@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from zc_api.bounds import RowId
 from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
 from zc_api.pagination import Page, PageDep
@@ -14,7 +15,7 @@ router = APIRouter(tags=["tokens"])
 
 
 @router.post(
-    "/tokens", status_code=201, response_model=TokenCreated, responses=responses(401, 404, 422),
+    "/tokens", status_code=201, response_model=TokenCreated, responses=responses(401, 404, 413, 422),
     summary="Create an API token for yourself (shown once)",
 )
 async def create_token(new: TokenCreate, session: SessionDep, caller: UserDep) -> TokenCreated:
@@ -37,5 +38,5 @@ async def list_tokens(session: SessionDep, caller: UserDep, page: PageDep) -> Pa
     "/tokens/{token_id}", status_code=204, response_class=Response, responses=responses(401, 404, 422),
     summary="Revoke one of your API tokens",
 )
-async def revoke_token(token_id: int, session: SessionDep, caller: UserDep) -> None:
+async def revoke_token(token_id: RowId, session: SessionDep, caller: UserDep) -> None:
     await service.revoke(session, caller=caller, token_id=token_id)

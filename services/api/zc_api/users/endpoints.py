@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from zc_api.bounds import RowId
 from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
 from zc_api.pagination import Page, PageDep
@@ -15,9 +16,10 @@ router = APIRouter(tags=["users"])
 
 @router.post(
     "/accounts/{account_id}/users", status_code=201, response_model=UserPublic,
-    responses=responses(401, 403, 404, 409, 422), summary="Add a user to an account (admin); they are mailed a link to confirm their address",
+    responses=responses(401, 403, 404, 409, 413, 422),
+    summary="Add a user to an account (admin); they are mailed a link to confirm their address",
 )
-async def create_user(account_id: int, new: UserCreate, session: SessionDep, caller: UserDep) -> UserPublic:
+async def create_user(account_id: RowId, new: UserCreate, session: SessionDep, caller: UserDep) -> UserPublic:
     user = await service.create(session, caller=caller, account_id=account_id, new=new)
     return UserPublic.model_validate(user)
 
@@ -27,7 +29,7 @@ async def create_user(account_id: int, new: UserCreate, session: SessionDep, cal
     summary="List an account's users",
 )
 async def list_users(
-    account_id: int, session: SessionDep, caller: UserDep, page: PageDep
+    account_id: RowId, session: SessionDep, caller: UserDep, page: PageDep
 ) -> Page[UserPublic]:
     users, count = await service.get_all(session, caller=caller, account_id=account_id, page=page)
     return Page(
@@ -44,14 +46,14 @@ async def get_me(session: SessionDep, caller: UserDep) -> UserPublic:
 @router.get(
     "/users/{user_id}", response_model=UserPublic, responses=responses(401, 404, 422), summary="Get a user",
 )
-async def get_user(user_id: int, session: SessionDep, caller: UserDep) -> UserPublic:
+async def get_user(user_id: RowId, session: SessionDep, caller: UserDep) -> UserPublic:
     return UserPublic.model_validate(await service.get(session, caller=caller, user_id=user_id))
 
 
 @router.patch(
-    "/users/{user_id}", response_model=UserPublic, responses=responses(401, 403, 404, 409, 422),
+    "/users/{user_id}", response_model=UserPublic, responses=responses(401, 403, 404, 409, 413, 422),
     summary="Change a user's role or GitHub login (admin)",
 )
-async def update_user(user_id: int, update: UserUpdate, session: SessionDep, caller: UserDep) -> UserPublic:
+async def update_user(user_id: RowId, update: UserUpdate, session: SessionDep, caller: UserDep) -> UserPublic:
     user = await service.update(session, caller=caller, user_id=user_id, update=update)
     return UserPublic.model_validate(user)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from zc_api.audit import service as audit
+from zc_api.bounds import in_utc, parse_row_id
 from zc_api.deps import SessionDep
 from zc_api.models import AuditEvent
 from zc_api.pagination import PageParams
@@ -46,9 +47,9 @@ def _since(raw: str) -> tuple[datetime | None, str | None]:
     try:
         moment = datetime.fromisoformat(raw) if "T" in raw or " " in raw else datetime.combine(
             date.fromisoformat(raw), time())
+        return in_utc(moment), None
     except ValueError:
         return None, f"“{raw}” is not a date: write it like 2026-11-25 (or 2026-11-25T14:00, UTC)."
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)), None
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -67,7 +68,7 @@ async def show_audit(
     since_at, problem = _since(since)
     if problem:
         errors["since"] = problem
-    subject = int(subject_id) if subject_id.strip().isdigit() else None
+    subject = parse_row_id(subject_id.strip())
     if subject_id.strip() and subject is None:
         errors["subject_id"] = "A subject id is a number, like 42."
     events, count = await audit.get_all(

@@ -17,6 +17,7 @@ from sqlmodel import col
 from zc_common.errors import Conflict, InvalidInput
 from zc_common.internal_api import CloudAccountMode
 
+from zc_api.bounds import RowId
 from zc_api.cloudaccounts import onboarding
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.cloudaccounts.schemas import CloudAccountCreate, CloudAccountUpdate, VerifyReport
@@ -160,7 +161,7 @@ async def _admins_cloud_account(session: SessionDep, viewer: Viewer, cloud_accou
 
 @router.get("/cloud-accounts/{cloud_account_id}", response_class=HTMLResponse)
 async def show_cloud_account(
-    cloud_account_id: int, request: Request, session: SessionDep, viewer: AdminDep,
+    cloud_account_id: RowId, request: Request, session: SessionDep, viewer: AdminDep,
     notice: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
     row = await _admins_cloud_account(session, viewer, cloud_account_id)
@@ -168,7 +169,7 @@ async def show_cloud_account(
 
 
 @router.get("/cloud-accounts/{cloud_account_id}/template.yaml")
-async def download_template(cloud_account_id: int, session: SessionDep, viewer: AdminDep) -> Response:
+async def download_template(cloud_account_id: RowId, session: SessionDep, viewer: AdminDep) -> Response:
     row = await _admins_cloud_account(session, viewer, cloud_account_id)
     template = onboarding.customer_template(row)
     filename = f"zerocloud-{row.upstream_account_id}.yaml"
@@ -181,7 +182,7 @@ async def download_template(cloud_account_id: int, session: SessionDep, viewer: 
 
 @router.post("/cloud-accounts/{cloud_account_id}/verify", response_class=HTMLResponse)
 async def verify_cloud_account(
-    cloud_account_id: int, request: Request, session: SessionDep, viewer: AdminFormDep, runtime: RuntimeDep
+    cloud_account_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep, runtime: RuntimeDep
 ) -> HTMLResponse:
     row = await _admins_cloud_account(session, viewer, cloud_account_id)
     report = await cloudaccounts.verify(session, caller=viewer.principal, aws=runtime.aws,
@@ -191,7 +192,7 @@ async def verify_cloud_account(
 
 
 @router.post("/cloud-accounts/{cloud_account_id}/mode")
-async def switch_mode(cloud_account_id: int, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
+async def switch_mode(cloud_account_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
     form = await read_form(request)
     try:
         mode = CloudAccountMode(form.text("mode"))

@@ -91,6 +91,6 @@ def actor_name(actor: str, people: dict[str, str]) -> str:
         return f"{rest} (from a mailed link)"
     if kind == "github":
         return f"GitHub user {rest}"
-    if kind == "user" and rest.isdigit():
+    if kind == "user" and rest.isascii() and rest.isdigit():
         return f"user {rest}"
     return actor

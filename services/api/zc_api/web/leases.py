@@ -18,6 +18,7 @@ from sqlmodel import col
 from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.messages import LeaseStatus, utcnow
 
+from zc_api.bounds import RowId, parse_count, parse_row_id
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.deps import SessionDep
 from zc_api.leases import actions, repository
@@ -183,7 +184,7 @@ async def list_leases(
     region: Annotated[str, Query(max_length=32)] = "",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     notice: Annotated[str | None, Query(max_length=32)] = None,
-    lease: Annotated[int | None, Query()] = None,
+    lease: Annotated[RowId | None, Query()] = None,
 ) -> HTMLResponse:
     now = utcnow()
     principal = viewer.principal
@@ -201,9 +202,8 @@ async def list_leases(
             filters.state = ""
     cloud_account_id: int | None = None
     if cloud_account:
-        if cloud_account.isdigit():
-            cloud_account_id = int(cloud_account)
-        else:
+        cloud_account_id = parse_row_id(cloud_account)
+        if cloud_account_id is None:
             problems.append("Pick a cloud account from the list.")
             filters.cloud_account = ""
 
@@ -245,8 +245,8 @@ async def _who(session: AsyncSession, viewer: Viewer, actors: set[str]) -> dict[
     """How the trail names each actor: "you", colleagues by email (one query for all of
     them), ZeroCloud for itself."""
     people: dict[str, str] = {viewer.principal.actor: "you"}
-    ids = {int(rest) for kind, _, rest in (actor.partition(":") for actor in actors - set(people))
-           if kind == "user" and rest.isdigit() and int(rest) < 2**31}
+    ids = {user_id for kind, _, rest in (actor.partition(":") for actor in actors - set(people))
+           if kind == "user" and (user_id := parse_row_id(rest)) is not None}
     if ids:
         rows = await session.execute(
             select(col(User.id), col(User.email))
@@ -292,7 +292,7 @@ async def _detail_page(
 
 @router.get("/leases/{lease_id}", response_class=HTMLResponse)
 async def show_lease(
-    lease_id: int, request: Request, session: SessionDep, viewer: MemberDep,
+    lease_id: RowId, request: Request, session: SessionDep, viewer: MemberDep,
     notice: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
     now = utcnow()
@@ -314,12 +314,12 @@ def _back(return_to: str, lease_id: int, code: str) -> RedirectResponse:
 
 @router.post("/leases/{lease_id}/renew", response_class=HTMLResponse)
 async def renew_lease(
-    lease_id: int, request: Request, session: SessionDep, viewer: CsrfDep,
+    lease_id: RowId, request: Request, session: SessionDep, viewer: CsrfDep,
     extend: Annotated[str, Form(max_length=20)] = "",
     return_to: Annotated[str, Form(max_length=2000)] = "/leases",
 ) -> Response:
     record = await _one(session, viewer, lease_id)
-    seconds = int(extend) if extend.isdigit() and 0 < int(extend) <= MAX_EXTENSION_SECONDS else None
+    seconds = parse_count(extend, maximum=MAX_EXTENSION_SECONDS) or None
     if extend != "max" and seconds is None:
         return await _detail_page(
             request, session, viewer, lease_id, status=422, chosen=extend,
@@ -345,7 +345,7 @@ async def renew_lease(
 
 
 @router.get("/leases/{lease_id}/shutdown", response_class=HTMLResponse)
-async def confirm_shutdown(lease_id: int, request: Request, session: SessionDep, viewer: MemberDep) -> HTMLResponse:
+async def confirm_shutdown(lease_id: RowId, request: Request, session: SessionDep, viewer: MemberDep) -> HTMLResponse:
     """The confirmation: what shutting down will do. Nothing happens until the POST."""
     return await _confirm_page(request, session, viewer, lease_id)
 
@@ -365,7 +365,7 @@ async def _confirm_page(
 
 @router.post("/leases/{lease_id}/shutdown", response_class=HTMLResponse)
 async def shut_down_lease(
-    lease_id: int, request: Request, session: SessionDep, viewer: CsrfDep,
+    lease_id: RowId, request: Request, session: SessionDep, viewer: CsrfDep,
     return_to: Annotated[str, Form(max_length=2000)] = "/leases",
 ) -> Response:
     try:

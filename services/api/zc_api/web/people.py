@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.messages import utcnow
 
+from zc_api.bounds import RowId
 from zc_api.deps import RuntimeDep, SessionDep
 from zc_api.invitations import service as invitations
 from zc_api.invitations.schemas import status_of
@@ -80,7 +81,7 @@ async def list_people(
 
 
 @router.post("/users/{user_id}/role", response_class=HTMLResponse)
-async def change_role(user_id: int, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
+async def change_role(user_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
     form = await read_form(request)
     try:
         role = Role(form.text("role"))
@@ -121,7 +122,7 @@ async def invite(request: Request, session: SessionDep, viewer: AdminFormDep, ru
 
 
 @router.post("/users/invitations/{invitation_id}/revoke", response_class=HTMLResponse)
-async def revoke_invitation(invitation_id: int, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
+async def revoke_invitation(invitation_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
     try:
         async with session.begin_nested():
             await invitations.revoke(session, caller=viewer.principal, invitation_id=invitation_id)
@@ -169,7 +170,7 @@ async def _person(session: SessionDep, viewer: Viewer, user_id: int) -> User:
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
 async def show_person(
-    user_id: int, request: Request, session: SessionDep, viewer: AdminDep,
+    user_id: RowId, request: Request, session: SessionDep, viewer: AdminDep,
     notice: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
     person = await _person(session, viewer, user_id)
@@ -182,7 +183,7 @@ _LIMIT_FIELDS = {"default_lease_seconds": "default_lease", "max_lease_seconds": 
 
 
 @router.post("/users/{user_id}/policy", response_class=HTMLResponse)
-async def save_limits(user_id: int, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
+async def save_limits(user_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
     person = await _person(session, viewer, user_id)
     form = await read_form(request)
     fields = {

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from zc_api.bounds import RowId
 from zc_api.deps import RuntimeDep, SessionDep
 from zc_api.pagination import PageParams
 from zc_api.tokens import service as tokens
@@ -58,6 +59,6 @@ async def create_token(request: Request, session: SessionDep, viewer: CsrfDep, r
 
 
 @router.post("/tokens/{token_id}/revoke")
-async def revoke_token(token_id: int, session: SessionDep, viewer: CsrfDep) -> Response:
+async def revoke_token(token_id: RowId, session: SessionDep, viewer: CsrfDep) -> Response:
     await tokens.revoke(session, caller=viewer.principal, token_id=token_id)
     return RedirectResponse("/tokens?notice=revoked", status_code=303)
