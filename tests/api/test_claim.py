@@ -168,8 +168,15 @@ async def test_blast_radius_cap_claims_half_and_alerts_the_admins_once(api: Api,
     assert "50%" in alert.cap
     assert [(await lease_row(api, i)).status for i in sorted(held)] == ["expired"] * 5
     assert len(await audit_events(api, action="cloud_account.reaping_halted")) == 1
+    # Held, never forgotten: each gets a new version whose timer asks the reaper again
+    # once the hour's window has moved on.
+    retries = {m.lease.lease_id: m for m in await outbox(api, LeaseChanged) if m.change is LeaseChange.reap_skipped}
+    assert retries.keys() == held
+    for message in retries.values():
+        assert message.lease.version == 2 and message.expire_at == message.occurred_at + timedelta(hours=1)
+        assert message.reason is not None and "blast-radius cap" in message.reason
 
-    again = await claim(api, *((lease_id, 1) for lease_id in sorted(held)))
+    again = await claim(api, *((lease_id, 2) for lease_id in sorted(held)))
 
     assert again.claimed == [] and {r.reason for r in again.refused} == {"blast_radius"}
     assert len(await outbox(api, BlastRadiusHalted)) == 1, "one alert per cloud account per hour"

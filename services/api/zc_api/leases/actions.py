@@ -18,7 +18,7 @@ from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus, utcnow
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.leases import repository
-from zc_api.leases.messages import lease_changed
+from zc_api.leases.messages import REAP_RETRY, lease_changed
 from zc_api.leases.policy import NEVER_EXPIRES, OwnerChoice, normalise_email
 from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.service import visible_to
@@ -76,17 +76,19 @@ def new_version(
     actor: str,
     now: datetime,
     reason: str | None = None,
+    retry_in: timedelta = REAP_RETRY,
     **details: Any,
 ) -> LeaseChanged:
     """Make what the caller changed on ``record.lease`` a new version and audit it;
     answers its LeaseChanged (the new schedule) for the caller to put on the outbox in
-    the same transaction (batches enqueue many at once)."""
+    the same transaction (batches enqueue many at once). ``retry_in``: when the reaper
+    tries again after a reap_skipped."""
     lease = record.lease
     lease.version += 1
     lease.updated_at = now
     message = lease_changed(
         change, record.snapshot(), actor=actor, now=now, warning_seconds=record.policy.warning_seconds,
-        reason=reason,
+        reason=reason, retry_in=retry_in,
     )
     audit.record(
         session, account_id=lease.account_id, actor=actor, action=f"lease.{change.value}", subject_type="lease",

@@ -90,12 +90,13 @@ def lease_changed(
     warning_seconds: Iterable[int] = (),
     reason: str | None = None,
     message_id: UUID | None = None,
+    retry_in: timedelta = REAP_RETRY,
 ) -> LeaseChanged:
     """The message for a committed lease change; it is also the lease's schedule. An
     active lease carries the warnings still ahead of it and its expiry (the scheduler's
     timers); an exemption with an end date and a shutdown request carry only the expiry
-    (a shutdown's is now: the reaper is asked at once); one the reaper skipped carries a
-    retry REAP_RETRY from now; anything else carries none, which cancels the older
+    (a shutdown's is now: the reaper is asked at once); one the reaper skipped (or the
+    blast-radius cap held) carries a retry ``retry_in`` from now; anything else carries none, which cancels the older
     versions' timers."""
     warnings: list[datetime] = []
     expire_at = None
@@ -107,7 +108,7 @@ def lease_changed(
     elif change is LeaseChange.shutdown_requested:
         expire_at = lease.expires_at
     elif change is LeaseChange.reap_skipped and lease.status is LeaseStatus.expired:
-        expire_at = now + REAP_RETRY
+        expire_at = now + retry_in
     return LeaseChanged(
         message_id=message_id or uuid4(),
         occurred_at=now,

@@ -121,9 +121,9 @@ async def _enforce(
             version=lease.version, instance_id=record.resource.instance_id,
         )
         result.claimed.append(_claimed(record))
+    retries: list[LeaseChanged] = []
     for record in holding:
         lease = record.lease
-        # Held, not renewed: the same version stays claimable once the cap allows.
         if lease.status != LeaseStatus.expired.value:
             lease.status, lease.updated_at = LeaseStatus.expired.value, now
         audit.record(
@@ -131,6 +131,13 @@ async def _enforce(
             subject_id=lease.id, reason=f"blast-radius cap: {cap.describe()}", version=lease.version,
         )
         result.refused.append(ClaimRefusal(lease_id=record.id, version=lease.version, reason="blast_radius"))
+        # Held, never forgotten: a new version whose timer asks the reaper again once the
+        # cap's window has moved on (its owner hears why it still runs).
+        retries.append(new_version(
+            session, record, LeaseChange.reap_skipped, actor=actor, now=now, retry_in=blast_radius.WINDOW,
+            reason=f"held by the blast-radius cap ({cap.describe()}); tried again within the hour",
+        ))
+    await outbox.enqueue(session, retries)
     await session.flush()
     if holding:
         await blast_radius.alert(
