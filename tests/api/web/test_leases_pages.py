@@ -320,3 +320,24 @@ async def test_an_unpriced_instance_and_an_endless_exemption_say_so(
     assert listed.text.count("no price") == 1 and "no end date" in listed.text
     assert "$0.00" in listed.text or "under $0.01" in listed.text  # the exempt t3.micro, just leased
     assert shown.status_code == 200 and "no end date" in shown.text
+
+
+async def test_an_instance_running_past_its_lease_says_so_in_the_api_and_on_the_page(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    _, past = await make_lease(api, cloud, tenant.dev, status="expired", expires_in=-timedelta(hours=3),
+                               instance_id="i-00000000000000past")
+    stopped_id, stopped = await make_lease(api, cloud, tenant.dev, status="expired", expires_in=-timedelta(hours=3))
+    _, running = await make_lease(api, cloud, tenant.dev)
+    async with transaction(api.sessions) as session:
+        await session.execute(update(Resource).where(col(Resource.id) == stopped_id).values(state="stopped"))
+
+    answers = {lease_id: (await api.client.get(f"/api/v1/leases/{lease_id}", headers=tenant.dev.headers)).json()
+               for lease_id in (past, stopped, running)}
+    page = await (await page_client(tenant.dev)).get("/leases")
+
+    assert {lease_id: a["past_its_lease"] for lease_id, a in answers.items()} == {
+        past: True, stopped: False, running: False
+    }
+    assert page.text.count("running past its lease") == 1

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from zc_common.messages import LeaseStatus
+from zc_common.messages import InstanceState, LeaseStatus
 
 from zc_api.bounds import UtcDateTime
 from zc_api.models import Lease, Resource
@@ -32,6 +32,11 @@ class LeasePublic(BaseModel):
     exempt_reason: str | None = None
     claimed_at: datetime | None = None
     reaped_at: datetime | None = None
+    past_its_lease: bool = Field(
+        False,
+        description="The lease ended and its instance still runs: observe mode, stop or termination protection, "
+        "or the blast-radius cap kept the reaper from it. ZeroCloud tries again; renew it or shut it down.",
+    )
 
     @classmethod
     def of(cls, lease: Lease, resource: Resource) -> LeasePublic:
@@ -43,8 +48,14 @@ class LeasePublic(BaseModel):
             owner_reason=lease.owner_reason, expires_at=lease.expires_at, version=lease.version,
             status=LeaseStatus(lease.status), over_quota=lease.over_quota, created_at=lease.created_at,
             updated_at=lease.updated_at, exempt_reason=lease.exempt_reason, claimed_at=lease.claimed_at,
-            reaped_at=lease.reaped_at,
+            reaped_at=lease.reaped_at, past_its_lease=runs_past_its_lease(lease, resource),
         )
+
+
+def runs_past_its_lease(lease: Lease, resource: Resource) -> bool:
+    """The lease has ended (expired, not reaped) while its instance still runs."""
+    live = {state.value for state in InstanceState if state.is_live}
+    return lease.status == LeaseStatus.expired.value and not resource.gone and resource.state in live
 
 
 # A renewal can ask for at most ten years; the policy's maximum lease is the real bound.

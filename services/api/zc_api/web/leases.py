@@ -25,7 +25,7 @@ from zc_api.leases import actions, repository
 from zc_api.leases import service as leases
 from zc_api.leases.policy import NEVER_EXPIRES
 from zc_api.leases.repository import LeaseRecord
-from zc_api.leases.schemas import MAX_EXTENSION_SECONDS
+from zc_api.leases.schemas import MAX_EXTENSION_SECONDS, runs_past_its_lease
 from zc_api.models import AuditEvent, CloudAccount, Lease, Resource, User
 from zc_api.pagination import PageParams
 from zc_api.policies.service import human_duration
@@ -71,6 +71,10 @@ class LeaseView:
     latest: str
     choices: list[RenewChoice]
     chosen: str
+
+    @property
+    def past_its_lease(self) -> bool:
+        return runs_past_its_lease(self.record.lease, self.record.resource)
 
     @property
     def lease(self) -> Lease:
