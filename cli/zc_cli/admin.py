@@ -1,5 +1,6 @@
 """What an admin changes after onboarding: `zerocloud-cli update cloudaccount` (mode, name,
-regions), `update account` (name, webhook), and invitations — `create invitation`, `list invitations`, `revoke invitation`.
+regions), `delete cloudaccount`, `update account` (name, webhook), and invitations —
+`create invitation`, `list invitations`, `revoke invitation`.
 
 The invitation commands join the `create` and `list` sub-apps when this module is
 imported, which main.py does."""
@@ -14,7 +15,7 @@ from zc_cli.client import connect
 from zc_cli.create import _choice, body_of, create_app
 from zc_cli.errors import EXIT_USAGE, fail
 from zc_cli.options import AccountId, ApiUrl, Json, Limit, Offset, Token, account_of_caller
-from zc_cli.output import Column, cell, emit_page, emit_record
+from zc_cli.output import Column, cell, emit_json, emit_page, emit_record
 from zc_cli.read import list_app
 
 update_app = typer.Typer(
@@ -22,6 +23,7 @@ update_app = typer.Typer(
     no_args_is_help=True,
 )
 revoke_app = typer.Typer(help="Revoke something so it stops working: an invitation.", no_args_is_help=True)
+delete_app = typer.Typer(help="Remove something from ZeroCloud: a cloud account.", no_args_is_help=True)
 
 CLOUDACCOUNT_MODES = ("observe", "enforce")
 ROLES = ("admin", "dev")
@@ -188,3 +190,31 @@ def revoke_invitation(
     with connect(api_url, token) as client:
         client.delete(f"/invitations/{invitation_id}")
     typer.echo(f"invitation {invitation_id} revoked: its link no longer works")
+
+
+@delete_app.command("cloudaccount")
+def delete_cloudaccount(
+    cloud_account_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The cloud account's id.", show_default=False)
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: Json = False,
+    api_url: ApiUrl = None,
+    token: Token = None,
+) -> None:
+    """Remove a cloud account (admins): its live leases are released, ZeroCloud no longer
+    assumes its role, and its AWS account can be onboarded again. The audit trail is kept."""
+    if not yes:
+        typer.confirm(
+            f"Remove cloud account {cloud_account_id} and release its live leases?", abort=True, err=True
+        )
+    with connect(api_url, token) as client:
+        removed = client.delete(f"/cloudaccounts/{cloud_account_id}")
+    if as_json:
+        emit_json(removed)
+        return
+    released = removed.get("leases_released") if isinstance(removed, dict) else None
+    typer.echo(
+        f"cloud account {cloud_account_id} removed: {released} live lease(s) released, its role is no longer "
+        "used; its audit trail is kept"
+    )

@@ -1,5 +1,5 @@
 """`zerocloud-cli`: the root command, login, verify, the ingestor's poller in the foreground,
-and the sub-apps (create, get, list, update, revoke, lease, sandbox)."""
+and the sub-apps (create, get, list, update, revoke, delete, lease, sandbox)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from zc_cli import credentials
-from zc_cli.admin import revoke_app, update_app  # also adds `create invitation`, `list invitations`
+from zc_cli.admin import (  # also adds `create invitation`, `list invitations`
+    delete_app,
+    revoke_app,
+    update_app,
+)
 from zc_cli.client import connect, resolve_target
 from zc_cli.create import create_app
 from zc_cli.errors import EXIT_API_ERROR, fail
@@ -31,6 +35,7 @@ app.add_typer(get_app, name="get")
 app.add_typer(list_app, name="list")
 app.add_typer(update_app, name="update")
 app.add_typer(revoke_app, name="revoke")
+app.add_typer(delete_app, name="delete")
 app.add_typer(lease_app, name="lease")
 app.add_typer(verify_app, name="verify")
 

@@ -132,6 +132,11 @@ async def ensure_demo(
         )
         failures: tuple[str, ...] = ()
         if made_now:
+            for region in cloud.get("regions") or spec.regions:
+                await ensure_customer_stack(
+                    aws, customer_account_id=customer_account_id, external_id=str(cloud["external_id"]),
+                    region=str(region),
+                )
             report = await _call(api, "POST", f"/cloudaccounts/{cloud['id']}/verify", step="verify the cloud account")
             failures = tuple(
                 f"{check.get('name')}: {check.get('detail')}" for check in report.get("checks", []) if not check.get("ok")
@@ -231,7 +236,7 @@ async def ensure_customer_role(aws: AwsAccess, *, customer_account_id: str, role
             "Effect": "Allow",
             # What deploy/aws/customer-account.yaml grants a real account, no more.
             "Action": ["ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:StopInstances",
-                       "ec2:TerminateInstances"],
+                       "ec2:TerminateInstances", "cloudformation:DescribeStacks"],
             "Resource": "*",
         }],
     }
@@ -245,6 +250,34 @@ async def ensure_customer_role(aws: AwsAccess, *, customer_account_id: str, role
                 raise
             await iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(trust))
         await iam.put_role_policy(RoleName=role_name, PolicyName="ZeroCloud", PolicyDocument=json.dumps(permissions))
+
+
+# What verify reads of the customer's stack in each region: its topic and the external ID
+# it was made for (the real template, customer-account.yaml, has the same outputs).
+_STACK_NAME = "zerocloud"
+_STACK = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Parameters": {"ExternalId": {"Type": "String"}},
+    "Resources": {"EventTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "ZeroCloudEvents"}}},
+    "Outputs": {"TopicArn": {"Value": {"Ref": "EventTopic"}}, "ExternalId": {"Value": {"Ref": "ExternalId"}}},
+}
+
+
+async def ensure_customer_stack(aws: AwsAccess, *, customer_account_id: str, external_id: str, region: str) -> None:
+    """The region's ZeroCloud stack (its event topic), made in the moto account."""
+    setup = CloudAccountRole(f"arn:aws:iam::{customer_account_id}:role/SandboxSetup", "sandbox-setup")
+    parameters = [{"ParameterKey": "ExternalId", "ParameterValue": external_id}]
+    async with aws.client("cloudformation", region, role=setup) as cloudformation:
+        try:
+            await cloudformation.create_stack(StackName=_STACK_NAME, TemplateBody=json.dumps(_STACK), Parameters=parameters)
+        except Exception as error:
+            if error_code(error) != "AlreadyExistsException":
+                raise
+            [stack] = (await cloudformation.describe_stacks(StackName=_STACK_NAME))["Stacks"]
+            outputs = {o.get("OutputKey"): o.get("OutputValue") for o in stack.get("Outputs", [])}
+            if outputs.get("ExternalId") == external_id:
+                return
+            await cloudformation.update_stack(StackName=_STACK_NAME, TemplateBody=json.dumps(_STACK), Parameters=parameters)
 
 
 def _read_marker(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from zc_common.settings import ApiSettings
 
 from tests.api.factories import Api, Tenant, make_cloud_account, running_api
+from tests.api.test_cloud_account_claims import deploy_stack
 
 
 def _closed_port() -> int:
@@ -19,6 +20,8 @@ def _closed_port() -> int:
 
 async def test_role_in_moto_verifies_ok(api: Api, moto: str, tenant: Tenant) -> None:
     cloud = await make_cloud_account(api, tenant, regions=["us-east-1", "eu-west-1"])
+    for region in cloud["regions"]:
+        await deploy_stack(moto, cloud, region)
 
     response = await api.client.post(f"/api/v1/cloudaccounts/{cloud['id']}/verify", headers=tenant.admin.headers)
 
@@ -27,6 +30,7 @@ async def test_role_in_moto_verifies_ok(api: Api, moto: str, tenant: Tenant) -> 
     assert report["ok"] is True
     assert [c["name"] for c in report["checks"]] == [
         "assume_role", "caller_identity", "describe_instances:us-east-1", "describe_instances:eu-west-1",
+        "events_topic:us-east-1", "events_topic:eu-west-1", "claim",
     ]
     assert all(c["ok"] for c in report["checks"])
     assert cloud["upstream_account_id"] in report["checks"][1]["detail"]

@@ -1,5 +1,5 @@
-"""`zerocloud-cli update cloudaccount` and the invitation commands (`create invitation`,
-`list invitations`, `revoke invitation`) against a real api."""
+"""`zerocloud-cli update cloudaccount`, `delete cloudaccount` and the invitation commands
+(`create invitation`, `list invitations`, `revoke invitation`) against a real api."""
 
 from __future__ import annotations
 
@@ -146,6 +146,54 @@ def test_another_tenants_cloud_account_is_not_found_and_unchanged(
     assert other.json("get", "cloudaccount", their_cloud)["mode"] == "observe"
 
 
+# --- delete cloudaccount -------------------------------------------------------------------
+
+
+def test_delete_cloudaccount_removes_it_and_keeps_its_audit(cli: Cli, onboarded: dict[str, int]) -> None:
+    cloud_id = str(onboarded["cloud_account"])
+
+    result = cli("delete", "cloudaccount", cloud_id, "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"cloud account {cloud_id} removed: 0 live lease(s) released, its role is no longer used; "
+        "its audit trail is kept"
+    )
+    gone = cli("get", "cloudaccount", cloud_id)
+    assert gone.exit_code == 1 and "HTTP 404" in gone.stderr
+    audit = cli.json("list", "audit", "--action", "cloud_account.removed")["data"]
+    assert [event["subject_id"] for event in audit] == [onboarded["cloud_account"]]
+    again = cli("delete", "cloudaccount", cloud_id, "--yes")
+    assert again.exit_code == 1 and "HTTP 404" in again.stderr
+
+
+def test_delete_cloudaccount_asks_first_and_does_nothing_when_told_no(
+    cli: Cli, onboarded: dict[str, int]
+) -> None:
+    cloud_id = str(onboarded["cloud_account"])
+
+    declined = cli("delete", "cloudaccount", cloud_id, input="n\n")
+    confirmed = cli("delete", "cloudaccount", cloud_id, "--json", input="y\n")
+
+    assert declined.exit_code == 1
+    assert f"Remove cloud account {cloud_id}" in declined.stderr
+    assert confirmed.exit_code == 0, confirmed.stderr
+    answer = confirmed.stdout[confirmed.stdout.index("{"):]  # CliRunner echoes the typed "y" to stdout
+    assert json.loads(answer) == {"id": onboarded["cloud_account"], "leases_released": 0}
+
+
+def test_another_tenants_cloud_account_cannot_be_deleted(
+    cli: Cli, onboarded: dict[str, int], other_tenant: tuple[Cli, dict[str, int]]
+) -> None:
+    other, theirs = other_tenant
+    their_cloud = str(theirs["cloud_account"])
+
+    result = cli("delete", "cloudaccount", their_cloud, "--yes")
+
+    assert result.exit_code == 1 and "HTTP 404" in result.stderr
+    assert other.json("get", "cloudaccount", their_cloud)["id"] == theirs["cloud_account"]
+
+
 # --- invitations ---------------------------------------------------------------------------
 
 
@@ -221,6 +269,7 @@ def test_invitation_options_are_checked_before_asking(offline_cli: Cli) -> None:
 
 def test_help_lists_the_new_commands(offline_cli: Cli) -> None:
     root = offline_cli("--help").stdout
-    assert "update" in root and "revoke" in root
+    assert "update" in root and "revoke" in root and "delete" in root
+    assert "cloudaccount" in offline_cli("delete", "--help").stdout
     assert "invitation" in offline_cli("create", "--help").stdout
     assert "invitations" in offline_cli("list", "--help").stdout

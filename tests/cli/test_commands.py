@@ -3,12 +3,14 @@ and every error answer reaches the person with the api's own message."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from pathlib import Path
 
 from zc_common.cloudevents import state_change_event
 
+from tests.api.test_cloud_account_claims import deploy_stack
 from tests.cli.conftest import CUSTOMER, ROLE_ARN, SEED_ACCOUNT, SEED_CLOUDACCOUNT, Cli, RunningApi
 
 INSTANCE = "i-0123456789abcdef0"
@@ -202,10 +204,11 @@ def test_verify_reports_failed_checks_and_exits_1(cli: Cli, onboarded: dict[str,
     assert "some checks failed" in result.stdout
 
 
-def test_verify_passes_against_moto(api_on_moto: RunningApi) -> None:
+def test_verify_passes_against_moto(api_on_moto: RunningApi, moto: str) -> None:
     cli = Cli(api_url=api_on_moto.url, token=api_on_moto.admin_token)
     account = cli.json("create", "account", "--payload", SEED_ACCOUNT)
     cloud = cli.json("create", "cloudaccount", "--accountID", str(account["id"]), "--payload", SEED_CLOUDACCOUNT)
+    asyncio.run(deploy_stack(moto, cloud, "us-east-1"))  # the region's topic, which verify binds
 
     result = cli("verify", "cloudaccount", str(cloud["id"]))
 

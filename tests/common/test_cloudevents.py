@@ -186,6 +186,19 @@ def test_sns_wrapped_event_reads_like_the_raw_one() -> None:
     assert parse_event(json.dumps(sns_wrapped(state_change()))) == parse_event(state_change())
 
 
+def test_sns_wrapped_event_says_which_topic_delivered_it_and_a_raw_one_says_none() -> None:
+    wrapped = parse_event(json.dumps(sns_wrapped(state_change())))
+    raw = parse_event(state_change())
+
+    assert wrapped.via_sns and wrapped.topic_arn == f"arn:aws:sns:{REGION}:{ACCOUNT}:zerocloud-events"
+    assert not raw.via_sns and raw.topic_arn is None
+
+
+def test_sns_envelope_inside_an_sns_envelope_is_unusable() -> None:
+    with pytest.raises(UnusableEvent, match="inside an SNS notification"):
+        parse_event(json.dumps(sns_wrapped(sns_wrapped(state_change()))))
+
+
 def test_event_built_for_tests_and_the_cli_is_a_valid_state_change() -> None:
     when = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
     event = state_change_event(account_id=ACCOUNT, region=REGION, instance_id=I1, state="running", time=when)

@@ -41,7 +41,7 @@ MOTO_ACCOUNT = "123456789012"  # every stack moto makes lands in its default acc
 ZEROCLOUD_ACCOUNT = "210987654321"
 # Services ZeroCloud calls inside a customer account. STS there is only GetCallerIdentity
 # (verify), which no IAM policy can deny; AssumeRole is made as ZeroCloud itself.
-ROLE_SERVICES = {"ec2", "sts"}
+ROLE_SERVICES = {"ec2", "sts", "cloudformation"}
 NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity", "sts:AssumeRole"}
 # SQS's batch calls are authorised by the single-message action.
 SQS_BATCH = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage", "sqs:SendMessageBatch": "sqs:SendMessage"}
@@ -169,7 +169,10 @@ def test_role_allows_exactly_the_ec2_calls_zerocloud_makes() -> None:
         f"code calls {sorted(set(through_role) - ROLE_SERVICES)} inside customer accounts "
         f"({through_role}): grant it in customer-account.yaml and teach this test"
     )
-    used = operations_used("ec2", ZEROCLOUD_CODE)
+    # CloudFormation's are looked for where the role's cloudformation client is made: its
+    # method names (get_template) are common words elsewhere (Jinja's).
+    stack_readers = sorted({(ROOT / path).parent for path in through_role.get("cloudformation", set())})
+    used = {**operations_used("ec2", ZEROCLOUD_CODE), **operations_used("cloudformation", stack_readers)}
     sts_used = set(operations_used("sts", ZEROCLOUD_CODE))
     assert sts_used <= NO_PERMISSION_NEEDED, f"new STS calls {sts_used - NO_PERMISSION_NEEDED}: grant them"
 
@@ -185,9 +188,13 @@ def test_role_acts_only_on_instances_of_its_own_account() -> None:
     allowed = _role_actions(load(CUSTOMER_TEMPLATE))
     instances = {"Fn::Sub": "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:instance/*"}
 
+    stacks = {"Fn::Sub": "arn:${AWS::Partition}:cloudformation:*:${AWS::AccountId}:stack/*/*"}
+
     for action, resource in allowed.items():
         if action.startswith("ec2:Describe"):
             assert resource == "*"  # Describe calls have no resource-level permissions
+        elif action.startswith("cloudformation:"):
+            assert resource == stacks, action
         else:
             assert resource == instances, action
 
@@ -243,6 +250,14 @@ def test_event_queue_matches_the_ingestor() -> None:
                  if s["Effect"] == "Allow"]
     assert deliver["Principal"] == {"Service": "sns.amazonaws.com"} and deliver["Action"] == "sqs:SendMessage"
     assert deliver["Condition"] == {"ArnLike": {"aws:SourceArn": {"Ref": "CustomerTopicArns"}}}
+
+
+def test_api_policy_allows_exactly_its_sns_calls() -> None:
+    # Where the api's SNS client is made ("publish" elsewhere is the bus's).
+    used = set(operations_used("sns", [ROOT / "services/api/zc_api/cloudaccounts"]))
+    policy = load(ZEROCLOUD_TEMPLATE)["Resources"]["TopicSubscriptionPolicy"]["Properties"]["PolicyDocument"]
+
+    assert set(_allowed(policy)) == used == {"sns:Subscribe", "sns:ListSubscriptionsByTopic"}
 
 
 def test_ingestor_policy_allows_exactly_its_sqs_calls() -> None:
@@ -308,8 +323,10 @@ async def test_stack_role_onboards_and_verifies(api: Api, moto: str, tenant: Ten
     report = response.json()
     assert report["ok"] is True, report
     checks = {check["name"]: check for check in report["checks"]}
-    assert set(checks) == {"assume_role", "caller_identity", "describe_instances:us-east-1"}
+    assert set(checks) == {"assume_role", "caller_identity", "describe_instances:us-east-1",
+                           "events_topic:us-east-1", "claim"}
     assert outputs["RoleArn"] in checks["assume_role"]["detail"]
+    assert outputs["TopicArn"] in checks["events_topic:us-east-1"]["detail"]
     assert "DescribeInstances works in us-east-1" in checks["describe_instances:us-east-1"]["detail"]
 
 

@@ -27,10 +27,13 @@ def cloudtrail_run_instances(instance_ids: list[str]) -> dict[str, object]:
     }
 
 
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{CUSTOMER}:zerocloud-events"
+
+
 def sns_wrapped(event: dict[str, object]) -> dict[str, object]:
     return {
         "Type": "Notification", "MessageId": "d2b4b1a0-3c0a-5f5e-9d7b-6f0b8f1c2e3d",
-        "TopicArn": f"arn:aws:sns:{REGION}:{CUSTOMER}:zerocloud-events", "Message": json.dumps(event),
+        "TopicArn": TOPIC_ARN, "Message": json.dumps(event),
         "Timestamp": "2026-11-25T12:00:00.000Z", "SignatureVersion": "1",
     }
 
@@ -55,6 +58,12 @@ async def test_seed_verify_flow_gives_the_launched_instance_a_three_day_lease(st
 
 async def test_sns_wrapped_and_cloudtrail_events_lead_to_leases(stack: Stack) -> None:
     await stack.onboard()
+    # Events through SNS are taken only from the topic bound to the cloud account (as the
+    # admin enters it when verify cannot read the stack).
+    bound = await stack.http.patch(
+        f"/api/v1/cloudaccounts/{stack.ids['cloud_account']}", json={"topic_arns": {REGION: TOPIC_ARN}}
+    )
+    assert bound.status_code == 200, bound.text
     [wrapped] = await stack.run_instances(tags={"owner": "alice@bigdb.com"})
     trail = await stack.run_instances(count=2, tags={"owner": "alice@bigdb.com"})
     async with stack.ingestor():

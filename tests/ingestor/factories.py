@@ -82,9 +82,16 @@ class EventQueues:
 # --- the api, faked --------------------------------------------------------------------
 
 
+def topic_arn(upstream_account_id: str = CUSTOMER, region: str = REGION) -> str:
+    """The SNS topic of an account's ZeroCloud stack in a region."""
+    return f"arn:aws:sns:{region}:{upstream_account_id}:zerocloud-events"
+
+
 def cloud_account(
-    id: int = 1, upstream_account_id: str = CUSTOMER, regions: tuple[str, ...] = (REGION,)
+    id: int = 1, upstream_account_id: str = CUSTOMER, regions: tuple[str, ...] = (REGION,),
+    topic_arns: dict[str, str] | None = None,
 ) -> CloudAccountRecord:
+    """A cloud account in force, each region's topic bound as verify binds it."""
     return CloudAccountRecord(
         id=id,
         account_id=1,
@@ -94,6 +101,7 @@ def cloud_account(
         external_id=f"zc-external-{id}",
         regions=list(regions),
         mode=CloudAccountMode.observe,
+        topic_arns={r: topic_arn(upstream_account_id, r) for r in regions} if topic_arns is None else topic_arns,
     )
 
 
@@ -208,12 +216,13 @@ def run_instances_event(
     }
 
 
-def sns_wrapped(event: dict[str, Any]) -> dict[str, Any]:
-    """An EventBridge event as an SNS subscription delivers it to SQS."""
+def sns_wrapped(event: dict[str, Any], topic: str | None = None) -> dict[str, Any]:
+    """An EventBridge event as an SNS subscription delivers it to SQS, from ``topic``
+    (by default the topic of the account the event names)."""
     return {
         "Type": "Notification",
         "MessageId": str(uuid.uuid4()),
-        "TopicArn": f"arn:aws:sns:{REGION}:{CUSTOMER}:zerocloud-events",
+        "TopicArn": topic or topic_arn(str(event.get("account", CUSTOMER)), str(event.get("region", REGION))),
         "Message": json.dumps(event),
         "Timestamp": datetime.now(timezone.utc).isoformat(),
     }

@@ -17,6 +17,7 @@ from tests.ingestor.conftest import IngestorFactory
 from tests.ingestor.factories import (
     CUSTOMER,
     NOT_ONBOARDED,
+    OTHER_CUSTOMER,
     REGION,
     CustomerAccount,
     EventQueues,
@@ -27,6 +28,7 @@ from tests.ingestor.factories import (
     eventually,
     run_instances_event,
     sns_wrapped,
+    topic_arn,
 )
 from zc_ingestor.service import Ingestor
 
@@ -89,6 +91,59 @@ async def test_sns_wrapped_event_is_followed(
 
     assert result.deleted == 1
     assert [c.instance_id for c in recording_bus.changes] == [instance_id]
+
+
+async def test_sns_event_from_another_tenants_topic_naming_this_account_is_dead_lettered(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus,
+    fake_api: FakeApi,
+) -> None:
+    # Tenant B's stack publishes to B's topic an event that names tenant A's account.
+    fake_api.records = [cloud_account(1, CUSTOMER), cloud_account(2, OTHER_CUSTOMER)]
+    [instance_id] = await customer.launch()
+    forged = sns_wrapped(running(instance_id), topic=topic_arn(OTHER_CUSTOMER))
+    await queues.send(forged)
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert result.dead_lettered == 1 and result.published == 0 and recording_bus.published == []
+    assert aws_of(ingestor).calls["DescribeInstances"] == 0
+    [(body, reason)] = await queues.dead_letters()
+    assert json.loads(body) == forged
+    assert reason.startswith(f"{topic_arn(OTHER_CUSTOMER)} is not bound to the cloud account of AWS account {CUSTOMER}")
+    assert ingestor.counters["events_wrong_topic"] == 1
+    assert await queues.waiting() == 0
+
+
+async def test_sns_event_of_an_account_whose_topic_is_not_bound_yet_is_dead_lettered(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus,
+    fake_api: FakeApi,
+) -> None:
+    fake_api.records = [cloud_account(topic_arns={})]
+    [instance_id] = await customer.launch()
+    await queues.send(sns_wrapped(running(instance_id)), running(instance_id))
+
+    result = await ingestor.poll_once(queues.url)
+
+    # The raw event from ZeroCloud's own queue is followed as before; the SNS one is not.
+    assert result.dead_lettered == 1 and result.deleted == 1
+    assert [c.instance_id for c in recording_bus.changes] == [instance_id]
+    [(_, reason)] = await queues.dead_letters()
+    assert "is not bound to the cloud account" in reason
+
+
+async def test_sns_event_without_a_topic_arn_is_dead_lettered(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    [instance_id] = await customer.launch()
+    envelope = sns_wrapped(running(instance_id))
+    del envelope["TopicArn"]
+    await queues.send(envelope)
+
+    await ingestor.poll_once(queues.url)
+
+    assert recording_bus.published == []
+    [(_, reason)] = await queues.dead_letters()
+    assert reason.startswith("an SNS notification without a TopicArn is not bound")
 
 
 async def test_run_instances_of_three_is_one_describe_call_and_three_changes(

@@ -5,6 +5,7 @@ says which instances of which account and region to look at, nothing more."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ class InstanceHint:
     event_time: datetime
     event_source: str
     event_id: str | None
+    # Where it came from, not what it says (left out of equality): an SNS-wrapped event
+    # and the topic that delivered it, which must be bound to the account it names.
+    via_sns: bool = dataclasses.field(default=False, compare=False)
+    topic_arn: str | None = dataclasses.field(default=None, compare=False)
 
 
 def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = None) -> InstanceHint:
@@ -62,7 +67,11 @@ def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = N
         raise UnusableEvent(f"{where(found, 'event')} contains U+0000 (a NUL character)")
     if event.get("Type") == "Notification" and "Message" in event:  # SNS envelope
         inner = event["Message"]
-        return parse_event(inner if isinstance(inner, (str, bytes, dict)) else "", max_bytes=max_bytes)
+        hint = parse_event(inner if isinstance(inner, (str, bytes, dict)) else "", max_bytes=max_bytes)
+        if hint.via_sns:
+            raise UnusableEvent("an SNS notification inside an SNS notification")
+        topic = event.get("TopicArn")
+        return dataclasses.replace(hint, via_sns=True, topic_arn=topic if isinstance(topic, str) and topic else None)
 
     detail_type = event.get("detail-type")
     if detail_type is None:

@@ -38,7 +38,8 @@ class LeaseAction(str, enum.Enum):
 
 
 class CloudAccountRecord(BaseModel):
-    """An onboarded AWS account with what is needed to act inside it."""
+    """An onboarded AWS account with what is needed to act inside it: the one claim on it
+    that is in force (verified, or not yet contested nor expired)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -50,6 +51,11 @@ class CloudAccountRecord(BaseModel):
     external_id: str
     regions: list[str]
     mode: CloudAccountMode
+    topic_arns: dict[str, str] = Field(
+        default_factory=dict,
+        description="region -> the SNS topic bound to this cloud account: SNS-wrapped events naming its "
+        "AWS account are taken only from these",
+    )
 
     @property
     def role(self) -> CloudAccountRole:
@@ -236,7 +242,8 @@ class InternalApi:
         return response.json()
 
     async def cloud_accounts(self, upstream_account_id: str | None = None) -> list[CloudAccountRecord]:
-        """Every onboarded cloud account, or those of one upstream AWS account id."""
+        """Every cloud account in force, or the one of an upstream AWS account id (a list
+        of at most one)."""
         body = await self._get("/cloudaccounts", upstream_account_id=upstream_account_id)
         return CloudAccountRecords.model_validate(body).data
 

@@ -165,6 +165,11 @@ class ApiSettings(ZeroCloudSettings):
     allow_supplied_external_id: bool = Field(
         False, description="Accept a caller-chosen external ID (confused-deputy risk)."
     )
+    event_queue_arn: str | None = Field(
+        None, pattern=r"^arn:aws(?:-cn|-us-gov)?:sqs:[a-z0-9-]+:\d{12}:[\w-]{1,80}$",
+        description="ZeroCloud's event queue (QueueArn of zerocloud-account.yaml): verify subscribes it to each "
+        "topic it binds. Unset: the operator subscribes the queue by hand.",
+    )
     max_cloudevent_bytes: int = Field(
         256 * 1024, ge=1024, le=4 * 1024 * 1024, description="The largest event POST /api/v1/cloudevents accepts."
     )

@@ -126,20 +126,34 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
+# An unverified claim on an AWS account id receives events for this long after it was
+# made; past it the claim is refused for events until a verify succeeds.
+UNVERIFIED_CLAIM_SECONDS = 24 * 3600
+LIVE_VERIFIED_SQL = "verified_at IS NOT NULL AND removed_at IS NULL"
+
+
 class CloudAccount(SQLModel, table=True):
-    """An AWS account of a customer, reached through its role with our external ID."""
+    """A tenant's claim on an AWS account, reached through its role with our external ID.
+    Several tenants may claim one AWS account; the claim becomes exclusive once verified
+    (assumed with the generated external ID). Removed claims are kept with their leases
+    and audit trail, and hold nothing."""
 
     __tablename__ = "cloud_account"
     __table_args__ = (
         sa.CheckConstraint("mode IN ('observe', 'enforce')", name="mode"),
         sa.CheckConstraint("provider = 'AWS'", name="provider"),
+        sa.Index(
+            "uq_cloud_account_verified_upstream", "upstream_account_id", unique=True,
+            postgresql_where=sa.text(LIVE_VERIFIED_SQL),
+        ),
+        sa.Index("uq_cloud_account_verified_role", "role_arn", unique=True, postgresql_where=sa.text(LIVE_VERIFIED_SQL)),
     )
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
     name: str = Field(max_length=200)
     provider: str = Field(default="AWS", max_length=16)
-    upstream_account_id: str = Field(max_length=12, unique=True)
-    role_arn: str = Field(max_length=2048, unique=True)
+    upstream_account_id: str = Field(max_length=12, index=True)
+    role_arn: str = Field(max_length=2048)
     external_id: str = Field(max_length=1224)
     regions: list[str] = Field(
         default_factory=lambda: ["us-east-1"],
@@ -147,6 +161,14 @@ class CloudAccount(SQLModel, table=True):
     )
     mode: str = Field(default="observe", max_length=16)
     created_at: datetime | None = _now_column()
+    verified_at: datetime | None = Field(
+        default=None, sa_type=TZ, description="first verify that assumed the role with the external ID"
+    )
+    removed_at: datetime | None = Field(default=None, sa_type=TZ)
+    topic_arns: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="{}"),
+        description="region -> the SNS topic of this account's stack: only its events are taken",
+    )
 
 
 class Resource(SQLModel, table=True):

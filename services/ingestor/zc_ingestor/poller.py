@@ -115,6 +115,7 @@ class QueuePoller:
             else:
                 hinted.append((message, hint))
 
+        hinted = await self._bound_to_their_topic(hinted, dead, result)
         followed = await self.follower.follow([hint for _, hint in hinted])
         done: list[_Message] = []
         for (message, _), outcome in zip(hinted, followed.outcomes):
@@ -137,6 +138,43 @@ class QueuePoller:
             result.published = len(followed.changes)
         result.deleted = await self._delete(sqs, queue_url, done)
         return result
+
+    async def _bound_to_their_topic(
+        self, hinted: list[tuple[_Message, InstanceHint]], dead: list[tuple[_Message, str]], result: PollResult
+    ) -> list[tuple[_Message, InstanceHint]]:
+        """The hints to follow: an SNS-wrapped event is taken only from a topic bound to the
+        cloud account it names (another tenant's topic could name any account); the others
+        join ``dead``. Raw events, from ZeroCloud's own queue, are kept as they are."""
+        named = sorted({hint.account_id for _, hint in hinted if hint.via_sns})
+        if not named:
+            return hinted
+        answers = await asyncio.gather(*(self.follower.accounts.lookup(a) for a in named), return_exceptions=True)
+        topics: dict[str, frozenset[str] | BaseException | None] = {}
+        for account, answer in zip(named, answers):
+            if isinstance(answer, BaseException):
+                topics[account] = answer
+            elif not answer:
+                topics[account] = None  # not onboarded: the follower says so
+            else:
+                topics[account] = frozenset(arn for record in answer for arn in record.topic_arns.values())
+        kept: list[tuple[_Message, InstanceHint]] = []
+        for message, hint in hinted:
+            bound = topics.get(hint.account_id) if hint.via_sns else None
+            if bound is None or (isinstance(bound, frozenset) and hint.topic_arn in bound):
+                kept.append((message, hint))
+            elif isinstance(bound, BaseException):
+                self.counters["events_left"] += 1
+                result.left += 1
+                with log_context(message_id=message.get("MessageId")):
+                    log.warning("event left on the queue for a retry: cloud account lookup failed: %s", bound)
+            else:
+                self.counters["events_wrong_topic"] += 1
+                topic = hint.topic_arn or "an SNS notification without a TopicArn"
+                dead.append((message, (
+                    f"{topic} is not bound to the cloud account of AWS account {hint.account_id}: events "
+                    "through SNS are taken only from the topics its verify bound (the stack's TopicArn)"
+                )))
+        return kept
 
     async def _receive(self, sqs: Any, queue_url: str, stopping: asyncio.Event | None) -> list[_Message]:
         """One long-poll receive, abandoned as soon as ``stopping`` is set (a message taken

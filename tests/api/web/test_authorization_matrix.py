@@ -105,6 +105,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/cloudaccounts/{cloud_account_id}"): Case(API_MEMBER_OF_A),
     ("PATCH", "/api/v1/cloudaccounts/{cloud_account_id}"): Case(API_ADMIN_OF_A, body=lambda w: {"name": "renamed"}),
     ("POST", "/api/v1/cloudaccounts/{cloud_account_id}/verify"): Case(API_ADMIN_OF_A),
+    ("DELETE", "/api/v1/cloudaccounts/{cloud_account_id}"): Case(API_ADMIN_OF_A),
     # Users and their policies.
     ("GET", "/api/v1/users/me"): Case(API_ANY_PERSON),
     ("GET", "/api/v1/users/{user_id}"): Case(API_MEMBER_OF_A),

@@ -9,6 +9,7 @@ from zc_api.cloudaccounts import service
 from zc_api.cloudaccounts.schemas import (
     CloudAccountCreate,
     CloudAccountPublic,
+    CloudAccountRemoved,
     CloudAccountUpdate,
     VerifyReport,
 )
@@ -22,7 +23,10 @@ router = APIRouter(tags=["cloud accounts"])
 @router.post(
     "/accounts/{account_id}/cloudaccounts", status_code=201, response_model=CloudAccountPublic,
     responses=responses(401, 403, 404, 409, 413, 422),
-    summary="Onboard an AWS account (admin); returns the external ID ZeroCloud generated",
+    summary="Claim an AWS account (admin); returns the external ID ZeroCloud generated",
+    description="The claim is pending until verified (POST /cloudaccounts/{id}/verify) and exclusive after: "
+    "other ZeroCloud accounts may claim the same AWS account meanwhile, and whether they do is never told. "
+    "409 only when this account already holds a claim on the AWS account or role.",
 )
 async def create_cloud_account(
     account_id: RowId, new: CloudAccountCreate, session: SessionDep, caller: UserDep, runtime: RuntimeDep
@@ -61,7 +65,7 @@ async def get_cloud_account(
 @router.patch(
     "/cloudaccounts/{cloud_account_id}", response_model=CloudAccountPublic,
     responses=responses(401, 403, 404, 413, 422),
-    summary="Rename a cloud account, change its regions, or switch observe/enforce (admin)",
+    summary="Rename a cloud account, change its regions or SNS topics, or switch observe/enforce (admin)",
 )
 async def update_cloud_account(
     cloud_account_id: RowId, update: CloudAccountUpdate, session: SessionDep, caller: UserDep
@@ -74,8 +78,27 @@ async def update_cloud_account(
     "/cloudaccounts/{cloud_account_id}/verify", response_model=VerifyReport,
     responses=responses(401, 403, 404, 422),
     summary="Assume the role with the external ID and report what works (admin)",
+    description="A role that can be assumed and acts in the claimed AWS account makes the claim exclusive "
+    "(check `claim`; it fails, naming no one, when another ZeroCloud account verified that AWS account "
+    "first). Each region's SNS topic is read from the ZeroCloud stack there (or taken as entered in "
+    "topic_arns) and bound to this cloud account (checks `events_topic:<region>`); when the operator set "
+    "ZC_EVENT_QUEUE_ARN, ZeroCloud's event queue is subscribed to it (checks `events_subscription:<region>`).",
 )
 async def verify_cloud_account(
     cloud_account_id: RowId, session: SessionDep, caller: UserDep, runtime: RuntimeDep
 ) -> VerifyReport:
-    return await service.verify(session, caller=caller, aws=runtime.aws, cloud_account_id=cloud_account_id)
+    return await service.verify(
+        session, caller=caller, aws=runtime.aws, cloud_account_id=cloud_account_id,
+        event_queue_arn=runtime.settings.event_queue_arn,
+    )
+
+
+@router.delete(
+    "/cloudaccounts/{cloud_account_id}", response_model=CloudAccountRemoved,
+    responses=responses(401, 403, 404, 422),
+    summary="Remove a cloud account (admin): its live leases released, its role no longer used",
+    description="The audit trail, resources and ended leases are kept; the AWS account id can be claimed again.",
+)
+async def remove_cloud_account(cloud_account_id: int, session: SessionDep, caller: UserDep) -> CloudAccountRemoved:
+    released = await service.remove(session, caller=caller, cloud_account_id=cloud_account_id)
+    return CloudAccountRemoved(id=cloud_account_id, leases_released=released)

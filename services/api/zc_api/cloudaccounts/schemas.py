@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from zc_common.internal_api import CloudAccountMode
 
-from zc_api.models import CloudAccount
+from zc_api.cloudaccounts.claims import ClaimStatus, status_of, verify_by
+from zc_api.models import UNVERIFIED_CLAIM_SECONDS, CloudAccount
 
 ROLE_ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -58,6 +59,15 @@ RoleArn = Annotated[str, Field(max_length=2048), AfterValidator(_role_arn)]
 Regions = Annotated[
     list[Annotated[str, AfterValidator(_region)]], Field(min_length=1, max_length=40), AfterValidator(_unique)
 ]
+TopicArns = Annotated[
+    dict[Annotated[str, AfterValidator(_region)], Annotated[str, Field(min_length=1, max_length=512)]],
+    Field(
+        max_length=40,
+        description="Region -> the ARN of the SNS topic the ZeroCloud stack made there (its TopicArn output). "
+        "Verify finds it from the stack through the role; enter it here when the stack cannot be read. "
+        "Events arriving through SNS are taken only from these topics.",
+    ),
+]
 
 
 class CloudAccountCreate(BaseModel):
@@ -86,6 +96,7 @@ class CloudAccountUpdate(BaseModel):
     name: Name | None = None
     regions: Regions | None = None
     mode: CloudAccountMode | None = None
+    topic_arns: TopicArns | None = None
 
 
 class CloudAccountPublic(BaseModel):
@@ -99,20 +110,35 @@ class CloudAccountPublic(BaseModel):
     regions: list[str]
     mode: CloudAccountMode
     created_at: datetime | None
+    status: ClaimStatus = Field(
+        description="pending_verification: verify it (POST .../verify) before verify_by; until then it receives "
+        "its AWS account's events only while no other claim on that account is verified or pending. "
+        f"verified: the AWS account is this cloud account's alone. expired: not verified within "
+        f"{UNVERIFIED_CLAIM_SECONDS // 3600} h, it receives nothing until a verify succeeds."
+    )
+    verified_at: datetime | None
+    verify_by: datetime | None = Field(description="When an unverified claim expires; null once verified.")
+    topic_arns: dict[str, str] = Field(description="Region -> the SNS topic bound to this cloud account.")
 
     @classmethod
-    def of(cls, row: CloudAccount) -> CloudAccountPublic:
+    def of(cls, row: CloudAccount, *, now: datetime | None = None) -> CloudAccountPublic:
         assert row.id is not None
+        now = now or datetime.now(timezone.utc)
         return cls(
             id=row.id, account_id=row.account_id, name=row.name, cloudprovider=row.provider,
             upstream_account_id=row.upstream_account_id, assume_role_arn=row.role_arn,
             external_id=row.external_id, regions=list(row.regions), mode=CloudAccountMode(row.mode),
-            created_at=row.created_at,
+            created_at=row.created_at, status=status_of(row, now=now), verified_at=row.verified_at,
+            verify_by=None if row.verified_at is not None or row.created_at is None else verify_by(row),
+            topic_arns=dict(row.topic_arns),
         )
 
 
 class VerifyCheck(BaseModel):
-    name: str = Field(description="assume_role, caller_identity, describe_instances:<region>")
+    name: str = Field(
+        description="assume_role, caller_identity, describe_instances:<region>, events_topic:<region>, claim, "
+        "events_subscription:<region> (when the operator set ZC_EVENT_QUEUE_ARN)"
+    )
     ok: bool
     detail: str
 
@@ -120,3 +146,8 @@ class VerifyCheck(BaseModel):
 class VerifyReport(BaseModel):
     ok: bool = Field(description="Every check passed.")
     checks: list[VerifyCheck]
+
+
+class CloudAccountRemoved(BaseModel):
+    id: int
+    leases_released: int = Field(description="Live leases of the cloud account, now released.")

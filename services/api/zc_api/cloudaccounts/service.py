@@ -1,5 +1,6 @@
-"""Cloud accounts: onboarding a customer's AWS account with a ZeroCloud-generated
-external ID, changing it, and verifying that its role works."""
+"""Cloud accounts: claiming a customer's AWS account with a ZeroCloud-generated external
+ID, changing it, verifying that its role works (which makes the claim exclusive and binds
+each region's SNS topic), and removing it."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from sqlmodel import col
 from zc_common.aws import AwsAccess, CloudAccountRole, error_code
 from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.internal_api import CloudAccountMode
+from zc_common.messages import utcnow
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
+from zc_api.cloudaccounts import topics
 from zc_api.cloudaccounts.schemas import (
     CONFUSED_DEPUTY,
     ROLE_ARN,
@@ -35,9 +38,10 @@ from zc_api.pagination import PageParams, paginate
 
 # What AWS accepts as an ExternalId (sts:AssumeRole), for operators who allow supplied ones.
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
-_ALREADY_ONBOARDED = (
-    "this AWS account (or its role) is already onboarded in ZeroCloud, and an AWS account can be "
-    "onboarded only once; if it should be yours, ask whoever onboarded it to remove it first"
+# Said to whoever proved they control the role, and only to them: no tenant is named.
+ALREADY_VERIFIED = (
+    "this AWS account is already verified in another ZeroCloud account, and only one ZeroCloud "
+    "account can hold it; if it should be yours, ask whoever holds it to remove it, or your operator"
 )
 CHECK_SECONDS = 30.0
 DETAIL_CHARS = 400
@@ -70,27 +74,27 @@ async def create(
             field="assume_role_arn",
         )
 
+    # Only the caller's own claims are looked at: whether another tenant claims this AWS
+    # account is never told here (a claim is exclusive once verified, see claims.py).
     existing = await session.scalar(
         select(CloudAccount).where(
+            col(CloudAccount.account_id) == account_id,
+            col(CloudAccount.removed_at).is_(None),
             or_(col(CloudAccount.role_arn) == new.assume_role_arn,
-                col(CloudAccount.upstream_account_id) == new.upstream_account_id)
+                col(CloudAccount.upstream_account_id) == new.upstream_account_id),
         )
     )
     if existing is not None:
         field = "assume_role_arn" if existing.role_arn == new.assume_role_arn else "upstream_account_id"
-        if existing.account_id == account_id:  # only the caller's own cloud account may be named
-            raise Conflict(f"already onboarded in this account as cloud account {existing.id}", field=field)
-        raise Conflict(_ALREADY_ONBOARDED, field=field)
+        raise Conflict(f"already onboarded in this account as cloud account {existing.id}", field=field)
 
     row = CloudAccount(
         account_id=account_id, name=new.name, provider="AWS", upstream_account_id=new.upstream_account_id,
         role_arn=new.assume_role_arn, external_id=external_id, regions=new.regions, mode=new.mode.value,
     )
     session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError:  # a concurrent onboarding of the same AWS account won the race
-        raise Conflict(_ALREADY_ONBOARDED) from None
+    await session.flush()
+    await session.refresh(row)  # created_at, for the claim's status
     audit.record(
         session, account_id=account_id, actor=caller.actor, action="cloud_account.created",
         subject_type="cloud_account", subject_id=row.id, name=row.name,
@@ -102,7 +106,7 @@ async def create(
 
 async def get(session: AsyncSession, *, caller: Principal, cloud_account_id: int) -> CloudAccount:
     row = await session.get(CloudAccount, cloud_account_id)
-    if row is None or caller.kind != "user" or row.account_id != caller.account_id:
+    if row is None or row.removed_at is not None or caller.kind != "user" or row.account_id != caller.account_id:
         raise NotFound(f"cloud account {cloud_account_id} not found")
     return row
 
@@ -112,7 +116,9 @@ async def get_all(
 ) -> tuple[list[CloudAccount], int]:
     caller.require_account(account_id)
     query = (
-        select(CloudAccount).where(col(CloudAccount.account_id) == account_id).order_by(col(CloudAccount.id))
+        select(CloudAccount)
+        .where(col(CloudAccount.account_id) == account_id, col(CloudAccount.removed_at).is_(None))
+        .order_by(col(CloudAccount.id))
     )
     return await paginate(session, query, page)
 
@@ -128,6 +134,13 @@ async def update(
         if value is None:
             raise InvalidInput(f"{name} cannot be null: leave it out to keep the current value", field=name)
         changes[name] = value.value if name == "mode" else value
+    if "topic_arns" in changes:
+        changes["topic_arns"] = topics.checked(
+            changes["topic_arns"], regions=changes.get("regions", row.regions),
+            upstream_account_id=row.upstream_account_id,
+        )
+    elif "regions" in changes:  # a region no longer watched keeps no topic
+        changes["topic_arns"] = {r: arn for r, arn in row.topic_arns.items() if r in changes["regions"]}
     diff = {name: {"from": getattr(row, name), "to": value} for name, value in changes.items()
             if getattr(row, name) != value}
     for name, value in changes.items():
@@ -145,32 +158,114 @@ async def update(
 
 
 async def verify(
-    session: AsyncSession, *, caller: Principal, aws: AwsAccess, cloud_account_id: int
+    session: AsyncSession, *, caller: Principal, aws: AwsAccess, cloud_account_id: int,
+    event_queue_arn: str | None = None,
 ) -> VerifyReport:
-    """Assume the role with the external ID and try what ZeroCloud will do; say what works."""
+    """Assume the role with the external ID and try what ZeroCloud will do; say what works.
+    A role that can be assumed and acts in the claimed AWS account proves the claim: it
+    becomes exclusive. Each region's SNS topic is bound from its stack (or as entered)."""
     row = await get(session, caller=caller, cloud_account_id=cloud_account_id)
     caller.require_admin(row.account_id)
     role = CloudAccountRole(row.role_arn, row.external_id)
     aws.forget(role)  # what works now, not what worked when the credentials were cached
 
     assumed = await _check("assume_role", lambda: _assume(aws, role))
-    later = ["caller_identity", *(f"describe_instances:{region}" for region in row.regions)]
+    later = [
+        "caller_identity", *(f"describe_instances:{region}" for region in row.regions),
+        *(f"events_topic:{region}" for region in row.regions), "claim",
+    ]
+    bound: dict[str, str] = {}
     if not assumed.ok:
         checks = [assumed, *(VerifyCheck(name=n, ok=False, detail="skipped: the role could not be assumed")
                              for n in later)]
     else:
-        checks = [assumed, *await asyncio.gather(
+        identity, *found = await asyncio.gather(
             _check("caller_identity", lambda: _identity(aws, role, row.upstream_account_id)),
             *(_check(f"describe_instances:{region}", functools.partial(_describe, aws, role, region))
               for region in row.regions),
-        )]
+            *(_check(f"events_topic:{region}", functools.partial(_topic, aws, role, row, region, bound))
+              for region in row.regions),
+        )
+        checks = [assumed, identity, *found, await _claim(session, row, proven=identity.ok)]
+    bound = {region: bound.get(region) or row.topic_arns[region]
+             for region in row.regions if region in bound or region in row.topic_arns}
+    if bound != row.topic_arns:
+        row.topic_arns = bound
+        await session.flush()
+    if event_queue_arn is not None and assumed.ok:
+        checks += await asyncio.gather(*(
+            _check(f"events_subscription:{region}",
+                   functools.partial(topics.subscribe, aws, region, bound[region], event_queue_arn))
+            if region in bound else _skipped(f"events_subscription:{region}", "no topic is bound in this region")
+            for region in row.regions
+        ))
     report = VerifyReport(ok=all(check.ok for check in checks), checks=checks)
     audit.record(
         session, account_id=row.account_id, actor=caller.actor, action="cloud_account.verified",
         subject_type="cloud_account", subject_id=row.id, ok=report.ok,
-        failed=[check.name for check in checks if not check.ok],
+        failed=[check.name for check in checks if not check.ok], topic_arns=row.topic_arns,
+        verified=row.verified_at is not None,
     )
     return report
+
+
+async def _claim(session: AsyncSession, row: CloudAccount, *, proven: bool) -> VerifyCheck:
+    """Make the claim exclusive, unless another tenant's verified claim holds the account."""
+    if not proven:
+        return VerifyCheck(
+            name="claim", ok=False,
+            detail="skipped: the role must act in this AWS account before the claim is made exclusive",
+        )
+    held = await session.scalar(
+        select(col(CloudAccount.id)).where(
+            col(CloudAccount.id) != row.id, col(CloudAccount.removed_at).is_(None),
+            col(CloudAccount.verified_at).is_not(None),
+            or_(col(CloudAccount.upstream_account_id) == row.upstream_account_id,
+                col(CloudAccount.role_arn) == row.role_arn),
+        )
+    )
+    if held is not None:
+        return VerifyCheck(name="claim", ok=False, detail=ALREADY_VERIFIED)
+    if row.verified_at is None:
+        await session.flush()
+        try:
+            async with session.begin_nested():
+                row.verified_at = utcnow()
+                await session.flush()
+        except IntegrityError:  # another tenant's verify of the same AWS account won the race
+            await session.refresh(row)
+            return VerifyCheck(name="claim", ok=False, detail=ALREADY_VERIFIED)
+    return VerifyCheck(
+        name="claim", ok=True,
+        detail=f"AWS account {row.upstream_account_id} is this cloud account's alone: its events, sweeps and "
+               "reaping come here",
+    )
+
+
+async def remove(session: AsyncSession, *, caller: Principal, cloud_account_id: int) -> int:
+    """Remove a cloud account: its live leases released (audited), its role no longer
+    assumed, its AWS account id free to be claimed again. The row, its resources, leases
+    and audit trail are kept. Answers how many leases were released."""
+    row = await get(session, caller=caller, cloud_account_id=cloud_account_id)
+    caller.require_admin(row.account_id)
+    assert row.id is not None
+    # Lock the row first: an ingest or a claim of the same cloud account waits for us.
+    await session.refresh(row, with_for_update=True)
+    if row.removed_at is not None:
+        raise NotFound(f"cloud account {cloud_account_id} not found")
+    now = utcnow()
+    row.removed_at = now
+    released = await leases.release_all(
+        session, cloud_account_id=row.id, actor=caller.actor, now=now,
+        reason=f"cloud account {row.name} ({row.upstream_account_id}) was removed from ZeroCloud",
+    )
+    audit.record(
+        session, account_id=row.account_id, actor=caller.actor, action="cloud_account.removed",
+        subject_type="cloud_account", subject_id=row.id, name=row.name,
+        upstream_account_id=row.upstream_account_id, role_arn=row.role_arn, leases_released=released,
+    )
+    await session.flush()
+    return released
 
 
 async def _check(name: str, run: Callable[[], Awaitable[str]]) -> VerifyCheck:
@@ -188,6 +283,10 @@ async def _check(name: str, run: Callable[[], Awaitable[str]]) -> VerifyCheck:
     return VerifyCheck(name=name, ok=True, detail=detail)
 
 
+async def _skipped(name: str, why: str) -> VerifyCheck:
+    return VerifyCheck(name=name, ok=False, detail=f"skipped: {why}")
+
+
 class _Failed(Exception):
     """A check that got an answer, and the answer was wrong."""
 
@@ -203,6 +302,30 @@ async def _identity(aws: AwsAccess, role: CloudAccountRole, upstream_account_id:
     if identity.get("Account") != upstream_account_id:
         raise _Failed(f"the role acts in AWS account {identity.get('Account')}, not {upstream_account_id}")
     return f"acting as {identity.get('Arn')}"
+
+
+async def _topic(
+    aws: AwsAccess, role: CloudAccountRole, row: CloudAccount, region: str, bound: dict[str, str]
+) -> str:
+    """The region's topic from its stack, else the one an admin entered."""
+    entered = row.topic_arns.get(region)
+    try:
+        arn, stack = await topics.stack_topic(aws, role, row, region)
+    except topics.TopicNotFound as missing:
+        if entered is None:
+            raise _Failed(str(missing)) from None
+        return f"events topic {entered} (entered on the cloud account; {missing})"
+    except Exception as error:  # e.g. a role from an older template may not read stacks
+        code = error_code(error) or type(error).__name__
+        if entered is None:
+            raise _Failed(
+                f"the stacks in {region} could not be read ({code}: {str(error)[:DETAIL_CHARS]}): update the stack "
+                "to the current template (the role may then call cloudformation:DescribeStacks), or enter the "
+                "region's TopicArn (topic_arns) on the cloud account"
+            ) from None
+        return f"events topic {entered} (entered on the cloud account; the stacks could not be read: {code})"
+    bound[region] = arn
+    return f"events topic {arn}, from stack {stack}"
 
 
 async def _describe(aws: AwsAccess, role: CloudAccountRole, region: str) -> str:

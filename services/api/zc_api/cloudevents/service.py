@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -19,6 +19,7 @@ from zc_common.messages import CloudEventReceived
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
+from zc_api.cloudaccounts.claims import in_force_sql
 from zc_api.cloudevents.schemas import CloudEventAccepted
 from zc_api.models import LIVE_LEASE_STATUSES, CloudAccount, Lease, Resource
 from zc_api.outbox import service as outbox
@@ -74,6 +75,7 @@ async def accept(
             select(CloudAccount).where(
                 col(CloudAccount.upstream_account_id) == hint.account_id,
                 col(CloudAccount.account_id) == caller.account_id,
+                text(in_force_sql("cloud_account")),  # the claim its events would go to
             )
         )
     if cloud_account is None:

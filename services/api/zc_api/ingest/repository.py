@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zc_common.messages import InstanceState, LeaseStatus, ResourceChange
 
+from zc_api.cloudaccounts.claims import in_force_sql
 from zc_api.ingest.owners import NewLease
 from zc_api.models import LIVE_STATUSES_SQL
 
@@ -51,12 +52,12 @@ class KnownResource:
 _CLOUD_ACCOUNTS = text(
     "SELECT c.id, c.account_id, c.upstream_account_id, c.name, c.mode, coalesce(p.action_on_expiry, 'stop')"
     " FROM cloud_account c LEFT JOIN account_policy p ON p.account_id = c.account_id"
-    " WHERE c.upstream_account_id = ANY(CAST(:ids AS text[]))"
+    " WHERE c.upstream_account_id = ANY(CAST(:ids AS text[])) AND " + in_force_sql("c")
 )
 
 
 async def cloud_accounts(session: AsyncSession, upstream_ids: set[str]) -> dict[str, CloudAccountRef]:
-    """The onboarded cloud accounts among ``upstream_ids``, by upstream id."""
+    """The cloud accounts in force among ``upstream_ids`` (at most one each), by upstream id."""
     rows = await session.execute(_CLOUD_ACCOUNTS, {"ids": sorted(upstream_ids)})
     return {row.upstream_account_id: CloudAccountRef(*row) for row in rows}
 

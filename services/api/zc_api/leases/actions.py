@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
-from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus, utcnow
+from zc_common.messages import LIVE_LEASE_STATUSES, LeaseChange, LeaseChanged, LeaseStatus, utcnow
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
@@ -388,5 +388,34 @@ async def enforce_after_observe(
                        "unless renewed",
             )
         )
+    await outbox.enqueue(session, messages)
+    return len(messages)
+
+
+# --- a cloud account removed ------------------------------------------------------------
+
+
+async def release_all(
+    session: AsyncSession, *, cloud_account_id: int, actor: str, reason: str, now: datetime | None = None
+) -> int:
+    """Release every live lease of a cloud account that is being removed: each one a new
+    version, audited with ``reason``, its timers cancelled through the outbox. Answers how
+    many were released."""
+    now = now or utcnow()
+    ids = list(
+        await session.scalars(
+            select(col(Lease.id)).where(
+                col(Lease.cloud_account_id) == cloud_account_id,
+                col(Lease.status).in_(sorted(status.value for status in LIVE_LEASE_STATUSES)),
+            )
+        )
+    )
+    records = await repository.load(session, ids, lock=True)
+    messages: list[LeaseChanged] = []
+    for record in sorted(records.values(), key=lambda r: r.id):
+        if record.status not in LIVE_LEASE_STATUSES:  # changed while we waited for the lock
+            continue
+        record.lease.status, record.lease.ended_at = LeaseStatus.released.value, now
+        messages.append(new_version(session, record, LeaseChange.released, actor=actor, now=now, reason=reason))
     await outbox.enqueue(session, messages)
     return len(messages)

@@ -186,7 +186,8 @@ async def verify_cloud_account(
 ) -> HTMLResponse:
     row = await _admins_cloud_account(session, viewer, cloud_account_id)
     report = await cloudaccounts.verify(session, caller=viewer.principal, aws=runtime.aws,
-                                        cloud_account_id=cloud_account_id)
+                                        cloud_account_id=cloud_account_id,
+                                        event_queue_arn=runtime.settings.event_queue_arn)
     await session.flush()  # the verification's audit event, shown as the newest
     return await _detail_page(request, session, viewer, row, report=report)
 
