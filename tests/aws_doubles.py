@@ -4,6 +4,7 @@ and an AwsAccess that counts calls, throttles on demand and refuses roles as AWS
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -136,3 +137,29 @@ class CustomerAccount:
     async def tag(self, instance_id: str, key: str, value: str, *, region: str = REGION) -> None:
         async with self.ec2(region) as ec2:
             await ec2.create_tags(Resources=[instance_id], Tags=[{"Key": key, "Value": value}])
+
+
+# The ZeroCloud stack as far as verify reads it: the region's topic and the stack's outputs.
+TOPIC_STACK = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Parameters": {"ExternalId": {"Type": "String"}},
+    "Resources": {"EventTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "ZeroCloudEvents"}}},
+    "Outputs": {
+        "TopicArn": {"Value": {"Ref": "EventTopic"}},
+        "ExternalId": {"Value": {"Ref": "ExternalId"}},
+    },
+}
+
+
+async def deploy_stack(moto: str, cloud: dict[str, Any], region: str, external_id: str | None = None) -> str:
+    """The ZeroCloud stack's topic and outputs, made inside the customer's account; its TopicArn."""
+    aws = AwsAccess(endpoint_url=moto, max_attempts=2)
+    role = CloudAccountRole(cloud["assume_role_arn"], cloud["external_id"])
+    async with aws.client("cloudformation", region, role=role) as cloudformation:
+        await cloudformation.create_stack(
+            StackName="zerocloud", TemplateBody=json.dumps(TOPIC_STACK),
+            Parameters=[{"ParameterKey": "ExternalId", "ParameterValue": external_id or cloud["external_id"]}],
+        )
+        [stack] = (await cloudformation.describe_stacks(StackName="zerocloud"))["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    return outputs["TopicArn"]

@@ -15,6 +15,7 @@ from sqlmodel import col
 from zc_common.aws import AwsAccess, CloudAccountRole
 from zc_common.messages import LeaseChanged
 
+from tests.aws_doubles import deploy_stack
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, random_upstream, role_arn
 from tests.api.records import audit_events, internal_client, lease_row, outbox
 from zc_api.database import transaction
@@ -266,31 +267,6 @@ async def test_only_an_admin_of_the_account_removes_its_cloud_account(
 
 
 # --- each region's SNS topic -----------------------------------------------------------------
-
-TOPIC_STACK = {
-    "AWSTemplateFormatVersion": "2010-09-09",
-    "Parameters": {"ExternalId": {"Type": "String"}},
-    "Resources": {"EventTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "ZeroCloudEvents"}}},
-    "Outputs": {
-        "TopicArn": {"Value": {"Ref": "EventTopic"}},
-        "ExternalId": {"Value": {"Ref": "ExternalId"}},
-    },
-}
-
-
-async def deploy_stack(moto: str, cloud: dict[str, Any], region: str, external_id: str | None = None) -> str:
-    """The ZeroCloud stack's topic and outputs, made inside the customer's account; its TopicArn."""
-    aws = AwsAccess(endpoint_url=moto, max_attempts=2)
-    role = CloudAccountRole(cloud["assume_role_arn"], cloud["external_id"])
-    async with aws.client("cloudformation", region, role=role) as cloudformation:
-        await cloudformation.create_stack(
-            StackName="zerocloud", TemplateBody=json.dumps(TOPIC_STACK),
-            Parameters=[{"ParameterKey": "ExternalId", "ParameterValue": external_id or cloud["external_id"]}],
-        )
-        [stack] = (await cloudformation.describe_stacks(StackName="zerocloud"))["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    return outputs["TopicArn"]
-
 
 async def test_verify_binds_each_regions_topic_from_its_stack(api: Api, moto: str, tenant: Tenant) -> None:
     cloud = await make_cloud_account(api, tenant, regions=["us-east-1", "eu-west-1"])

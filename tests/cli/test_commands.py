@@ -10,7 +10,7 @@ from pathlib import Path
 
 from zc_common.cloudevents import state_change_event
 
-from tests.api.test_cloud_account_claims import deploy_stack
+from tests.aws_doubles import deploy_stack
 from tests.cli.conftest import CUSTOMER, ROLE_ARN, SEED_ACCOUNT, SEED_CLOUDACCOUNT, Cli, RunningApi
 
 INSTANCE = "i-0123456789abcdef0"

@@ -26,7 +26,7 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.cloudevents import state_change_event
 from zc_common.settings import ApiSettings, IngestorSettings
 
-from tests.aws_doubles import CustomerAccount
+from tests.aws_doubles import CustomerAccount, deploy_stack
 from tests.credentials import API_CREDENTIALS, INGESTOR_TOKEN, bearer
 from tests.e2e.conftest import eventually, free_port
 from tests.fake_github_server import running_fake_github
@@ -166,9 +166,14 @@ async def admin_sets_up(browser: Browser, stack: WebStack, screens: Screens) -> 
     template = await asyncio.to_thread(Path(await (await download_info.value).path()).read_text)
     assert f'Default: "{external_id}"' in template and "ZeroCloudAccountId" in template
 
+    # The customer creates the stack (in moto, through the role): verify finds its topic.
+    role_arn = (await page.locator(".facts code").first.inner_text()).strip()
+    await deploy_stack(stack.moto_url, {"assume_role_arn": role_arn, "external_id": external_id}, REGION)
     await page.get_by_role("button", name="Verify the AWS account").click()
     await expect(page.locator(".verdict")).to_have_text("All checks passed: ZeroCloud can work in this AWS account.")
-    await expect(page.locator("ul.checks li")).to_have_count(3)  # assume_role, caller_identity, one region
+    # assume_role, caller_identity, describe_instances and events_topic in the one region, claim
+    await expect(page.locator("ul.checks li")).to_have_count(5)
+    await expect(page.locator("ul.checks li").nth(3)).to_contain_text("events_topic:us-east-1")
     await screens.shot(page, "05-verified")
     await page.get_by_role("button", name="Switch to enforce").click()
     await expect(page.locator(".notice")).to_contain_text("Enforce mode is on")
