@@ -101,7 +101,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> Response:
         items = [
-            {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in error.errors()
+            # A validator's own sentence, without pydantic's "Value error, " before it.
+            {"field": _field(e["loc"]), "message": str(e["msg"]).removeprefix("Value error, "), "type": e["type"]}
+            for e in error.errors()
         ]
         first = items[0] if items else {"field": "body", "message": "invalid request"}
         if wants_page(request):

@@ -49,6 +49,8 @@ class AccountPolicy(SQLModel, table=True):
         sa.CheckConstraint("action_on_expiry IN ('stop', 'terminate')", name="action_on_expiry"),
         sa.CheckConstraint("blast_radius_percent BETWEEN 0 AND 100", name="blast_radius_percent"),
         sa.CheckConstraint("blast_radius_per_hour >= 0", name="blast_radius_per_hour"),
+        # Sign-in finds the account an address may join by set lookup (array overlap).
+        sa.Index("ix_account_policy_email_patterns", "allowed_email_patterns", postgresql_using="gin"),
     )
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     default_lease_seconds: int = DEFAULT_LEASE_SECONDS

@@ -26,7 +26,7 @@ from zc_api.auth.principal import Principal
 from zc_api.confirmations import service as confirmations
 from zc_api.invitations import service as invitations
 from zc_api.invitations.service import InvitationRefused
-from zc_api.leases.policy import email_allowed
+from zc_api.leases.policy import pattern_candidates
 from zc_api.models import Account, AccountPolicy, Invitation, User
 
 # Serialises "is this installation fresh?" so two first sign-ins make one account.
@@ -317,23 +317,18 @@ async def _join_by_allowed_email(session: AsyncSession, identity: GitHubIdentity
     """(e) A verified address (the primary first) matching an account's allowed email
     patterns joins the oldest such account as a developer; the address still has to be
     confirmed by a mailed link before ZeroCloud mails it anything else. (f) Else refused."""
-    policies = (
-        await session.execute(
-            select(col(AccountPolicy.account_id), col(AccountPolicy.allowed_email_patterns))
-            # No patterns means "any owner email" for leases, but never "anyone may join".
-            .where(func.cardinality(col(AccountPolicy.allowed_email_patterns)) > 0)
-            .order_by(col(AccountPolicy.account_id))
+    match: tuple[int, str] | None = None
+    for email in identity.verified_emails:
+        # A set lookup on the GIN index: the address's few candidate patterns against every
+        # policy's (no pattern means "any owner email" for leases, never "anyone may join").
+        account_id = await session.scalar(
+            select(col(AccountPolicy.account_id))
+            .where(col(AccountPolicy.allowed_email_patterns).overlap(pattern_candidates(email)))
+            .order_by(col(AccountPolicy.account_id)).limit(1)
         )
-    ).all()
-    match = next(
-        (
-            (account_id, email)
-            for email in identity.verified_emails
-            for account_id, patterns in policies
-            if email_allowed(email, patterns)
-        ),
-        None,
-    )
+        if account_id is not None:
+            match = (account_id, email)
+            break
     if match is None:
         raise SignUpRefused(not_invited(identity))
     account_id, email = match

@@ -3,8 +3,8 @@ and why, when its lease ends, and when its owner is warned."""
 
 from __future__ import annotations
 
-import fnmatch
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -120,14 +120,55 @@ def owner_tag_value(tags: Mapping[str, str], owner_tag: str) -> str | None:
     return None
 
 
-def email_allowed(email: str, patterns: Iterable[str]) -> bool:
-    """Whether ``email`` matches one of the glob patterns, case-insensitively; no
-    patterns means any email is allowed."""
-    patterns = [normalise_email(p) for p in patterns if p.strip()]
-    if not patterns:
-        return True
+# --- allowed email patterns -------------------------------------------------------------
+#
+# A pattern is an address or a domain, never a glob: "ops@contractor.io" (that person),
+# "*@bigdb.com" (anyone at bigdb.com), "*@*.bigdb.com" (anyone at a subdomain of it). So
+# an address matches by set lookup — its own few candidates against the policy's set —
+# and no pattern can mean "everyone" ("*", "*@*", "*@*.com" are refused).
+
+MAX_EMAIL_PATTERNS = 100
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_LOCAL = re.compile(r"[a-z0-9!#$%&'+/=^_`{|}~.-]{1,64}")
+PATTERN_FORMS = "write an address (ops@bigdb.com), a domain (*@bigdb.com) or its subdomains (*@*.bigdb.com)"
+
+
+def _domain(value: str) -> bool:
+    labels = value.split(".")
+    return len(labels) >= 2 and len(value) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+def email_pattern(value: str) -> str:
+    """The pattern in its one stored form (trimmed, lower-cased); ValueError saying why
+    it is not one."""
+    pattern = normalise_email(value)
+    local, at, domain = pattern.rpartition("@")
+    if domain.startswith("*."):
+        if local == "*" and at and _domain(domain[2:]):
+            return pattern
+    elif at and _domain(domain) and (local == "*" or _LOCAL.fullmatch(local)):
+        return pattern
+    if pattern in ("*", "*@*") or pattern.startswith("*@*.") and "." not in pattern[4:]:
+        raise ValueError(f"{value!r} would let everyone in: {PATTERN_FORMS}")
+    raise ValueError(f"{value!r} is not a pattern: {PATTERN_FORMS}")
+
+
+def pattern_candidates(email: str) -> list[str]:
+    """Every pattern that matches ``email``: the address, its domain, and each parent
+    domain of at least two labels as a subdomain pattern."""
     email = normalise_email(email)
-    return any(fnmatch.fnmatchcase(email, pattern) for pattern in patterns)
+    _, at, domain = email.rpartition("@")
+    if not at or not domain:
+        return [email]
+    labels = domain.split(".")
+    return [email, f"*@{domain}", *(f"*@*.{'.'.join(labels[i:])}" for i in range(1, len(labels) - 1))]
+
+
+def email_allowed(email: str, patterns: Iterable[str]) -> bool:
+    """Whether ``email`` matches one of the patterns, case-insensitively; no patterns
+    means any email is allowed."""
+    wanted = {normalise_email(p) for p in patterns if p.strip()}
+    return not wanted or not wanted.isdisjoint(pattern_candidates(email))
 
 
 def resolve_owner(
@@ -178,6 +219,27 @@ def lease_terms(policy: EffectivePolicy, *, now: datetime, live_leases: int) -> 
     if policy.max_instances is not None and live_leases >= policy.max_instances:
         return LeaseTerms(now + timedelta(seconds=policy.over_quota_grace_seconds), over_quota=True)
     return LeaseTerms(now + timedelta(seconds=policy.lease_seconds), over_quota=False)
+
+
+# At most this many warnings before a lease ends, each this far from the next: every
+# warning is a timer in the scheduler and a mail in someone's inbox.
+MAX_WARNINGS = 10
+MIN_WARNING_SPACING_SECONDS = 60
+
+
+def warning_times(seconds: Iterable[int]) -> list[int]:
+    """The warnings in their one stored form (distinct, latest-first: the longest before
+    the end first); ValueError when too many or too close together."""
+    times = sorted(set(seconds), reverse=True)
+    if len(times) > MAX_WARNINGS:
+        raise ValueError(f"at most {MAX_WARNINGS} warnings, not {len(times)}")
+    for earlier, later in zip(times, times[1:]):
+        if earlier - later < MIN_WARNING_SPACING_SECONDS:
+            raise ValueError(
+                f"warnings {earlier} s and {later} s before the end are less than "
+                f"{MIN_WARNING_SPACING_SECONDS} s apart"
+            )
+    return times
 
 
 def warn_at(expires_at: datetime, warning_seconds: Iterable[int], *, now: datetime) -> list[datetime]:

@@ -8,6 +8,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from zc_api.leases.policy import (
+    MAX_EMAIL_PATTERNS,
+    MAX_WARNINGS,
+    MIN_WARNING_SPACING_SECONDS,
+    email_pattern,
+    warning_times,
+)
+
 # An Integer column holds at most ~68 years of seconds; ten years is a generous ceiling.
 MAX_SECONDS = 10 * 365 * 24 * 3600
 
@@ -61,14 +69,21 @@ class AccountPolicyUpdate(BaseModel):
     owner_tag: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
         None, description="The instance tag naming the owner's email (its key is matched case-insensitively)."
     )
-    allowed_email_patterns: list[Annotated[str, Field(min_length=1, max_length=320)]] | None = Field(
-        None, description="Glob patterns such as '*@bigdb.com', case-insensitive; empty = any email."
+    allowed_email_patterns: (
+        list[Annotated[str, Field(min_length=1, max_length=320)]] | None
+    ) = Field(
+        None, max_length=MAX_EMAIL_PATTERNS,
+        description="Who may own instances and join by signing in, case-insensitive: an address "
+                    "('ops@bigdb.com'), a domain ('*@bigdb.com') or its subdomains ('*@*.bigdb.com'); "
+                    f"at most {MAX_EMAIL_PATTERNS}; empty = any owner email, and nobody joins uninvited.",
     )
     max_instances_per_user: Annotated[int, Field(ge=0)] | None = None
     over_quota_grace_seconds: Seconds | None = None
     action_on_expiry: ActionOnExpiry | None = None
     warning_seconds: list[Seconds] | None = Field(
-        None, description="Warn the owner this many seconds before the lease ends (each)."
+        None, max_length=MAX_WARNINGS,
+        description=f"Warn the owner this many seconds before the lease ends (each): at most {MAX_WARNINGS}, "
+                    f"at least {MIN_WARNING_SPACING_SECONDS} s apart.",
     )
     blast_radius_percent: Annotated[int, Field(ge=0, le=100)] | None = Field(
         None, description="Reap at most this share of a cloud account's managed instances per hour."
@@ -89,16 +104,12 @@ class AccountPolicyUpdate(BaseModel):
     def _patterns(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        cleaned = [pattern.strip().lower() for pattern in value]
-        for pattern in cleaned:
-            if not pattern or any(ch.isspace() for ch in pattern):
-                raise ValueError(f"{pattern!r} is not a pattern: write one like '*@bigdb.com'")
-        return list(dict.fromkeys(cleaned))
+        return list(dict.fromkeys(email_pattern(pattern) for pattern in value))
 
     @field_validator("warning_seconds")
     @classmethod
     def _warnings(cls, value: list[int] | None) -> list[int] | None:
-        return sorted(set(value), reverse=True) if value is not None else None
+        return warning_times(value) if value is not None else None
 
 
 class UserPolicyPut(BaseModel):
