@@ -1,5 +1,5 @@
 """What an admin changes after onboarding: `zerocloud-cli update cloudaccount` (mode, name,
-regions), `delete cloudaccount`, `update account` (name, webhook), and invitations —
+regions), `delete cloudaccount`, `delete user`, `update account` (name, webhook), and invitations —
 `create invitation`, `list invitations`, `revoke invitation`.
 
 The invitation commands join the `create` and `list` sub-apps when this module is
@@ -23,7 +23,7 @@ update_app = typer.Typer(
     no_args_is_help=True,
 )
 revoke_app = typer.Typer(help="Revoke something so it stops working: an invitation.", no_args_is_help=True)
-delete_app = typer.Typer(help="Remove something from ZeroCloud: a cloud account.", no_args_is_help=True)
+delete_app = typer.Typer(help="Remove something from ZeroCloud: a cloud account, a user.", no_args_is_help=True)
 
 CLOUDACCOUNT_MODES = ("observe", "enforce")
 ROLES = ("admin", "dev")
@@ -218,3 +218,26 @@ def delete_cloudaccount(
         f"cloud account {cloud_account_id} removed: {released} live lease(s) released, its role is no longer "
         "used; its audit trail is kept"
     )
+
+
+@delete_app.command("user")
+def delete_user(
+    user_id: Annotated[int, typer.Argument(metavar="ID", help="The user's id.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: Json = False,
+    api_url: ApiUrl = None,
+    token: Token = None,
+) -> None:
+    """Remove a user from your account (admins): their live leases become yours, each with
+    a fresh notice period; their tokens and sessions end; the audit trail is kept. Their
+    address does not rejoin by an allowed email pattern: invite them to bring them back."""
+    if not yes:
+        typer.confirm(f"Remove user {user_id} and take over their live leases?", abort=True, err=True)
+    with connect(api_url, token) as client:
+        removed = client.delete(f"/users/{user_id}")
+    if as_json:
+        emit_json(removed)
+        return
+    email = removed.get("email") if isinstance(removed, dict) else None
+    reowned = removed.get("leases_reowned") if isinstance(removed, dict) else None
+    typer.echo(f"user {user_id} ({email}) removed: {reowned} live lease(s) are now yours; the audit trail is kept")

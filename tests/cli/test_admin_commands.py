@@ -1,4 +1,4 @@
-"""`zerocloud-cli update cloudaccount`, `delete cloudaccount` and the invitation commands
+"""`zerocloud-cli update cloudaccount`, `delete cloudaccount`, `delete user` and the invitation commands
 (`create invitation`, `list invitations`, `revoke invitation`) against a real api."""
 
 from __future__ import annotations
@@ -192,6 +192,30 @@ def test_another_tenants_cloud_account_cannot_be_deleted(
 
     assert result.exit_code == 1 and "HTTP 404" in result.stderr
     assert other.json("get", "cloudaccount", their_cloud)["id"] == theirs["cloud_account"]
+
+
+# --- delete user ---------------------------------------------------------------------------
+
+
+def test_delete_user_removes_them_and_says_whose_their_leases_are_now(
+    cli: Cli, onboarded: dict[str, int], other_tenant: tuple[Cli, dict[str, int]]
+) -> None:
+    user = cli.json("create", "user", "--email", "gone@bigdb.com", "--role", "dev")
+    other, _ = other_tenant
+    theirs = other("delete", "user", str(user["id"]), "--yes")
+
+    declined = cli("delete", "user", str(user["id"]), input="n\n")
+    result = cli("delete", "user", str(user["id"]), "--yes")
+
+    assert theirs.exit_code == 1 and "HTTP 404" in theirs.stderr  # another tenant cannot touch them
+    assert declined.exit_code == 1 and f"Remove user {user['id']}" in declined.stderr
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"user {user['id']} (gone@bigdb.com) removed: 0 live lease(s) are now yours; the audit trail is kept"
+    )
+    assert "gone@bigdb.com" not in [u["email"] for u in cli.json("list", "users")["data"]]
+    [event] = cli.json("list", "audit", "--action", "user.removed")["data"]
+    assert event["subject_id"] == user["id"]
 
 
 # --- invitations ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ a session; the schema itself is changed only by Alembic migrations."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -100,7 +101,29 @@ class User(SQLModel, table=True):
     email_confirmed_at: datetime | None = Field(
         default=None, sa_type=TZ, description="nothing is mailed to the address before it is confirmed"
     )
+    # How they came into their account (JoinedHow): only someone who joined by an allowed
+    # email pattern, with nothing to hand over, may be moved by another account's invitation.
+    joined_how: str | None = Field(default=None, max_length=16)
     created_at: datetime | None = _now_column()
+
+
+class JoinedHow(str, enum.Enum):
+    first_admin = "first_admin"
+    bootstrap = "bootstrap"
+    added = "added"
+    invitation = "invitation"
+    allowed_email = "allowed_email"
+
+
+class RemovedUser(SQLModel, table=True):
+    """An address an admin removed from their account: it does not rejoin that account by
+    an allowed email pattern (only by a new invitation, or being added again)."""
+
+    __tablename__ = "removed_user"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    email: str = Field(max_length=320, primary_key=True)
+    removed_at: datetime | None = _now_column()
+    removed_by: str = Field(max_length=200)
 
 
 class UserPolicy(SQLModel, table=True):

@@ -110,6 +110,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/users/me"): Case(API_ANY_PERSON),
     ("GET", "/api/v1/users/{user_id}"): Case(API_MEMBER_OF_A),
     ("PATCH", "/api/v1/users/{user_id}"): Case(API_ADMIN_OF_A, body=lambda w: {"role": "dev"}),
+    ("DELETE", "/api/v1/users/{user_id}"): Case(API_ADMIN_OF_A),
     ("GET", "/api/v1/users/{user_id}/policy"): Case(API_MEMBER_OF_A),
     ("PUT", "/api/v1/users/{user_id}/policy"): Case(API_ADMIN_OF_A, body=lambda w: {"max_instances": 5}),
     # Tokens: one's own only (token_id is admin_a's spare token).
@@ -183,6 +184,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/users/{user_id}"): Case(PAGE_ADMIN_OF_A),
     ("POST", "/users/{user_id}/role"): Case(PAGE_ADMIN_OF_A, form=lambda w: {"role": "dev"}),
     ("POST", "/users/{user_id}/policy"): Case(PAGE_ADMIN_OF_A, form=lambda w: {"max_instances": "5"}),
+    ("POST", "/users/{user_id}/remove"): Case(PAGE_ADMIN_OF_A, form=lambda w: {"confirm": "yes"}),
     ("GET", "/cloud-accounts"): Case(PAGE_ADMIN),
     ("GET", "/cloud-accounts/new"): Case(PAGE_ADMIN),
     ("POST", "/cloud-accounts/new"): Case(PAGE_ADMIN, form=lambda w: _cloud_form()),

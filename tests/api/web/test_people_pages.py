@@ -145,3 +145,38 @@ async def test_developers_get_403_and_other_tenants_people_are_not_found(
     assert (await admin.get(f"/users/{other_tenant.dev.user_id}")).status_code == 404
     assert (await admin.post(f"/users/{other_tenant.dev.user_id}/role", {"role": "admin"})).status_code == 404
     assert (await admin.post(f"/users/{other_tenant.dev.user_id}/policy", {"max_instances": "1"})).status_code == 404
+
+
+async def test_removing_a_person_needs_the_box_ticked_and_hands_their_leases_to_the_admin(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    from tests.api.factories import make_cloud_account, make_lease
+    from tests.api.records import lease_row
+
+    cloud = await make_cloud_account(api, tenant)
+    _, lease_id = await make_lease(api, cloud, tenant.dev)
+    admin = await page_client(tenant.admin)
+    person = await admin.get(f"/users/{tenant.dev.user_id}")
+    assert f'action="/users/{tenant.dev.user_id}/remove"' in person.text
+
+    unticked = await admin.post(f"/users/{tenant.dev.user_id}/remove", {})
+    assert unticked.status_code == 422 and "tick the box" in unticked.text
+    assert (await lease_row(api, lease_id)).owner_email == tenant.dev.email
+
+    done = await admin.post(f"/users/{tenant.dev.user_id}/remove", {"confirm": "yes"})
+    assert done.status_code == 303
+    shown = await admin.get(done.headers["location"])
+    assert "The person was removed" in shown.text and tenant.dev.email not in shown.text
+    assert (await lease_row(api, lease_id)).owner_email == tenant.admin.email
+    assert (await admin.get(f"/users/{tenant.dev.user_id}")).status_code == 404
+
+
+async def test_the_only_admin_cannot_remove_themself_on_the_page(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    admin = await page_client(tenant.admin)
+
+    refused = await admin.post(f"/users/{tenant.admin.user_id}/remove", {"confirm": "yes"})
+
+    assert refused.status_code == 409 and "only admin" in refused.text
+    assert await audit_events(api, action="user.removed") == []

@@ -12,7 +12,7 @@ from zc_common.messages import utcnow
 from zc_api.auth.service import issue_token
 from zc_api.auth.tokens import hash_token
 from zc_api.database import transaction
-from zc_api.models import ApiToken, User
+from zc_api.models import ApiToken, JoinedHow, User
 from zc_api.runtime import ApiRuntime
 
 log = logging.getLogger("zc.api.auth")
@@ -26,7 +26,7 @@ async def create_admin(session: AsyncSession, email: str, *, token: str | None =
     user = await session.scalar(select(User).where(User.email == email, User.account_id.is_(None)))  # type: ignore[union-attr]
     if user is None:
         # Confirmed: whoever runs the server named this address for its first admin.
-        user = User(email=email, role="admin", email_confirmed_at=utcnow())
+        user = User(email=email, role="admin", email_confirmed_at=utcnow(), joined_how=JoinedHow.bootstrap.value)
         session.add(user)
         await session.flush()
     elif user.email_confirmed_at is None:

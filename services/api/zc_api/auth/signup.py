@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+
+from zc_common.messages import LIVE_LEASE_STATUSES
 
 from zc_api.accounts import service as accounts
 from zc_api.audit import service as audit
@@ -27,7 +29,17 @@ from zc_api.confirmations import service as confirmations
 from zc_api.invitations import service as invitations
 from zc_api.invitations.service import InvitationRefused
 from zc_api.leases.policy import pattern_candidates
-from zc_api.models import Account, AccountPolicy, Invitation, User
+from zc_api.models import (
+    Account,
+    AccountPolicy,
+    ApiToken,
+    Invitation,
+    JoinedHow,
+    Lease,
+    RemovedUser,
+    User,
+    UserPolicy,
+)
 
 # Serialises "is this installation fresh?" so two first sign-ins make one account.
 _FIRST_ADMIN_LOCK = 0x7A63_0005
@@ -96,6 +108,11 @@ async def _admit(
     )
     user, how = await _known_user(session, identity, invited_to=invited_to)
     if user is not None and user.account_id is not None:
+        if invitation_id is not None and invited_to not in (None, user.account_id) and await _movable(session, user):
+            user = await _move_by_invitation(session, user, await _carried_invitation(session, invitation_id, now),
+                                             identity, now)
+            _signed_in(session, user, "invited", identity)
+            return Admission(user, "invited")
         _signed_in(session, user, how, identity, ignored_invitation_id=invitation_id)
         return Admission(user, how)
 
@@ -258,6 +275,7 @@ async def _join_by_invitation(
             session.add(user)
         await _take_github_identity(session, user, identity)
     user.account_id, user.email, user.role = invitation.account_id, invitation.email, invitation.role
+    user.joined_how = JoinedHow.invitation.value
     await session.flush()
     assert invitation.id is not None
     try:
@@ -275,6 +293,39 @@ async def _join_by_invitation(
 
 
 
+async def _movable(session: AsyncSession, user: User) -> bool:
+    """Whether another account's invitation may take this person: they only joined by an
+    allowed email pattern (nobody chose them), as a developer, and own no live lease."""
+    if user.joined_how != JoinedHow.allowed_email.value or user.role != "dev":
+        return False
+    owned = await session.scalar(
+        select(col(Lease.id)).where(
+            col(Lease.owner_user_id) == user.id,
+            col(Lease.status).in_(sorted(status.value for status in LIVE_LEASE_STATUSES)),
+        ).limit(1)
+    )
+    return owned is None
+
+
+async def _move_by_invitation(
+    session: AsyncSession, user: User, invitation: Invitation, identity: GitHubIdentity, now: datetime
+) -> User:
+    """A person who joined an account by pattern follows another account's invitation: they
+    leave the first (audited there; their overrides and API tokens, made for it, go) and
+    join the second as invited."""
+    left = user.account_id
+    await session.execute(delete(UserPolicy).where(col(UserPolicy.user_id) == user.id))
+    await session.execute(delete(ApiToken).where(col(ApiToken.user_id) == user.id))
+    audit.record(
+        session, account_id=left, actor=_actor(user), action="user.left", subject_type="user", subject_id=user.id,
+        reason=f"followed account {invitation.account_id}'s invitation: had joined by an allowed email pattern "
+               "and owned no lease",
+        email=user.email, invitation_id=invitation.id,
+    )
+    moved = await _join_by_invitation(session, user, invitation, identity, now)
+    return moved
+
+
 # --- the first admin ------------------------------------------------------------------------
 
 
@@ -288,7 +339,7 @@ async def _first_admin(session: AsyncSession, user: User | None, identity: GitHu
     """(d) The first person on a fresh installation: admin of a new account named after them
     (renameable later), with the default policy."""
     if user is None:
-        user = User(email=identity.email, role="admin")
+        user = User(email=identity.email, role="admin", joined_how=JoinedHow.first_admin.value)
         session.add(user)
         await _take_github_identity(session, user, identity)
     # Their address counts as confirmed without a mailed link: GitHub verified it, and they
@@ -321,9 +372,13 @@ async def _join_by_allowed_email(session: AsyncSession, identity: GitHubIdentity
     for email in identity.verified_emails:
         # A set lookup on the GIN index: the address's few candidate patterns against every
         # policy's (no pattern means "any owner email" for leases, never "anyone may join").
+        # An account whose admin removed this address does not take it back by pattern.
+        removed = select(col(RemovedUser.account_id)).where(
+            col(RemovedUser.account_id) == col(AccountPolicy.account_id), col(RemovedUser.email) == email.lower()
+        )
         account_id = await session.scalar(
             select(col(AccountPolicy.account_id))
-            .where(col(AccountPolicy.allowed_email_patterns).overlap(pattern_candidates(email)))
+            .where(col(AccountPolicy.allowed_email_patterns).overlap(pattern_candidates(email)), ~removed.exists())
             .order_by(col(AccountPolicy.account_id)).limit(1)
         )
         if account_id is not None:
@@ -342,7 +397,8 @@ async def _join_by_allowed_email(session: AsyncSession, identity: GitHubIdentity
             f"({taken.github_login or taken.github_id}). Sign in with that GitHub account, or ask your admin.",
             status_code=409,
         )
-    user = User(account_id=account_id, email=email, role="dev", email_confirmed_at=None)
+    user = User(account_id=account_id, email=email, role="dev", email_confirmed_at=None,
+                joined_how=JoinedHow.allowed_email.value)
     session.add(user)
     await _take_github_identity(session, user, identity)
     audit.record(
@@ -369,7 +425,8 @@ def _signed_in(
 ) -> None:
     details: dict[str, Any] = {"how": how, "github_login": identity.login}
     if ignored_invitation_id is not None:
-        # A person belongs to one account: an invitation does not move someone already in one.
+        # A person belongs to one account: an invitation moves only someone who joined by
+        # pattern and owns nothing (_movable); it was not used for anyone else.
         details["invitation_not_used"] = ignored_invitation_id
     audit.record(
         session, account_id=user.account_id, actor=_actor(user), action="user.signed_in", subject_type="user",

@@ -331,20 +331,53 @@ async def reown_by_tag(
         lease, owner = record.lease, owners[record.lease.resource_id]
         if record.status not in REOWNABLE or (owner.user_id, owner.email) == (lease.owner_user_id, lease.owner_email):
             continue
-        previous = lease.owner_email
-        lease.owner_user_id, lease.owner_email, lease.owner_reason = owner.user_id, owner.email, owner.reason
-        record.owner_policy = await session.get(UserPolicy, owner.user_id) if owner.user_id is not None else None
+        messages.append(await _reown(
+            session, record, owner, actor=actors[lease.resource_id], now=now,
+            reason=f"the owner tag changed: {owner.reason}",
+        ))
+    return messages
+
+
+async def reown_from_user(
+    session: AsyncSession, *, user_id: int, to: OwnerChoice, actor: str, now: datetime | None = None
+) -> int:
+    """A user is being removed: their live leases go to ``to`` (an admin), with a fresh
+    notice period, through the outbox. Exempt leases change owner and stay exempt; a
+    lease being reaped keeps its owner (the reaper is already acting). Answers how many."""
+    now = now or utcnow()
+    movable = (*REOWNABLE, LeaseStatus.exempt)
+    ids = list(await session.scalars(
+        select(col(Lease.id)).where(
+            col(Lease.owner_user_id) == user_id, col(Lease.status).in_([status.value for status in movable]),
+        )
+    ))
+    records = await repository.load(session, ids, lock=True)
+    messages = [
+        await _reown(session, record, to, actor=actor, now=now, reason=to.reason)
+        for record in sorted(records.values(), key=lambda r: r.id)
+        if record.status in movable and record.lease.owner_user_id == user_id
+    ]
+    await outbox.enqueue(session, messages)
+    return len(messages)
+
+
+async def _reown(
+    session: AsyncSession, record: LeaseRecord, owner: OwnerChoice, *, actor: str, now: datetime, reason: str
+) -> LeaseChanged:
+    """Give the lease to ``owner``, who gets a fresh notice period (the policy's warnings,
+    counted from now) so nobody's instance is reaped on a warning that went to someone else."""
+    lease = record.lease
+    previous = lease.owner_email
+    lease.owner_user_id, lease.owner_email, lease.owner_reason = owner.user_id, owner.email, owner.reason
+    record.owner_policy = await session.get(UserPolicy, owner.user_id) if owner.user_id is not None else None
+    if record.status in REOWNABLE:
         notice_ends = now + timedelta(seconds=notice_seconds(record.effective.warning_seconds))
         if lease.expires_at < notice_ends:
             lease.status, lease.expires_at = LeaseStatus.active.value, notice_ends
-        messages.append(
-            new_version(
-                session, record, LeaseChange.owner_changed, actor=actors[lease.resource_id], now=now,
-                reason=f"the owner tag changed: {owner.reason}", previous_owner_email=previous,
-                owner_email=owner.email,
-            )
-        )
-    return messages
+    return new_version(
+        session, record, LeaseChange.owner_changed, actor=actor, now=now, reason=reason,
+        previous_owner_email=previous, owner_email=owner.email,
+    )
 
 
 # --- a cloud account switched from observe to enforce ---------------------------------

@@ -9,7 +9,7 @@ from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
 from zc_api.pagination import Page, PageDep
 from zc_api.users import service
-from zc_api.users.schemas import UserCreate, UserPublic, UserUpdate
+from zc_api.users.schemas import UserCreate, UserPublic, UserRemoved, UserUpdate
 
 router = APIRouter(tags=["users"])
 
@@ -57,3 +57,17 @@ async def get_user(user_id: RowId, session: SessionDep, caller: UserDep) -> User
 async def update_user(user_id: RowId, update: UserUpdate, session: SessionDep, caller: UserDep) -> UserPublic:
     user = await service.update(session, caller=caller, user_id=user_id, update=update)
     return UserPublic.model_validate(user)
+
+
+@router.delete(
+    "/users/{user_id}", response_model=UserRemoved, responses=responses(401, 403, 404, 409, 422),
+    summary="Remove a user from the account (admin): their live leases go to you",
+    description="Each lease they owned gets a fresh notice period under its new owner; their tokens and sessions "
+                "end; the audit trail is kept; their address does not rejoin by an allowed email pattern (invite "
+                "or add them again to bring them back). 409 for the account's only admin.",
+)
+async def remove_user(user_id: RowId, session: SessionDep, caller: UserDep) -> UserRemoved:
+    user = await service.get(session, caller=caller, user_id=user_id)
+    email = user.email
+    reowned = await service.remove(session, caller=caller, user_id=user_id)
+    return UserRemoved(id=user_id, email=email, leases_reowned=reowned)

@@ -69,3 +69,9 @@ class UserPublic(BaseModel):
     @property
     def email_confirmed(self) -> bool:
         return self.email_confirmed_at is not None
+
+
+class UserRemoved(BaseModel):
+    id: int
+    email: str
+    leases_reowned: int = Field(description="The user's live leases, now the removing admin's (fresh notice each).")

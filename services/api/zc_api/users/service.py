@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -14,7 +15,9 @@ from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.confirmations import service as confirmations
-from zc_api.models import User
+from zc_api.leases import actions as leases
+from zc_api.leases.policy import OwnerChoice
+from zc_api.models import JoinedHow, RemovedUser, User
 from zc_api.pagination import PageParams, paginate
 from zc_api.users.schemas import Role, UserCreate, UserUpdate
 
@@ -57,7 +60,7 @@ async def create(session: AsyncSession, *, caller: Principal, account_id: int, n
     # admin (the owner rules skip unconfirmed people).
     user = User(
         account_id=account_id, email=new.email, role=new.role.value, github_login=new.github_login,
-        email_confirmed_at=None,
+        email_confirmed_at=None, joined_how=JoinedHow.added.value,
     )
     session.add(user)
     await _flush(session)
@@ -107,6 +110,47 @@ async def update(session: AsyncSession, *, caller: Principal, user_id: int, upda
             subject_type="user", subject_id=user.id, changes=diff,
         )
     return user
+
+
+async def remove(session: AsyncSession, *, caller: Principal, user_id: int) -> int:
+    """Remove a user from their account (admin): their live leases go to the admin who
+    removed them (to another admin when they remove themself), each with a fresh notice
+    period; their tokens, sessions and overrides go with them; the audit trail stays, and
+    their address does not rejoin by an allowed email pattern. Answers how many leases
+    changed owner. The account's only admin cannot be removed."""
+    user = await get(session, caller=caller, user_id=user_id)
+    if user.account_id is None:
+        raise NotFound(f"user {user_id} is not in an account")
+    account_id = user.account_id
+    caller.require_admin(account_id)
+    # Lock the admins: two removals at once cannot leave the account without one.
+    admins = list((await session.scalars(
+        select(User).where(col(User.account_id) == account_id, col(User.role) == Role.admin.value)
+        .order_by(col(User.id)).with_for_update()
+    )).all())
+    others = [admin for admin in admins if admin.id != user.id]
+    if not others:
+        raise Conflict(f"{user.email} is the account's only admin: make someone else admin first")
+    heir = next((admin for admin in others if admin.id == caller.user_id), others[0])
+    if heir.email_confirmed_at is None:  # leases go only to someone who can be mailed
+        heir = next((admin for admin in others if admin.email_confirmed_at is not None), heir)
+    reowned = await leases.reown_from_user(
+        session, user_id=user_id, actor=caller.actor,
+        to=OwnerChoice(heir.id, heir.email, reason=f"{user.email} was removed from the account", from_tag=False),
+    )
+    audit.record(
+        session, account_id=account_id, actor=caller.actor, action="user.removed", subject_type="user",
+        subject_id=user.id, email=user.email, role=user.role, github_login=user.github_login,
+        leases_reowned=reowned, leases_to=heir.email,
+    )
+    await session.execute(
+        pg_insert(RemovedUser).values(account_id=account_id, email=user.email, removed_by=caller.actor[:200])
+        .on_conflict_do_update(index_elements=["account_id", "email"],
+                               set_={"removed_at": func.now(), "removed_by": caller.actor[:200]})
+    )
+    await session.delete(user)  # tokens, web sessions, overrides and confirmations cascade
+    await session.flush()
+    return reowned
 
 
 async def _ensure_login_free(session: AsyncSession, login: str) -> None:

@@ -41,6 +41,8 @@ async def _notice(session: SessionDep, viewer: Viewer, code: str | None, subject
         except NotFound:
             return None
         return f"{user.email} is now {'an admin' if user.role == 'admin' else 'a developer'}."
+    if code == "removed":
+        return "The person was removed; their live leases changed owner (each has a fresh notice period)."
     if code in ("invited", "revoked") and subject is not None:
         try:
             invitation = await invitations.get(session, caller=viewer.principal, invitation_id=subject)
@@ -206,3 +208,20 @@ async def save_limits(user_id: RowId, request: Request, session: SessionDep, vie
         except InvalidInput as error:
             form.fail(_LIMIT_FIELDS.get(error.field or "", "default_lease"), sentence(error.message))
     return await _person_page(request, session, viewer, person, status=422, form=form)
+
+
+@router.post("/users/{user_id}/remove", response_class=HTMLResponse)
+async def remove_person(user_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
+    person = await _person(session, viewer, user_id)
+    form = await read_form(request)
+    if form.text("confirm") != "yes":
+        return await _people_page(request, session, viewer, status=422,
+                                  problem=f"{person.email} was not removed: tick the box to confirm.")
+    try:
+        async with session.begin_nested():
+            await users.remove(session, caller=viewer.principal, user_id=user_id)
+    except Conflict as error:
+        return await _people_page(request, session, viewer, status=409, problem=sentence(error.message))
+    if user_id == viewer.user.id:  # removed themself: their session went with them
+        return RedirectResponse("/login", status_code=303)
+    return RedirectResponse("/users?notice=removed", status_code=303)
