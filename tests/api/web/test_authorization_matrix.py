@@ -192,6 +192,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/cloud-accounts/{cloud_account_id}/template.yaml"): Case(PAGE_ADMIN_OF_A),
     ("POST", "/cloud-accounts/{cloud_account_id}/verify"): Case(PAGE_ADMIN_OF_A, form=lambda w: {}),
     ("POST", "/cloud-accounts/{cloud_account_id}/mode"): Case(PAGE_ADMIN_OF_A, form=lambda w: {"mode": "observe"}),
+    ("POST", "/cloud-accounts/{cloud_account_id}/remove"): Case(PAGE_ADMIN_OF_A, form=lambda w: {"confirm": "yes"}),
 }
 
 

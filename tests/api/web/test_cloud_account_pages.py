@@ -1,6 +1,6 @@
 """The cloud accounts pages: onboarding shows the generated external ID and a template with
-it filled in, verify reports each check, the observe/enforce switch — admins only, and
-only their own tenant's cloud accounts."""
+it filled in, verify reports each check, the observe/enforce switch, removal — admins
+only, and only their own tenant's cloud accounts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tests.api.factories import Api, Tenant, make_cloud_account, random_upstream
-from tests.api.records import audit_events
+from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, random_upstream
+from tests.api.records import audit_events, lease_row
 from zc_api.database import transaction
 from zc_api.models import AuditEvent
 
@@ -197,3 +197,65 @@ async def test_each_cloud_account_shows_its_own_newest_verification(
     assert f"Verified: all checks passed ({(now - timedelta(days=1)):%Y-%m-%d %H:%M} UTC)" in listed.text
     assert "Verification failed: assume_role" in listed.text
     assert "all checks passed" in shown.text
+
+
+async def test_removing_a_cloud_account_needs_the_box_ticked_and_releases_its_live_leases(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    cloud, kept = await make_cloud_account(api, tenant), await make_cloud_account(api, tenant)
+    _, live = await make_lease(api, cloud, tenant.dev)
+    _, also_live = await make_lease(api, cloud, tenant.admin)
+    _, ended = await make_lease(api, cloud, tenant.dev, status="released")
+    _, elsewhere = await make_lease(api, kept, tenant.dev)
+    admin = await page_client(tenant.admin)
+    shown = await admin.get(f"/cloud-accounts/{cloud['id']}")
+    assert f'action="/cloud-accounts/{cloud["id"]}/remove"' in shown.text and "Remove this cloud account" in shown.text
+
+    unticked = await admin.post(f"/cloud-accounts/{cloud['id']}/remove", {})
+    assert unticked.status_code == 422 and "tick the box" in unticked.text
+    assert (await lease_row(api, live)).status == "active"
+    assert (await admin.get(f"/cloud-accounts/{cloud['id']}")).status_code == 200
+    assert await audit_events(api, action="cloud_account.removed") == []
+
+    done = await admin.post(f"/cloud-accounts/{cloud['id']}/remove", {"confirm": "yes"})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/cloud-accounts?notice=removed&subject={cloud['id']}"
+    listed = await admin.get(done.headers["location"])
+    assert listed.status_code == 200
+    assert f"The cloud account {cloud['name']} was removed: 2 live leases were released" in listed.text
+    assert "The audit trail is kept" in listed.text
+    assert f"AWS account {cloud['upstream_account_id']} can be onboarded again" in listed.text
+    assert f'href="/cloud-accounts/{cloud["id"]}"' not in listed.text and kept["name"] in listed.text
+    gone = await admin.get(f"/cloud-accounts/{cloud['id']}")
+    assert gone.status_code == 404 and "not found" in gone.text
+    assert (await admin.post(f"/cloud-accounts/{cloud['id']}/remove", {"confirm": "yes"})).status_code == 404
+    assert (await lease_row(api, live)).status == "released"
+    assert (await lease_row(api, also_live)).status == "released"
+    assert (await lease_row(api, ended)).status == "released"
+    assert (await lease_row(api, elsewhere)).status == "active"
+    [event] = await audit_events(api, action="cloud_account.removed", subject_id=cloud["id"])
+    assert event.details["leases_released"] == 2 and event.actor == f"user:{tenant.admin.user_id}"
+
+    again = await admin.post("/cloud-accounts/new", {
+        "name": "back", "upstream_account_id": cloud["upstream_account_id"], "regions": "us-east-1",
+    })
+    assert again.status_code == 303
+
+
+async def test_only_the_admin_of_the_cloud_accounts_tenant_may_remove_it(
+    api: Api, tenant: Tenant, other_tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    _, lease_id = await make_lease(api, cloud, tenant.dev)
+    dev = await page_client(tenant.dev)
+    stranger = await page_client(other_tenant.admin)
+
+    refused = await dev.post(f"/cloud-accounts/{cloud['id']}/remove", {"confirm": "yes"})
+    hidden = await stranger.post(f"/cloud-accounts/{cloud['id']}/remove", {"confirm": "yes"})
+
+    assert refused.status_code == 403
+    assert hidden.status_code == 404 and "not found" in hidden.text
+    assert (await lease_row(api, lease_id)).status == "active"
+    assert await audit_events(api, action="cloud_account.removed", subject_id=cloud["id"]) == []
+    still = await api.client.get(f"/api/v1/cloudaccounts/{cloud['id']}", headers=tenant.admin.headers)
+    assert still.status_code == 200

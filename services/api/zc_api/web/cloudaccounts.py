@@ -67,15 +67,52 @@ async def _last_verifications(session: SessionDep, viewer: Viewer, cloud_account
     return {event.subject_id: event for event in events if event.subject_id is not None}
 
 
-@router.get("/cloud-accounts", response_class=HTMLResponse)
-async def list_cloud_accounts(request: Request, session: SessionDep, viewer: AdminDep) -> HTMLResponse:
+async def _list_notice(session: SessionDep, viewer: Viewer, code: str | None, subject: int | None) -> str | None:
+    """What the list says after a removal: read back from the removal's own audit event
+    (this account's only), so the count shown is the one recorded."""
+    if code != "removed":
+        return None
+    event = None
+    if subject is not None:
+        event = await session.scalar(
+            select(AuditEvent)
+            .where(
+                col(AuditEvent.account_id) == viewer.user.account_id, col(AuditEvent.action) == "cloud_account.removed",
+                col(AuditEvent.subject_type) == "cloud_account", col(AuditEvent.subject_id) == subject,
+            )
+            .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+            .limit(1)
+        )
+    if event is None:
+        return ("The cloud account was removed: its live leases were released and ZeroCloud no longer assumes its "
+                "role. The audit trail is kept, and the AWS account can be onboarded again.")
+    released = int(event.details.get("leases_released", 0))
+    leases = "1 live lease was" if released == 1 else f"{released} live leases were"
+    return (f"The cloud account {event.details.get('name', '')} was removed: {leases} released and ZeroCloud no "
+            f"longer assumes its role. The audit trail is kept, and AWS account "
+            f"{event.details.get('upstream_account_id', '')} can be onboarded again.")
+
+
+async def _list_page(
+    request: Request, session: SessionDep, viewer: Viewer, *, notice: str | None = None
+) -> HTMLResponse:
     principal = viewer.principal
     assert principal.account_id is not None
     rows, count = await cloudaccounts.get_all(session, caller=principal, account_id=principal.account_id, page=ALL)
     return page(
         request, "cloud_accounts.html", viewer=viewer, title="Cloud accounts", rows=rows, count=count,
         verified=await _last_verifications(session, viewer, [row.id for row in rows if row.id is not None]),
+        notice=notice,
     )
+
+
+@router.get("/cloud-accounts", response_class=HTMLResponse)
+async def list_cloud_accounts(
+    request: Request, session: SessionDep, viewer: AdminDep,
+    notice: Annotated[str | None, Query(max_length=32)] = None,
+    subject: Annotated[RowId | None, Query()] = None,
+) -> HTMLResponse:
+    return await _list_page(request, session, viewer, notice=await _list_notice(session, viewer, notice, subject))
 
 
 # --- onboarding -------------------------------------------------------------------------------
@@ -140,7 +177,7 @@ async def create_cloud_account(
 
 async def _detail_page(
     request: Request, session: SessionDep, viewer: Viewer, row: CloudAccount, *, status: int = 200,
-    notice: str | None = None, report: VerifyReport | None = None,
+    notice: str | None = None, problem: str | None = None, report: VerifyReport | None = None,
 ) -> HTMLResponse:
     assert row.id is not None
     policy = await policies.get_account_policy(session, caller=viewer.principal, account_id=row.account_id)
@@ -148,7 +185,7 @@ async def _detail_page(
     verified = (await _last_verifications(session, viewer, [row.id])).get(row.id)
     return page(
         request, "cloud_account.html", viewer=viewer, title=f"Cloud account {row.name}", status=status, row=row,
-        policy=policy, onboarding=template, report=report, verified=verified, notice=notice,
+        policy=policy, onboarding=template, report=report, verified=verified, notice=notice, problem=problem,
         role_name=onboarding.role_name(row.role_arn),
     )
 
@@ -202,3 +239,16 @@ async def switch_mode(cloud_account_id: RowId, request: Request, session: Sessio
     await cloudaccounts.update(session, caller=viewer.principal, cloud_account_id=cloud_account_id,
                                update=CloudAccountUpdate(mode=mode))
     return RedirectResponse(f"/cloud-accounts/{cloud_account_id}?notice={mode.value}", status_code=303)
+
+
+@router.post("/cloud-accounts/{cloud_account_id}/remove", response_class=HTMLResponse)
+async def remove_cloud_account(
+    cloud_account_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep
+) -> Response:
+    row = await _admins_cloud_account(session, viewer, cloud_account_id)
+    form = await read_form(request)
+    if form.text("confirm") != "yes":
+        return await _detail_page(request, session, viewer, row, status=422,
+                                  problem=f"The cloud account {row.name} was not removed: tick the box to confirm.")
+    await cloudaccounts.remove(session, caller=viewer.principal, cloud_account_id=cloud_account_id)
+    return RedirectResponse(f"/cloud-accounts?notice=removed&subject={cloud_account_id}", status_code=303)
