@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zc_api.auth.principal import Principal
 from zc_api.auth.tokens import hash_token, new_token, same
 from zc_api.models import ApiToken, User
+
+# A token's last_used_at is written at most this often.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 async def principal_for(
@@ -22,17 +25,20 @@ async def principal_for(
             return Principal(kind="service", service=service)
     row = (
         await session.execute(
-            select(ApiToken.id, User)
+            select(ApiToken.id, ApiToken.last_used_at, User)
             .join(User, User.id == ApiToken.user_id)  # type: ignore[arg-type]
             .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
         )
     ).first()
     if row is None:
         return None
-    token_id, user = row
-    await session.execute(
-        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=datetime.now(timezone.utc))  # type: ignore[arg-type]
-    )
+    token_id, last_used_at, user = row
+    now = datetime.now(timezone.utc)
+    if last_used_at is None or now - last_used_at >= LAST_USED_PRECISION:
+        # To the minute: a read stays a read, and requests on one token do not queue on its row.
+        await session.execute(
+            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)  # type: ignore[arg-type]
+        )
     return Principal(kind="user", user_id=user.id, account_id=user.account_id, role=user.role, email=user.email)
 
 
