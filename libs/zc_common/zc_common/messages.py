@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
@@ -267,6 +267,31 @@ class BlastRadiusHalted(Message):
     admin_emails: list[str]
     held_lease_ids: list[int]
     cap: str = Field(description="the cap that was reached, in words")
+
+
+class PastLeaseItem(BaseModel):
+    """One lease that ended while its instance still runs, in a daily digest."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    lease: LeaseSnapshot
+    why: str = Field(description="why it still runs: the last thing ZeroCloud recorded about the lease")
+    usd_per_day: float | None = Field(None, description="its on-demand price for a day; None when not known")
+
+
+class LeasesPastTheirEnd(Message):
+    """Once a day per account: every lease that ended while its instance still runs
+    (stop or termination protection, the blast-radius cap, an owner tag that changed) —
+    never forgotten. Its admins get the whole list, each owner their own."""
+
+    type: Literal["LeasesPastTheirEnd"] = "LeasesPastTheirEnd"
+    account_id: int
+    account_name: str
+    day: date = Field(description="the UTC day this digest is for: one per account per day")
+    admin_emails: list[str]
+    items: list[PastLeaseItem]
+    more: int = Field(0, ge=0, description="leases past their end beyond those listed (the list is capped)")
+    leases_url: str | None = Field(None, description="the web page listing them, to renew or shut down")
 
 
 # --- people ----------------------------------------------------------------------------

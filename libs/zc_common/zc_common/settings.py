@@ -203,6 +203,14 @@ class ApiSettings(ZeroCloudSettings):
     email_confirmation_ttl_seconds: int = Field(
         2 * 24 * 3600, ge=60, description="How long an email-confirmation link works."
     )
+    past_lease_digest_hour: int = Field(
+        8, ge=0, le=23,
+        description="From this UTC hour each day, every account's admins are mailed the instances still running "
+        "past their lease (protection, the blast-radius cap), with what each costs a day; each owner their own.",
+    )
+    past_lease_digest_check_seconds: float = Field(
+        600.0, gt=0, le=86400, description="How often the api looks whether a day's list of them is due."
+    )
     sandbox_mailbox_dir: str | None = Field(
         None, description="Sandbox only: a folder of .eml files the web UI shows as the mailbox page."
     )

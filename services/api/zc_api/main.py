@@ -22,6 +22,7 @@ from zc_api import errors
 from zc_api.auth.bootstrap import ensure_bootstrap_admin
 from zc_api.database import create_engine, ensure_migrated, session_maker
 from zc_api.ingest.handlers import subscribe as subscribe_ingest
+from zc_api.leases.past_lease_digest import run_past_lease_digests
 from zc_api.metrics import count_leases
 from zc_api.outbox.relay import BATCH, publish_pending, run_relay
 from zc_api.routes import internal_router, router
@@ -76,6 +77,7 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
         subscribe_ingest(runtime)
         await runtime.bus.start()
         relay = asyncio.create_task(run_relay(runtime), name="outbox-relay")
+        digests = asyncio.create_task(run_past_lease_digests(runtime), name="past-lease-digests")
         log.info("api ready on %s", settings.public_url)
         try:
             yield
@@ -87,7 +89,8 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
             if owns_bus:
                 await runtime.bus.stop_consuming()
             relay.cancel()
-            await asyncio.gather(relay, return_exceptions=True)
+            digests.cancel()
+            await asyncio.gather(relay, digests, return_exceptions=True)
             if owns_bus:
                 await _flush_outbox(runtime)
                 await runtime.bus.close()

@@ -4,7 +4,7 @@ a session; the schema itself is changed only by Alembic migrations."""
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -124,6 +124,17 @@ class RemovedUser(SQLModel, table=True):
     email: str = Field(max_length=320, primary_key=True)
     removed_at: datetime | None = _now_column()
     removed_by: str = Field(max_length=200)
+
+
+class PastLeaseDigest(SQLModel, table=True):
+    """An account's daily list of instances running past their lease, once made for a UTC
+    day (whichever api replica got there first made it)."""
+
+    __tablename__ = "past_lease_digest"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    day: date = Field(primary_key=True)
+    leases: int
+    created_at: datetime | None = _now_column()
 
 
 class UserPolicy(SQLModel, table=True):

@@ -13,6 +13,7 @@ from zc_common.messages import (
     InvitationCreated,
     LeaseChanged,
     LeaseExpiringSoon,
+    LeasesPastTheirEnd,
 )
 
 if TYPE_CHECKING:
@@ -20,7 +21,10 @@ if TYPE_CHECKING:
 
 QUEUE = "notifier"
 BATCH_SIZE = 1000
-MESSAGE_TYPES = (LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted, InvitationCreated, EmailConfirmationRequested)
+MESSAGE_TYPES = (
+    LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted, LeasesPastTheirEnd, InvitationCreated,
+    EmailConfirmationRequested,
+)
 
 
 def subscribe(bus: Bus, notifier: Notifier) -> None:

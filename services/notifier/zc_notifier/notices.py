@@ -17,8 +17,10 @@ from zc_common.messages import (
     LeaseChanged,
     LeaseExpiringSoon,
     LeaseSnapshot,
+    LeasesPastTheirEnd,
     LeaseStatus,
     Message,
+    PastLeaseItem,
 )
 
 
@@ -26,6 +28,7 @@ class NoticeKind(str, enum.Enum):
     """In the order a digest lists them: what needs action first."""
 
     blast_radius = "blast_radius"
+    past_lease = "past_lease"
     warning = "warning"
     observed = "observed"
     reap_skipped = "reap_skipped"
@@ -61,10 +64,16 @@ class Notice:
     reason: str | None = None
     halted: BlastRadiusHalted | None = None
     change: LeaseChange | None = None
+    past: LeasesPastTheirEnd | None = None
+    past_items: tuple[PastLeaseItem, ...] = ()  # the digest's leases this recipient sees
 
     @property
     def key(self) -> str:
-        """The notification key the api keeps: reserved before sending, marked once sent."""
+        """The notification key the api keeps: reserved before sending, marked once sent.
+        A lease the reaper had to leave alone is tried again (hourly while the blast-radius
+        cap holds it, daily behind protection): its owner hears of it once a day at most."""
+        if self.kind is NoticeKind.reap_skipped and self.lease is not None:
+            return f"reap_skipped:{self.lease.lease_id}:{self.occurred_at.date().isoformat()}:{self.recipient}"
         return f"{self.message_id}:{self.recipient}"
 
     @property
@@ -72,6 +81,8 @@ class Notice:
         """The account (tenant) the notice is about."""
         if self.lease is not None:
             return self.lease.account_id
+        if self.past is not None:
+            return self.past.account_id
         return self.halted.account_id if self.halted is not None else None
 
     @property
@@ -109,6 +120,8 @@ def notices_for(message: Message, now: datetime) -> list[Notice]:
         if message.lease.expires_at <= now:
             return []  # the lease ran out before the warning could go: nothing left to warn of
         return [_lease_notice(message, message.lease, NoticeKind.warning)]
+    if isinstance(message, LeasesPastTheirEnd):
+        return _past_lease_notices(message)
     if isinstance(message, BlastRadiusHalted):
         admins = dict.fromkeys(recipient_address(email) for email in message.admin_emails if email.strip())
         return [
@@ -122,6 +135,21 @@ def notices_for(message: Message, now: datetime) -> list[Notice]:
             for admin in admins
         ]
     return []
+
+
+def _past_lease_notices(message: LeasesPastTheirEnd) -> list[Notice]:
+    """The daily digest: each admin gets every lease, each other owner their own."""
+    admins = {recipient_address(email) for email in message.admin_emails if email.strip()}
+    mine: dict[str, list[PastLeaseItem]] = {}
+    for item in message.items:
+        mine.setdefault(recipient_address(item.lease.owner_email), []).append(item)
+    shown = {admin: list(message.items) for admin in sorted(admins)}
+    shown.update({owner: items for owner, items in mine.items() if owner not in admins})
+    return [
+        Notice(message_id=message.message_id, recipient=recipient, kind=NoticeKind.past_lease,
+               occurred_at=message.occurred_at, past=message, past_items=tuple(items))
+        for recipient, items in shown.items() if items
+    ]
 
 
 def _lease_notice(

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import jinja2
 
 from zc_common.internal_api import LeaseAction, LeaseRef, PeopleLink
-from zc_common.messages import BlastRadiusHalted, InvitationCreated, LeaseSnapshot
+from zc_common.messages import BlastRadiusHalted, InvitationCreated, LeaseSnapshot, LeasesPastTheirEnd
 
 from zc_notifier.mail import Mail
 from zc_notifier.notices import Notice, NoticeKind
@@ -22,6 +22,7 @@ Links = Mapping[LeaseRef, Mapping[LeaseAction, str]]
 # (one, several) for subjects and the digest's headline.
 _HEADLINES: dict[NoticeKind, tuple[str, str]] = {
     NoticeKind.blast_radius: ("blast-radius alert", "blast-radius alerts"),
+    NoticeKind.past_lease: ("daily list of instances past their lease", "daily lists of instances past their lease"),
     NoticeKind.warning: ("lease expiring soon", "leases expiring soon"),
     NoticeKind.observed: ("lease expired in observe mode", "leases expired in observe mode"),
     NoticeKind.reap_skipped: ("instance not shut down", "instances not shut down"),
@@ -89,16 +90,39 @@ class LeaseView:
 
 
 @dataclass(frozen=True)
+class PastLeaseView:
+    """A lease in the daily digest of those past their end."""
+
+    label: str
+    account: str
+    region: str
+    owner: str
+    ended: str  # "3 days ago"
+    why: str
+    per_day: str  # "$2.50 a day" or "price not known"
+
+
+def money(usd: float) -> str:
+    return f"${usd:,.2f}"
+
+
+@dataclass(frozen=True)
 class NoticeView:
     kind: str
     lease: LeaseView | None
     reason: str | None
     occurred: str
     notice: Notice
+    past: tuple[PastLeaseView, ...] = ()
+    past_per_day: str | None = None  # the known total, in words
 
     @property
     def halted(self) -> BlastRadiusHalted | None:
         return self.notice.halted
+
+    @property
+    def digest(self) -> LeasesPastTheirEnd | None:
+        return self.notice.past
 
     @property
     def done(self) -> str:
@@ -184,12 +208,26 @@ class Renderer:
             ref = notice.lease_ref
             lease_links = links.get(ref, {}) if ref is not None and notice.wants_links else {}
             lease = lease_view(notice.lease, now, lease_links)
+        past = tuple(
+            PastLeaseView(
+                label=view.label, account=view.account, region=item.lease.region,
+                owner=item.lease.owner_email, ended=in_words((now - item.lease.expires_at).total_seconds()) + " ago",
+                why=_one_line(item.why) if item.why else "no reason recorded",
+                per_day=f"{money(item.usd_per_day)} a day" if item.usd_per_day is not None else "price not known",
+            )
+            for item in notice.past_items
+            for view in [lease_view(item.lease, now, {})]
+        )
+        known = [item.usd_per_day for item in notice.past_items if item.usd_per_day is not None]
         return NoticeView(
             kind=notice.kind.value,
             lease=lease,
             reason=notice.reason,
             occurred=when(notice.occurred_at),
             notice=notice,
+            past=past,
+            past_per_day=(f"about {money(sum(known))} a day" + ("" if len(known) == len(past) else " (some prices not known)"))
+            if known else None,
         )
 
     def personal(self, notice: PersonalNotice, link: PeopleLink, now: datetime) -> Mail:
@@ -252,6 +290,10 @@ def _single_subject(view: NoticeView) -> str:
         halted = view.notice.halted
         assert halted is not None
         return f"reaping halted in AWS account {halted.upstream_account_id} (blast-radius cap)"
+    if view.kind == NoticeKind.past_lease.value:
+        count = len(view.past)
+        cost = f", {view.past_per_day}" if view.past_per_day else ""
+        return f"{count} instance{'' if count == 1 else 's'} running past {'its' if count == 1 else 'their'} lease{cost}"
     assert lease is not None
     if view.kind == NoticeKind.new_lease.value:
         return f"new lease on {lease.label}, expires {lease.expires}"
@@ -266,6 +308,8 @@ def _single_subject(view: NoticeView) -> str:
 
 def _summary_line(view: NoticeView) -> str:
     lease = view.lease
+    if view.kind == NoticeKind.past_lease.value:
+        return _single_subject(view)
     if lease is None:
         halted = view.notice.halted
         assert halted is not None

@@ -13,6 +13,7 @@ from zc_common.messages import (
     LeaseChanged,
     LeaseExpired,
     LeaseExpiringSoon,
+    LeasesPastTheirEnd,
     Message,
     ResourceChange,
     SweepRequested,
@@ -22,6 +23,9 @@ SERVICE_QUEUES: dict[str, tuple[type[Message], ...]] = {
     "api": (ResourceChange,),
     "ingestor": (SweepRequested, CloudEventReceived),
     "scheduler": (LeaseChanged,),
-    "notifier": (LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted, InvitationCreated, EmailConfirmationRequested),
+    "notifier": (
+        LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted, LeasesPastTheirEnd, InvitationCreated,
+        EmailConfirmationRequested,
+    ),
     "reaper": (LeaseExpired,),
 }
