@@ -151,15 +151,17 @@ TOPIC_STACK = {
 }
 
 
-async def deploy_stack(moto: str, cloud: dict[str, Any], region: str, external_id: str | None = None) -> str:
+async def deploy_stack(
+    moto: str, cloud: dict[str, Any], region: str, external_id: str | None = None, *, name: str = "zerocloud",
+) -> str:
     """The ZeroCloud stack's topic and outputs, made inside the customer's account; its TopicArn."""
     aws = AwsAccess(endpoint_url=moto, max_attempts=2)
     role = CloudAccountRole(cloud["assume_role_arn"], cloud["external_id"])
     async with aws.client("cloudformation", region, role=role) as cloudformation:
         await cloudformation.create_stack(
-            StackName="zerocloud", TemplateBody=json.dumps(TOPIC_STACK),
+            StackName=name, TemplateBody=json.dumps(TOPIC_STACK),
             Parameters=[{"ParameterKey": "ExternalId", "ParameterValue": external_id or cloud["external_id"]}],
         )
-        [stack] = (await cloudformation.describe_stacks(StackName="zerocloud"))["Stacks"]
+        [stack] = (await cloudformation.describe_stacks(StackName=name))["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     return outputs["TopicArn"]

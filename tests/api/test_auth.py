@@ -81,6 +81,7 @@ async def test_metrics_with_every_tenants_counts_are_on_the_internal_listener_on
 INTERNAL_ROUTES = [
     ("GET", "/internal/v1/cloudaccounts", {"ingestor", "reaper"}),
     ("GET", "/internal/v1/cloudaccounts/1/instances?region=us-east-1", {"ingestor"}),
+    ("POST", "/internal/v1/cloudaccounts/event-arrivals", {"ingestor"}),
     ("POST", "/internal/v1/leases/claim", {"reaper"}),
     ("POST", "/internal/v1/leases/outcomes", {"reaper"}),
     ("POST", "/internal/v1/action-links", {"notifier"}),

@@ -347,7 +347,8 @@ async def test_verify_subscribes_zerocloud_queue_to_each_bound_topic_once(
         queue_url = (await sqs.create_queue(QueueName="zerocloud-events"))["QueueUrl"]
         queue_arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))[
             "Attributes"]["QueueArn"]
-    async with running_api(api_settings(event_queue_arn=queue_arn)) as subscribing:
+    # No ingestor polls the queue here: the test event's check fails fast (tests/api/test_event_flow.py).
+    async with running_api(api_settings(event_queue_arn=queue_arn, verify_event_wait_seconds=0.5)) as subscribing:
         cloud = await make_cloud_account(subscribing, tenant, regions=["us-east-1", "eu-west-1"])
         topic = await deploy_stack(moto, cloud, "us-east-1")  # none in eu-west-1
 

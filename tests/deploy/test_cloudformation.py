@@ -226,8 +226,12 @@ def test_topic_takes_only_these_rules_and_zerocloud_queue_subscriptions() -> Non
     statements = {s["Sid"]: s for s in template["Resources"]["EventTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
 
     publish, subscribe = statements["EventBridgeRulesOfThisStackPublish"], statements["ZeroCloudSubscribesItsQueue"]
+    probe = statements["ZeroCloudProbesTheTopic"]
 
-    assert set(statements) == {"EventBridgeRulesOfThisStackPublish", "ZeroCloudSubscribesItsQueue"}
+    assert set(statements) == {"EventBridgeRulesOfThisStackPublish", "ZeroCloudSubscribesItsQueue",
+                               "ZeroCloudProbesTheTopic"}
+    assert probe["Principal"] == subscribe["Principal"] and probe["Action"] == "sns:Publish"
+    assert probe["Resource"] == {"Ref": "EventTopic"}
     assert publish["Principal"] == {"Service": "events.amazonaws.com"} and publish["Action"] == "sns:Publish"
     assert publish["Condition"]["ArnEquals"]["aws:SourceArn"] == [
         {"Fn::GetAtt": ["InstanceStateRule", "Arn"]}, {"Fn::GetAtt": ["InstanceApiCallRule", "Arn"]},
@@ -257,7 +261,7 @@ def test_api_policy_allows_exactly_its_sns_calls() -> None:
     used = set(operations_used("sns", [ROOT / "services/api/zc_api/cloudaccounts"]))
     policy = load(ZEROCLOUD_TEMPLATE)["Resources"]["TopicSubscriptionPolicy"]["Properties"]["PolicyDocument"]
 
-    assert set(_allowed(policy)) == used == {"sns:Subscribe", "sns:ListSubscriptionsByTopic"}
+    assert set(_allowed(policy)) == used == {"sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:Publish"}
 
 
 def test_ingestor_policy_allows_exactly_its_sqs_calls() -> None:

@@ -19,7 +19,13 @@ from fastapi import FastAPI, HTTPException, Request
 
 from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
-from zc_common.internal_api import CloudAccountMode, CloudAccountRecord, InternalApi
+from zc_common.internal_api import (
+    CloudAccountMode,
+    CloudAccountRecord,
+    EventArrival,
+    EventArrivals,
+    InternalApi,
+)
 from zc_common.messages import Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
@@ -115,6 +121,8 @@ class FakeApi:
         self.app = FastAPI()
         self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
         self.app.get("/internal/v1/cloudaccounts/{cloud_account_id}/instances")(self._instances)
+        self.app.post("/internal/v1/cloudaccounts/event-arrivals", status_code=204)(self._arrivals)
+        self.arrivals: list[EventArrival] = []
 
     def client(self) -> InternalApi:
         return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
@@ -130,6 +138,11 @@ class FakeApi:
         self.requests["cloudaccounts"] += 1
         data = [r for r in self.records if upstream_account_id in (None, r.upstream_account_id)]
         return {"data": [r.model_dump(mode="json") for r in data], "count": len(data)}
+
+    async def _arrivals(self, request: Request, body: EventArrivals) -> None:
+        self._authorize(request)
+        self.requests["event_arrivals"] += 1
+        self.arrivals.extend(body.arrivals)
 
     async def _instances(self, request: Request, cloud_account_id: int, region: str) -> dict[str, Any]:
         self._authorize(request)

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from zc_common.cloudevents import STATE_CHANGE, state_change_event
+from zc_common.cloudevents import STATE_CHANGE, probe_event, state_change_event
 from zc_common.messages import InstanceState, utcnow
 
 from tests.ingestor.conftest import IngestorFactory
@@ -368,3 +368,62 @@ async def test_an_event_carrying_nul_is_dead_lettered_alone_and_its_batch_goes_t
     assert reason.startswith("id contains U+0000"), reason
     assert await queues.waiting() == 0
 
+
+
+# --- verify's probes, and telling the api events flow ------------------------------------------
+
+
+def probe(account_id: str = CUSTOMER, nonce: str = "probe-nonce-0123456789abcdef") -> dict[str, object]:
+    return probe_event(account_id=account_id, region=REGION, nonce=nonce)
+
+
+async def test_a_probe_through_the_bound_topic_is_told_to_the_api_and_nothing_else_happens(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus,
+    fake_api: FakeApi,
+) -> None:
+    [instance_id] = await customer.launch()
+    await queues.send(sns_wrapped(probe()), sns_wrapped(running(instance_id)))
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert (result.received, result.deleted, result.dead_lettered) == (2, 2, 0)
+    assert [c.instance_id for c in recording_bus.changes] == [instance_id]  # the probe changes nothing
+    assert aws_of(ingestor).calls["DescribeInstances"] == 1
+    topic = topic_arn(CUSTOMER)
+    assert sorted((a.topic_arn, a.probe or "") for a in fake_api.arrivals) == [
+        (topic, ""), (topic, "probe-nonce-0123456789abcdef"),
+    ]
+    assert await queues.waiting() == 0
+
+
+async def test_a_probe_through_another_tenants_topic_or_not_through_a_topic_is_not_taken(
+    ingestor: Ingestor, queues: EventQueues, fake_api: FakeApi
+) -> None:
+    fake_api.records = [cloud_account(1, CUSTOMER), cloud_account(2, OTHER_CUSTOMER)]
+    forged = sns_wrapped(probe(CUSTOMER), topic=topic_arn(OTHER_CUSTOMER))
+    await queues.send(forged, probe(CUSTOMER))
+
+    result = await ingestor.poll_once(queues.url)
+
+    assert result.dead_lettered == 2 and fake_api.arrivals == []
+    reasons = sorted(reason for _, reason in await queues.dead_letters())
+    assert reasons[0].startswith("a ZeroCloud probe is taken only through a topic verify bound")
+    assert reasons[1].startswith(f"{topic_arn(OTHER_CUSTOMER)} is not bound to the cloud account")
+
+
+async def test_a_topic_bound_since_the_cloud_account_was_cached_is_taken(
+    make_ingestor: IngestorFactory, customer: CustomerAccount, queues: EventQueues,
+    recording_bus: RecordingBus, fake_api: FakeApi,
+) -> None:
+    ingestor = make_ingestor(account_cache_seconds=600)
+    fake_api.records = [cloud_account(topic_arns={})]
+    [instance_id] = await customer.launch()
+    await queues.send(running(instance_id))
+    await ingestor.poll_once(queues.url)  # caches the cloud account, no topic bound yet
+    fake_api.records = [cloud_account()]  # verify bound the topic a moment later
+
+    await queues.send(sns_wrapped(running(instance_id)))
+    result = await ingestor.poll_once(queues.url)
+
+    assert (result.deleted, result.dead_lettered) == (1, 0)
+    assert fake_api.requests["cloudaccounts"] == 2

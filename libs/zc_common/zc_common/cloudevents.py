@@ -1,7 +1,11 @@
 """Reading EC2 events as they reach ZeroCloud: EventBridge events, raw or wrapped in an
 SNS notification, of two kinds — "EC2 Instance State-change Notification" and "AWS API
 Call via CloudTrail" for the instance calls below. An event is only a hint: this module
-says which instances of which account and region to look at, nothing more."""
+says which instances of which account and region to look at, nothing more.
+
+And ZeroCloud's own probe: verify publishes one to each bound topic, and its arrival
+through the queue proves events flow from that region (``read_event`` knows it; the
+routes that take events from people do not)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Any
 from zc_common.unstorable import find_nul, where
 
 STATE_CHANGE = "EC2 Instance State-change Notification"
+PROBE = "ZeroCloud Event Probe"
+PROBE_SOURCE = "zerocloud.verify"
 CLOUDTRAIL_CALL = "AWS API Call via CloudTrail"
 CLOUDTRAIL_EVENTS = frozenset(
     {"RunInstances", "StartInstances", "StopInstances", "TerminateInstances", "CreateTags", "DeleteTags"}
@@ -46,8 +52,40 @@ class InstanceHint:
     topic_arn: str | None = dataclasses.field(default=None, compare=False)
 
 
+@dataclass(frozen=True)
+class EventProbe:
+    """A test event verify published to a region's topic: its nonce names the try."""
+
+    account_id: str
+    region: str
+    nonce: str
+    via_sns: bool = False
+    topic_arn: str | None = None
+
+
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def probe_event(*, account_id: str, region: str, nonce: str) -> dict[str, Any]:
+    """The probe verify publishes, shaped like any EventBridge event."""
+    return {
+        "version": "0", "id": nonce, "detail-type": PROBE, "source": PROBE_SOURCE, "account": account_id,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "resources": [], "detail": {"probe": nonce},
+    }
+
+
 def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = None) -> InstanceHint:
-    """Parse a queue message or posted event into a hint, or raise UnusableEvent."""
+    """Parse a posted or queued event into a hint, or raise UnusableEvent (a probe too:
+    only a topic verify bound may carry one)."""
+    event = read_event(body, max_bytes=max_bytes)
+    if isinstance(event, EventProbe):
+        raise UnusableEvent(f"{PROBE}: ZeroCloud takes its probes only through a topic verify bound")
+    return event
+
+
+def read_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = None) -> InstanceHint | EventProbe:
+    """Parse a queue message into a hint or a probe, or raise UnusableEvent."""
     if isinstance(body, (str, bytes)):
         if max_bytes is not None and len(body) > max_bytes:
             raise UnusableEvent(f"event is {len(body)} bytes, more than the {max_bytes} allowed")
@@ -67,7 +105,7 @@ def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = N
         raise UnusableEvent(f"{where(found, 'event')} contains U+0000 (a NUL character)")
     if event.get("Type") == "Notification" and "Message" in event:  # SNS envelope
         inner = event["Message"]
-        hint = parse_event(inner if isinstance(inner, (str, bytes, dict)) else "", max_bytes=max_bytes)
+        hint = read_event(inner if isinstance(inner, (str, bytes, dict)) else "", max_bytes=max_bytes)
         if hint.via_sns:
             raise UnusableEvent("an SNS notification inside an SNS notification")
         topic = event.get("TopicArn")
@@ -83,6 +121,12 @@ def parse_event(body: str | bytes | dict[str, Any], *, max_bytes: int | None = N
     region = _field(event, "region", _REGION, "an AWS region such as us-east-1")
     event_time = _time(event.get("time"))
     event_id = str(event["id"]) if event.get("id") else None
+
+    if detail_type == PROBE:
+        nonce = detail.get("probe")
+        if event.get("source") != PROBE_SOURCE or not isinstance(nonce, str) or not _NONCE.match(nonce):
+            raise UnusableEvent(f"{PROBE}: not one ZeroCloud's verify sent")
+        return EventProbe(account, region, nonce)
 
     if detail_type == STATE_CHANGE:
         instance_id = detail.get("instance-id")

@@ -67,6 +67,19 @@ class CloudAccountRecords(BaseModel):
     count: int
 
 
+class EventArrival(BaseModel):
+    """Events came through a topic verify bound: when the ingestor last saw one, and the
+    nonce of verify's probe when it was one."""
+
+    topic_arn: str = Field(min_length=1, max_length=300)
+    at: datetime
+    probe: str | None = Field(None, min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class EventArrivals(BaseModel):
+    arrivals: list[EventArrival] = Field(max_length=100)
+
+
 class KnownInstances(BaseModel):
     """Instances the api holds as not gone in one cloud account and region."""
 
@@ -250,6 +263,10 @@ class InternalApi:
     async def known_instances(self, cloud_account_id: int, region: str) -> list[str]:
         body = await self._get(f"/cloudaccounts/{cloud_account_id}/instances", region=region)
         return KnownInstances.model_validate(body).instance_ids
+
+    async def events_arrived(self, arrivals: list[EventArrival]) -> None:
+        """Tell the api events came through these topics (the ingestor)."""
+        await self._post("/cloudaccounts/event-arrivals", EventArrivals(arrivals=arrivals))
 
     async def _post(self, path: str, body: BaseModel) -> Any:
         response = await self._http.post(path, content=body.model_dump_json(), headers={"Content-Type": "application/json"})

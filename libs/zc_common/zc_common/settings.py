@@ -170,6 +170,11 @@ class ApiSettings(ZeroCloudSettings):
         description="ZeroCloud's event queue (QueueArn of zerocloud-account.yaml): verify subscribes it to each "
         "topic it binds. Unset: the operator subscribes the queue by hand.",
     )
+    verify_event_wait_seconds: float = Field(
+        20.0, ge=0.5, le=25,
+        description="With ZC_EVENT_QUEUE_ARN, verify sends a test event through each subscribed topic and waits this "
+        "long for the ingestor to see it (checks events_flow:<region>).",
+    )
     max_cloudevent_bytes: int = Field(
         256 * 1024, ge=1024, le=4 * 1024 * 1024, description="The largest event POST /api/v1/cloudevents accepts."
     )

@@ -126,6 +126,18 @@ class RemovedUser(SQLModel, table=True):
     removed_by: str = Field(max_length=200)
 
 
+class EventFlow(SQLModel, table=True):
+    """Events arriving through a cloud account's topic in one region: when the ingestor
+    last saw one, and the last probe verify sent through it that arrived."""
+
+    __tablename__ = "event_flow"
+    cloud_account_id: int = Field(foreign_key="cloud_account.id", primary_key=True, ondelete="CASCADE")
+    region: str = Field(max_length=32, primary_key=True)
+    topic_arn: str = Field(sa_type=sa.Text)
+    last_event_at: datetime = Field(sa_type=TZ)
+    last_probe: str | None = Field(default=None, max_length=64)
+
+
 class PastLeaseDigest(SQLModel, table=True):
     """An account's daily list of instances running past their lease, once made for a UTC
     day (whichever api replica got there first made it)."""

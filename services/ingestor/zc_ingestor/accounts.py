@@ -53,6 +53,10 @@ class CloudAccountDirectory:
             self._cache[upstream_account_id] = (self.clock() + lifetime, records)
             return records
 
+    def forget(self, upstream_account_id: str) -> None:
+        """Ask the api again next time (what is cached may predate a verify)."""
+        self._cache.pop(upstream_account_id, None)
+
     def _drop_expired(self) -> None:
         now = self.clock()
         for upstream_account_id, (expires_at, _) in list(self._cache.items()):

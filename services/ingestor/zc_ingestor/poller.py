@@ -14,8 +14,10 @@ from typing import Any
 
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus
-from zc_common.cloudevents import InstanceHint, UnusableEvent, parse_event
+from zc_common.cloudevents import EventProbe, InstanceHint, UnusableEvent, read_event
+from zc_common.internal_api import EventArrival, InternalApi
 from zc_common.logging import log_context
+from zc_common.messages import utcnow
 from zc_common.settings import IngestorSettings
 
 from zc_ingestor.hints import HintFollower, Verdict
@@ -31,6 +33,7 @@ MAX_BACKOFF = 60.0
 _QUEUE_HOST = re.compile(r"^https?://(?:sqs[.-]([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com")
 
 _Message = dict[str, Any]
+_Event = InstanceHint | EventProbe
 
 
 def queue_region(queue_url: str, default: str) -> str:
@@ -60,12 +63,14 @@ class QueuePoller:
         bus: Bus,
         follower: HintFollower,
         counters: Counter[str],
+        api: InternalApi | None = None,
     ) -> None:
         self.settings = settings
         self.aws = aws
         self.bus = bus
         self.follower = follower
         self.counters = counters
+        self.api = api  # told which bound topics events came through (verify's probes among them)
 
     def client(self, queue_url: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """An SQS client, as ZeroCloud itself, for the queue's region."""
@@ -104,20 +109,27 @@ class QueuePoller:
             return result
         self.counters["events_received"] += len(messages)
 
-        hinted: list[tuple[_Message, InstanceHint]] = []
+        read: list[tuple[_Message, _Event]] = []
         dead: list[tuple[_Message, str]] = []
         for message in messages:
             try:
-                hint = parse_event(message.get("Body", ""), max_bytes=self.settings.max_event_bytes)
+                event = read_event(message.get("Body", ""), max_bytes=self.settings.max_event_bytes)
             except UnusableEvent as error:
                 self.counters["events_unusable"] += 1
                 dead.append((message, str(error)))
             else:
-                hinted.append((message, hint))
+                if isinstance(event, EventProbe) and not event.via_sns:
+                    dead.append((message, "a ZeroCloud probe is taken only through a topic verify bound"))
+                else:
+                    read.append((message, event))
 
-        hinted = await self._bound_to_their_topic(hinted, dead, result)
+        read = await self._bound_to_their_topic(read, dead, result)
+        probes = [(message, event) for message, event in read if isinstance(event, EventProbe)]
+        hinted = [(message, event) for message, event in read if isinstance(event, InstanceHint)]
+        await self._report_arrivals([event for _, event in read])
+        self.counters["probes_received"] += len(probes)
         followed = await self.follower.follow([hint for _, hint in hinted])
-        done: list[_Message] = []
+        done: list[_Message] = [message for message, _ in probes]  # told to the api: nothing more to do
         for (message, _), outcome in zip(hinted, followed.outcomes):
             if outcome.verdict is Verdict.observed:
                 done.append(message)
@@ -139,15 +151,25 @@ class QueuePoller:
         result.deleted = await self._delete(sqs, queue_url, done)
         return result
 
-    async def _bound_to_their_topic(
-        self, hinted: list[tuple[_Message, InstanceHint]], dead: list[tuple[_Message, str]], result: PollResult
-    ) -> list[tuple[_Message, InstanceHint]]:
-        """The hints to follow: an SNS-wrapped event is taken only from a topic bound to the
-        cloud account it names (another tenant's topic could name any account); the others
-        join ``dead``. Raw events, from ZeroCloud's own queue, are kept as they are."""
-        named = sorted({hint.account_id for _, hint in hinted if hint.via_sns})
-        if not named:
-            return hinted
+    async def _report_arrivals(self, events: list[_Event]) -> None:
+        """Tell the api which bound topics events came through (the latest per topic, and
+        every probe). Best effort: events are followed whether or not the api heard."""
+        if self.api is None:
+            return
+        now = utcnow()
+        arrivals = {event.topic_arn: EventArrival(topic_arn=event.topic_arn, at=now)
+                    for event in events if event.via_sns and event.topic_arn and isinstance(event, InstanceHint)}
+        probes = [EventArrival(topic_arn=event.topic_arn, at=now, probe=event.nonce)
+                  for event in events if isinstance(event, EventProbe) and event.topic_arn]
+        reports = [*arrivals.values(), *probes][:100]
+        if not reports:
+            return
+        try:
+            await self.api.events_arrived(reports)
+        except Exception as error:  # noqa: BLE001 - the api hears of the next ones
+            log.warning("could not tell the api which topics events came through: %s", error)
+
+    async def _topics(self, named: list[str]) -> dict[str, frozenset[str] | BaseException | None]:
         answers = await asyncio.gather(*(self.follower.accounts.lookup(a) for a in named), return_exceptions=True)
         topics: dict[str, frozenset[str] | BaseException | None] = {}
         for account, answer in zip(named, answers):
@@ -157,7 +179,25 @@ class QueuePoller:
                 topics[account] = None  # not onboarded: the follower says so
             else:
                 topics[account] = frozenset(arn for record in answer for arn in record.topic_arns.values())
-        kept: list[tuple[_Message, InstanceHint]] = []
+        return topics
+
+    async def _bound_to_their_topic(
+        self, hinted: list[tuple[_Message, _Event]], dead: list[tuple[_Message, str]], result: PollResult
+    ) -> list[tuple[_Message, _Event]]:
+        """The events to take: an SNS-wrapped event is taken only from a topic bound to the
+        cloud account it names (another tenant's topic could name any account); the others
+        join ``dead``. Raw events, from ZeroCloud's own queue, are kept as they are."""
+        named = sorted({hint.account_id for _, hint in hinted if hint.via_sns})
+        if not named:
+            return hinted
+        topics = await self._topics(named)
+        # A topic bound since the answer was cached (a verify a moment ago): ask afresh once.
+        stale = sorted({hint.account_id for _, hint in hinted if _unbound(hint, topics.get(hint.account_id))})
+        if stale:
+            for account in stale:
+                self.follower.accounts.forget(account)
+            topics.update(await self._topics(stale))
+        kept: list[tuple[_Message, _Event]] = []
         for message, hint in hinted:
             bound = topics.get(hint.account_id) if hint.via_sns else None
             if bound is None or (isinstance(bound, frozenset) and hint.topic_arn in bound):
@@ -251,6 +291,10 @@ class QueuePoller:
         deleted = len(answer.get("Successful", []))
         self.counters["events_deleted"] += deleted
         return deleted
+
+
+def _unbound(event: _Event, bound: frozenset[str] | BaseException | None) -> bool:
+    return event.via_sns and isinstance(bound, frozenset) and event.topic_arn not in bound
 
 
 async def pause(stopping: asyncio.Event, seconds: float) -> None:

@@ -34,7 +34,7 @@ class Ingestor:
         self.counters: Counter[str] = Counter()
         KEPT_COUNTS.track("ingestor", self.counters)
         self.follower = HintFollower(aws, CloudAccountDirectory(api, ttl=settings.account_cache_seconds))
-        self.poller = QueuePoller(settings, aws, bus, self.follower, self.counters)
+        self.poller = QueuePoller(settings, aws, bus, self.follower, self.counters, api=api)
         self.sweeper = Sweeper(bus, aws, api, self.counters)
         self._stopping = asyncio.Event()
         self._pollers: list[asyncio.Task[None]] = []

@@ -137,6 +137,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/internal/v1/cloudaccounts"): Case(("401", "404", "404", "404", "ok")),
     # (without its required region: 422, past authorization)
     ("GET", "/internal/v1/cloudaccounts/{cloud_account_id}/instances"): Case(API_INTERNAL),
+    ("POST", "/internal/v1/cloudaccounts/event-arrivals"): Case(API_INTERNAL),
     ("POST", "/internal/v1/action-links"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/leases/claim"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/leases/outcomes"): Case(API_INTERNAL, body=_none),

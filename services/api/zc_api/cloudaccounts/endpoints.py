@@ -82,15 +82,11 @@ async def update_cloud_account(
     "(check `claim`; it fails, naming no one, when another ZeroCloud account verified that AWS account "
     "first). Each region's SNS topic is read from the ZeroCloud stack there (or taken as entered in "
     "topic_arns) and bound to this cloud account (checks `events_topic:<region>`); when the operator set "
-    "ZC_EVENT_QUEUE_ARN, ZeroCloud's event queue is subscribed to it (checks `events_subscription:<region>`).",
+    "ZC_EVENT_QUEUE_ARN, ZeroCloud's event queue is subscribed to it (checks `events_subscription:<region>`) "
+    "and a test event sent through it must reach the ingestor (checks `events_flow:<region>`).",
 )
-async def verify_cloud_account(
-    cloud_account_id: RowId, session: SessionDep, caller: UserDep, runtime: RuntimeDep
-) -> VerifyReport:
-    return await service.verify(
-        session, caller=caller, aws=runtime.aws, cloud_account_id=cloud_account_id,
-        event_queue_arn=runtime.settings.event_queue_arn,
-    )
+async def verify_cloud_account(cloud_account_id: RowId, caller: UserDep, runtime: RuntimeDep) -> VerifyReport:
+    return await service.verify_and_probe(runtime, caller=caller, cloud_account_id=cloud_account_id)
 
 
 @router.delete(

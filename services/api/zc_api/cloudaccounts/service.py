@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from zc_common.aws import AwsAccess, CloudAccountRole, error_code
@@ -32,9 +32,11 @@ from zc_api.cloudaccounts.schemas import (
     VerifyCheck,
     VerifyReport,
 )
+from zc_api.database import transaction
 from zc_api.leases import actions as leases
-from zc_api.models import CloudAccount
+from zc_api.models import CloudAccount, EventFlow
 from zc_api.pagination import PageParams, paginate
+from zc_api.runtime import ApiRuntime
 
 # What AWS accepts as an ExternalId (sts:AssumeRole), for operators who allow supplied ones.
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
@@ -207,6 +209,80 @@ async def verify(
         verified=row.verified_at is not None,
     )
     return report
+
+
+async def verify_and_probe(runtime: ApiRuntime, *, caller: Principal, cloud_account_id: int) -> VerifyReport:
+    """``verify``, committed, then ``probe_events`` (the two halves of the verify routes)."""
+    async with transaction(runtime.sessions) as session:
+        report = await verify(
+            session, caller=caller, aws=runtime.aws, cloud_account_id=cloud_account_id,
+            event_queue_arn=runtime.settings.event_queue_arn,
+        )
+    return await probe_events(
+        runtime.sessions, aws=runtime.aws, caller=caller, report=report, cloud_account_id=cloud_account_id,
+        wait_seconds=runtime.settings.verify_event_wait_seconds,
+    )
+
+
+# How often verify looks whether its test event arrived.
+PROBE_POLL_SECONDS = 0.25
+
+
+async def probe_events(
+    sessions: async_sessionmaker[AsyncSession], *, aws: AwsAccess, caller: Principal, report: VerifyReport,
+    cloud_account_id: int, wait_seconds: float,
+) -> VerifyReport:
+    """After verify committed (the ingestor must see the topics it bound): send a test
+    event through each region's topic that ZeroCloud's queue is subscribed to, and wait for
+    the ingestor to say it arrived (``events_flow:<region>``). Answers the report with them."""
+    prefix = "events_subscription:"
+    regions = [check.name.removeprefix(prefix) for check in report.checks
+               if check.ok and check.name.startswith(prefix)]
+    if not regions:
+        return report
+    async with transaction(sessions) as session:
+        row = await session.get(CloudAccount, cloud_account_id)
+        assert row is not None
+        session.expunge(row)
+    probes = await asyncio.gather(*(
+        _check(f"events_flow:{region}",
+               functools.partial(_probe, sessions, aws, row, region, row.topic_arns[region], wait_seconds))
+        for region in regions if region in row.topic_arns
+    ))
+    async with transaction(sessions) as session:
+        audit.record(
+            session, account_id=row.account_id, actor=caller.actor, action="cloud_account.events_probed",
+            subject_type="cloud_account", subject_id=row.id,
+            flowing=[c.name.split(":", 1)[1] for c in probes if c.ok],
+            not_flowing=[c.name.split(":", 1)[1] for c in probes if not c.ok],
+        )
+    checks = [*report.checks, *probes]
+    return VerifyReport(ok=all(check.ok for check in checks), checks=checks)
+
+
+async def _probe(
+    sessions: async_sessionmaker[AsyncSession], aws: AwsAccess, row: CloudAccount, region: str, topic_arn: str,
+    wait_seconds: float,
+) -> str:
+    nonce = secrets.token_urlsafe(24)
+    await topics.send_probe(aws, row, region, topic_arn, nonce)
+    started = asyncio.get_running_loop().time()
+    while True:
+        async with transaction(sessions) as session:
+            seen = await session.scalar(
+                select(col(EventFlow.last_probe))
+                .where(col(EventFlow.cloud_account_id) == row.id, col(EventFlow.region) == region)
+            )
+        elapsed = asyncio.get_running_loop().time() - started
+        if seen == nonce:
+            return f"a test event sent through {topic_arn} reached ZeroCloud in {elapsed:.1f} s: events flow"
+        if elapsed >= wait_seconds:
+            raise _Failed(
+                f"a test event sent through {topic_arn} did not reach ZeroCloud within {wait_seconds:.0f} s: check "
+                "that the subscription is confirmed, that the queue policy's CustomerTopicArns lists this topic, "
+                "and that the ingestor polls ZC_EVENT_QUEUE_URLS (the periodic sweep finds instances meanwhile)"
+            )
+        await asyncio.sleep(PROBE_POLL_SECONDS)
 
 
 async def _claim(session: AsyncSession, row: CloudAccount, *, proven: bool) -> VerifyCheck:

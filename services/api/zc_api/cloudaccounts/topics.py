@@ -4,10 +4,12 @@ event is taken only from a topic bound to the cloud account the event names."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from zc_common.aws import AwsAccess, CloudAccountRole
+from zc_common.cloudevents import probe_event
 from zc_common.errors import InvalidInput
 
 from zc_api.models import CloudAccount
@@ -92,3 +94,11 @@ async def subscribe(aws: AwsAccess, region: str, topic_arn: str, queue_arn: str)
             request["NextToken"] = answer["NextToken"]
         made = await sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, ReturnSubscriptionArn=True)
     return f"subscribed ZeroCloud's queue to {topic_arn} ({made.get('SubscriptionArn')})"
+
+
+async def send_probe(aws: AwsAccess, row: CloudAccount, region: str, topic_arn: str, nonce: str) -> None:
+    """Publish verify's test event to the region's topic, as ZeroCloud itself (the topic's
+    policy lets ZeroCloud's account publish to it)."""
+    event = probe_event(account_id=row.upstream_account_id, region=region, nonce=nonce)
+    async with aws.client("sns", region) as sns:
+        await sns.publish(TopicArn=topic_arn, Message=json.dumps(event))

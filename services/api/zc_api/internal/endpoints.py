@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from zc_common.internal_api import CloudAccountRecords, KnownInstances
+from zc_common.internal_api import CloudAccountRecords, EventArrivals, KnownInstances
 
 from zc_api.deps import CloudAccountReaderDep, IngestorDep, SessionDep
 from zc_api.errors import responses
@@ -40,3 +40,11 @@ async def known_instances(
     region: Annotated[str, Query(min_length=1, max_length=32)],
 ) -> KnownInstances:
     return await service.known_instances(session, cloud_account_id=cloud_account_id, region=region)
+
+
+@router.post(
+    "/cloudaccounts/event-arrivals", status_code=204, responses=responses(401, 404, 413, 422),
+    summary="Events came through these topics: verify reads whether events flow (ingestor)",
+)
+async def event_arrivals(body: EventArrivals, session: SessionDep, _: IngestorDep) -> None:
+    await service.events_arrived(session, arrivals=body)

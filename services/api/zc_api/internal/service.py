@@ -8,7 +8,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import NotFound
-from zc_common.internal_api import CloudAccountMode, CloudAccountRecord, CloudAccountRecords, KnownInstances
+from zc_common.internal_api import (
+    CloudAccountMode,
+    CloudAccountRecord,
+    CloudAccountRecords,
+    EventArrivals,
+    KnownInstances,
+)
 
 from zc_api.cloudaccounts.claims import in_force_sql
 from zc_api.models import CloudAccount, Resource
@@ -49,3 +55,27 @@ async def known_instances(session: AsyncSession, *, cloud_account_id: int, regio
         .order_by(col(Resource.instance_id))
     )
     return KnownInstances(cloud_account_id=cloud_account_id, region=region, instance_ids=list(ids))
+
+
+_ARRIVED = text(
+    "INSERT INTO event_flow (cloud_account_id, region, topic_arn, last_event_at, last_probe)"
+    " SELECT c.id, t.key, t.value, CAST(:at AS timestamptz), :probe"
+    " FROM cloud_account c, jsonb_each_text(c.topic_arns) t"
+    f" WHERE t.value = :topic AND {in_force_sql('c')}"
+    " ON CONFLICT (cloud_account_id, region) DO UPDATE SET"
+    " topic_arn = EXCLUDED.topic_arn,"
+    " last_event_at = GREATEST(event_flow.last_event_at, EXCLUDED.last_event_at),"
+    " last_probe = COALESCE(EXCLUDED.last_probe, event_flow.last_probe)"
+)
+
+
+async def events_arrived(session: AsyncSession, *, arrivals: EventArrivals) -> int:
+    """Record that events came through these topics (each bound to one cloud account and
+    region in force; any other topic is ignored). Answers how many were recorded."""
+    recorded = 0
+    for arrival in arrivals.arrivals:
+        result = await session.execute(
+            _ARRIVED, {"topic": arrival.topic_arn, "at": arrival.at, "probe": arrival.probe}
+        )
+        recorded += result.rowcount or 0  # type: ignore[attr-defined]
+    return recorded

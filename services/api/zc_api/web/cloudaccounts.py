@@ -222,10 +222,10 @@ async def verify_cloud_account(
     cloud_account_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep, runtime: RuntimeDep
 ) -> HTMLResponse:
     row = await _admins_cloud_account(session, viewer, cloud_account_id)
-    report = await cloudaccounts.verify(session, caller=viewer.principal, aws=runtime.aws,
-                                        cloud_account_id=cloud_account_id,
-                                        event_queue_arn=runtime.settings.event_queue_arn)
-    await session.flush()  # the verification's audit event, shown as the newest
+    # Committed on its own (the ingestor must see the topics it binds before a test event
+    # goes through them); the page is then read afresh.
+    report = await cloudaccounts.verify_and_probe(runtime, caller=viewer.principal, cloud_account_id=cloud_account_id)
+    await session.refresh(row)
     return await _detail_page(request, session, viewer, row, report=report)
 
 
