@@ -27,6 +27,8 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.logging import redact_access_log
 from zc_common.settings import ApiSettings, IngestorSettings
 
+from zc_cli.local_server import EmbeddedServer
+
 log = logging.getLogger("zc.sandbox")
 
 QUEUE_NAME = "zerocloud-events"
@@ -222,14 +224,14 @@ async def embedded_services(
     )
     api = create_api(api_settings, bus=bus)
     redact_access_log()  # the sandbox's access log would otherwise carry its links' tokens
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=api_port, log_config=None, lifespan="on"))
+    server = EmbeddedServer(uvicorn.Config(api, host="127.0.0.1", port=api_port, log_config=None, lifespan="on"))
     serving = asyncio.create_task(server.serve(), name="api")
     while not server.started:
         if serving.done():
             serving.result()
             raise RuntimeError("the api did not start")
         await asyncio.sleep(0.05)
-    internal_server = uvicorn.Server(uvicorn.Config(
+    internal_server = EmbeddedServer(uvicorn.Config(
         internal_app(api), host="127.0.0.1", port=api_settings.internal_port, log_config=None, lifespan="off",
     ))
     serving_internal = asyncio.create_task(internal_server.serve(), name="api-internal")

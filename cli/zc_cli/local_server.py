@@ -14,8 +14,20 @@ import uvicorn
 from fastapi import FastAPI
 
 
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the program hosting it. Each plain server
+    takes SIGINT and SIGTERM for itself while it serves and raises them again when done;
+    several on one loop pass one Ctrl-C along, and a server that gets it after its host
+    already told it to exit takes it as a second Ctrl-C and cancels its lifespan (a
+    traceback instead of a clean stop). The host stops its servers itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _server(app: FastAPI, host: str, port: int, lifespan: bool) -> uvicorn.Server:
-    return uvicorn.Server(
+    return EmbeddedServer(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on" if lifespan else "off"
         )
