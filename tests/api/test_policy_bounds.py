@@ -133,8 +133,8 @@ async def test_warnings_closer_than_a_minute_are_refused_and_repeats_fold(api: A
     assert folded.json()["warning_seconds"] == [3600, 120, 60]
 
 
-async def test_the_web_form_refuses_what_the_api_refuses(api: Api, tenant: Tenant) -> None:
-    # The form reads into the same AccountPolicyUpdate: its errors are said next to the field.
+def test_the_policy_model_the_web_form_also_reads_refuses_the_same() -> None:
+    # The policy page reads into this same AccountPolicyUpdate (tests/api/web/test_policy_pages.py).
     from zc_api.policies.schemas import AccountPolicyUpdate
 
     with pytest.raises(ValueError, match="would let everyone in"):

@@ -322,8 +322,7 @@ async def _move_by_invitation(
                "and owned no lease",
         email=user.email, invitation_id=invitation.id,
     )
-    moved = await _join_by_invitation(session, user, invitation, identity, now)
-    return moved
+    return await _join_by_invitation(session, user, invitation, identity, now)
 
 
 # --- the first admin ------------------------------------------------------------------------

@@ -67,7 +67,5 @@ async def update_user(user_id: RowId, update: UserUpdate, session: SessionDep, c
                 "or add them again to bring them back). 409 for the account's only admin.",
 )
 async def remove_user(user_id: RowId, session: SessionDep, caller: UserDep) -> UserRemoved:
-    user = await service.get(session, caller=caller, user_id=user_id)
-    email = user.email
-    reowned = await service.remove(session, caller=caller, user_id=user_id)
+    email, reowned = await service.remove(session, caller=caller, user_id=user_id)
     return UserRemoved(id=user_id, email=email, leases_reowned=reowned)

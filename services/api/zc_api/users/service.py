@@ -112,12 +112,12 @@ async def update(session: AsyncSession, *, caller: Principal, user_id: int, upda
     return user
 
 
-async def remove(session: AsyncSession, *, caller: Principal, user_id: int) -> int:
+async def remove(session: AsyncSession, *, caller: Principal, user_id: int) -> tuple[str, int]:
     """Remove a user from their account (admin): their live leases go to the admin who
     removed them (to another admin when they remove themself), each with a fresh notice
     period; their tokens, sessions and overrides go with them; the audit trail stays, and
-    their address does not rejoin by an allowed email pattern. Answers how many leases
-    changed owner. The account's only admin cannot be removed."""
+    their address does not rejoin by an allowed email pattern. Answers their address and
+    how many leases changed owner. The account's only admin cannot be removed."""
     user = await get(session, caller=caller, user_id=user_id)
     if user.account_id is None:
         raise NotFound(f"user {user_id} is not in an account")
@@ -150,7 +150,7 @@ async def remove(session: AsyncSession, *, caller: Principal, user_id: int) -> i
     )
     await session.delete(user)  # tokens, web sessions, overrides and confirmations cascade
     await session.flush()
-    return reowned
+    return user.email, reowned
 
 
 async def _ensure_login_free(session: AsyncSession, login: str) -> None:
