@@ -34,12 +34,13 @@ from aio_pika.exceptions import ChannelClosed, ChannelNotFoundEntity
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from zc_common.aws import AwsAccess
+from zc_common.bus import topology
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.messages import InstanceSnapshot, InstanceState, ResourceChange
 from zc_common.settings import ApiSettings
 
 from zc_api.database import async_url, create_engine, migrate, session_maker, transaction
-from zc_api.ingest.handlers import QUEUE, subscribe
+from zc_api.ingest.handlers import subscribe
 from zc_api.models import Account, AccountPolicy, CloudAccount, User
 from zc_api.outbox.relay import run_relay
 from zc_api.runtime import ApiRuntime
@@ -339,7 +340,7 @@ async def main(args: argparse.Namespace) -> None:
                     return None
 
                 async def install_noop(bus: RabbitBus) -> None:
-                    bus.subscribe(QUEUE, [ResourceChange], noop, batch_size=args.batch_size, max_wait=0.05)
+                    bus.subscribe(topology.API, noop, batch_size=args.batch_size, max_wait=0.05)
 
                 bare = await run_once(args, run, install=install_noop)
                 bare_runs.append(bare)
@@ -356,7 +357,7 @@ async def main(args: argparse.Namespace) -> None:
                     nonlocal relay
                     runtime = ApiRuntime(settings=settings, engine=engine, sessions=sessions, bus=bus, aws=AwsAccess())
                     await make_tenant(runtime)
-                    subscribe(runtime)
+                    subscribe(runtime.bus, runtime)
                     if not args.no_relay:
                         relay = asyncio.create_task(run_relay(runtime))
 

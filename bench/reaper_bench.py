@@ -52,6 +52,7 @@ from zc_common.internal_api import (
 from zc_common.messages import LeaseExpired, LeaseSnapshot, LeaseStatus
 from zc_common.settings import ReaperSettings
 
+from zc_reaper import handlers
 from zc_reaper.service import Reaper
 
 ACCOUNT = "111111111111"
@@ -209,7 +210,7 @@ async def one_run(args: argparse.Namespace, moto_url: str, moto_pid: int, run: i
         service_token=secrets.token_hex(32), aws_endpoint_url=moto_url,
         protection_concurrency=args.protection_concurrency,
     )
-    Reaper(settings, aws, api).subscribe(bus)
+    handlers.subscribe(bus, Reaper(settings, aws, api))
     await bus.start()
     try:
         messages = [LeaseExpired(lease=snapshot) for snapshot in snapshots.values()]

@@ -38,6 +38,7 @@ import aio_pika
 import asyncpg
 import httpx
 
+from zc_common.bus import Queue
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseExpired, LeaseSnapshot, LeaseStatus
 
@@ -142,7 +143,7 @@ async def consume(exchange: str, out: Path) -> None:
         sink.flush()
 
     bus = RabbitBus(AMQP_URL, exchange, prefetch=2000)
-    bus.subscribe("bench-reaper", [LeaseExpired], handle, batch_size=1000, max_wait=0.005)
+    bus.subscribe(Queue("bench-reaper", (LeaseExpired,)), handle, batch_size=1000, max_wait=0.005)
     await bus.start()
     print("ready", flush=True)
     stop = asyncio.Event()

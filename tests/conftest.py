@@ -25,7 +25,7 @@ from aio_pika.exceptions import ChannelClosed, ChannelNotFoundEntity
 from zc_common.bus import Bus
 from zc_common.bus.memory import InProcessBus
 from zc_common.bus.rabbit import RabbitBus
-from zc_common.bus.topology import SERVICE_QUEUES
+from zc_common.bus.topology import QUEUES
 
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -216,7 +216,7 @@ async def exchange(amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         if bus.exchange_name == name:
             queues.update(sub.queue for sub in bus.subscriptions)
             if bus.declare_topology:
-                queues.update(SERVICE_QUEUES)
+                queues.update(queue.name for queue in QUEUES)
         await start(bus)
 
     monkeypatch.setattr(RabbitBus, "start", start_and_remember_queues)

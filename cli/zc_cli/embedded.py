@@ -191,15 +191,14 @@ async def embedded_services(
     sweep_interval: float = 60.0, log_level: str = "INFO", mailbox_dir: Path | None = None,
     api_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[SandboxState]:
-    """Run the api and the ingestor (and the skeleton services) on one in-process bus."""
-    from zc_common.internal_api import InternalApi
+    """Run the five services on one in-process bus, each through its own app's lifespan
+    (the wiring its process runs), the api also serving HTTP."""
     from zc_common.settings import NotifierSettings, ReaperSettings, SchedulerSettings
 
     from zc_api.database import migrate
     from zc_api.main import create_app as create_api
     from zc_api.main import internal_app
-    from zc_ingestor import handlers as ingestor_handlers
-    from zc_ingestor.service import Ingestor
+    from zc_ingestor.main import create_app as create_ingestor
     from zc_notifier.main import create_app as create_notifier
     from zc_reaper.main import create_app as create_reaper
     from zc_scheduler.database import migrate as migrate_scheduler
@@ -252,21 +251,17 @@ async def embedded_services(
             bus=bus,
         ),
         create_reaper(ReaperSettings(**common, api_url=internal_url, service_token=tokens["reaper"]), bus=bus),
+        create_ingestor(
+            IngestorSettings(
+                **common, api_url=internal_url, service_token=tokens["ingestor"], event_queue_urls=[queue_url],
+                poll_wait_seconds=2,
+            ),
+            bus=bus,
+        ),
     ]
     async with contextlib.AsyncExitStack() as stack:
         for app in others:
             await stack.enter_async_context(app.router.lifespan_context(app))
-        ingestor_settings = IngestorSettings(
-            **common, api_url=internal_url, service_token=tokens["ingestor"], event_queue_urls=[queue_url],
-            poll_wait_seconds=2,
-        )
-        internal_api = InternalApi(internal_url, tokens["ingestor"])
-        stack.push_async_callback(internal_api.close)
-        ingestor = Ingestor(ingestor_settings, bus, aws, internal_api)
-        ingestor_handlers.subscribe(bus, ingestor)
-        await bus.start()
-        await ingestor.start()
-        stack.push_async_callback(ingestor.stop)
         try:
             yield SandboxState(
                 api_url=api_url,

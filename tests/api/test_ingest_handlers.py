@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from zc_common.bus import Bus
+from zc_common.bus import Bus, Queue
 from zc_common.bus.memory import InProcessBus
 from zc_common.messages import InstanceState, LeaseChanged, ResourceChange
 
@@ -50,9 +50,9 @@ async def test_resource_changes_on_the_bus_become_leases_announced_on_the_bus(
 ) -> None:
     tenant = await make_tenant(sessions)
     runtime = runtime_for(engine, sessions, bus)
-    subscribe(runtime)
+    subscribe(runtime.bus, runtime)
     announced = Collector()
-    bus.subscribe("observer", [LeaseChanged], announced, batch_size=100)
+    bus.subscribe(Queue("observer", (LeaseChanged,)), announced, batch_size=100)
     await bus.start()
     changes = [change(tenant, tags={"owner": "dev@bigdb.com"}) for _ in range(20)]
 
@@ -118,7 +118,7 @@ async def test_an_unstorable_change_is_dead_lettered_alone_at_once_and_its_batch
 ) -> None:
     tenant = await make_tenant(sessions)
     runtime = runtime_for(engine, sessions, bus)
-    subscribe(runtime)
+    subscribe(runtime.bus, runtime)
     await bus.start()
     good = [change(tenant, tags={"owner": "dev@bigdb.com"}) for _ in range(3)]
     bad = change(tenant)

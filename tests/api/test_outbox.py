@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from zc_common.aws import AwsAccess
-from zc_common.bus import Bus
+from zc_common.bus import Bus, Queue
 from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message
 from zc_common.settings import ApiSettings
@@ -144,7 +144,7 @@ async def rows(sessions: async_sessionmaker[AsyncSession]) -> int:
 
 async def observe(bus: Bus) -> Collector:
     collector = Collector()
-    bus.subscribe("observer", [LeaseChanged], collector, batch_size=100)
+    bus.subscribe(Queue("observer", (LeaseChanged,)), collector, batch_size=100)
     await bus.start()
     return collector
 

@@ -17,7 +17,7 @@ import pytest
 from aio_pika.exceptions import ChannelPreconditionFailed
 from yarl import URL
 
-from zc_common.bus import Bus, PermanentFailure
+from zc_common.bus import Bus, PermanentFailure, Queue
 from zc_common.bus.base import DeadLetter
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message, decode
@@ -93,7 +93,7 @@ FAST = {"retry_delay": 0.05, "max_wait": 0.05}
 
 async def test_published_messages_reach_the_handler_unchanged(bus: Bus) -> None:
     handler = Recorder()
-    bus.subscribe("alpha", [Ping], handler)
+    bus.subscribe(Queue("alpha", (Ping,)), handler)
     await bus.start()
     sent = [Ping(n=n) for n in range(3)]
 
@@ -106,7 +106,7 @@ async def test_published_messages_reach_the_handler_unchanged(bus: Bus) -> None:
 
 async def test_batches_never_exceed_batch_size(bus: Bus) -> None:
     handler = Recorder()
-    bus.subscribe("alpha", [Ping], handler, batch_size=4, max_wait=0.3)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, batch_size=4, max_wait=0.3)
     await bus.start()
 
     await bus.publish(*(Ping(n=n) for n in range(10)))
@@ -124,7 +124,7 @@ async def test_failing_handler_is_retried_until_it_succeeds(bus: Bus) -> None:
             raise ConnectionError("database not reachable yet")
 
     handler = Recorder(fail_twice)
-    bus.subscribe("alpha", [Ping], handler, max_attempts=5, **FAST)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, max_attempts=5, **FAST)
     await bus.start()
     sent = Ping(n=1)
 
@@ -143,7 +143,7 @@ async def test_message_failing_every_attempt_is_dead_lettered_with_the_error(bus
         raise ValueError("lease 42 has no owner")
 
     handler = Recorder(always)
-    bus.subscribe("alpha", [Ping], handler, max_attempts=3, **FAST)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, max_attempts=3, **FAST)
     await bus.start()
     sent = Ping(n=1)
 
@@ -165,7 +165,7 @@ async def test_permanent_failure_is_dead_lettered_at_once(bus: Bus) -> None:
         raise PermanentFailure("instance i-0123456789abcdef0 is in no managed account")
 
     handler = Recorder(refuse)
-    bus.subscribe("alpha", [Ping], handler, max_attempts=5, **FAST)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, max_attempts=5, **FAST)
     await bus.start()
 
     await bus.publish(Ping(n=1))
@@ -193,7 +193,7 @@ async def test_unusable_body_is_dead_lettered_and_does_not_block_the_queue(
     bus: Bus, body: bytes, why: str
 ) -> None:
     handler = Recorder()
-    bus.subscribe("alpha", [Ping], handler, **FAST)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, **FAST)
     await bus.start()
 
     await publish_raw(bus, body, Ping.type_name())
@@ -213,7 +213,7 @@ async def test_one_poison_message_does_not_hold_back_the_rest_of_its_batch(bus: 
             raise ValueError("cannot handle 3")
 
     handler = Recorder(poison)
-    bus.subscribe("alpha", [Ping], handler, batch_size=10, max_wait=0.3, max_attempts=2, retry_delay=0.05)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, batch_size=10, max_wait=0.3, max_attempts=2, retry_delay=0.05)
     await bus.start()
 
     await bus.publish(*(Ping(n=n) for n in range(6)))
@@ -232,7 +232,7 @@ class Note(Message):
 
 async def test_a_message_carrying_nul_is_dead_lettered_alone_at_once(bus: Bus) -> None:
     handler = Recorder()
-    bus.subscribe("alpha", [Note], handler, batch_size=10, max_wait=0.3, retry_delay=0.05)
+    bus.subscribe(Queue("alpha", (Note,)), handler, batch_size=10, max_wait=0.3, retry_delay=0.05)
     await bus.start()
     poisoned = json.dumps({"type": "zc-test.Note", "text": "evt-\u0000"}).encode()
 
@@ -248,7 +248,7 @@ async def test_a_message_carrying_nul_is_dead_lettered_alone_at_once(bus: Bus) -
 
 async def test_fields_added_by_a_newer_version_are_ignored(bus: Bus) -> None:
     handler = Recorder()
-    bus.subscribe("alpha", [Ping], handler, **FAST)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, **FAST)
     await bus.start()
     sent = Ping(n=7)
     newer = {**json.loads(sent.encode()), "schema_version": 2, "added_in_v2": {"nested": [1, 2]}}
@@ -264,9 +264,9 @@ async def test_fields_added_by_a_newer_version_are_ignored(bus: Bus) -> None:
 
 async def test_a_queue_receives_only_the_types_it_subscribed_to(bus: Bus) -> None:
     pings, pongs, both = Recorder(), Recorder(), Recorder()
-    bus.subscribe("alpha", [Ping], pings, **FAST)
-    bus.subscribe("beta", [Pong], pongs, **FAST)
-    bus.subscribe("gamma", [Ping, Pong], both, **FAST)
+    bus.subscribe(Queue("alpha", (Ping,)), pings, **FAST)
+    bus.subscribe(Queue("beta", (Pong,)), pongs, **FAST)
+    bus.subscribe(Queue("gamma", (Ping, Pong,)), both, **FAST)
     await bus.start()
 
     ping, pong = Ping(n=2), Pong(n=1)
@@ -281,8 +281,8 @@ async def test_a_queue_receives_only_the_types_it_subscribed_to(bus: Bus) -> Non
 
 async def test_each_subscribed_queue_gets_its_own_copy(bus: Bus) -> None:
     first, second = Recorder(), Recorder()
-    bus.subscribe("alpha", [Ping], first, **FAST)
-    bus.subscribe("beta", [Ping], second, **FAST)
+    bus.subscribe(Queue("alpha", (Ping,)), first, **FAST)
+    bus.subscribe(Queue("beta", (Ping,)), second, **FAST)
     await bus.start()
     sent = Ping(n=5)
 
@@ -305,7 +305,7 @@ async def test_stopping_finishes_the_batch_in_hand_and_takes_no_more(bus: Bus) -
         await slow_first(messages)
         await handler(messages)
 
-    bus.subscribe("alpha", [Ping], handle, batch_size=1, max_wait=0.01)
+    bus.subscribe(Queue("alpha", (Ping,)), handle, batch_size=1, max_wait=0.01)
     await bus.start()
     sent = [Ping(n=n) for n in range(5)]
     await bus.publish(*sent)
@@ -376,7 +376,7 @@ async def test_messages_published_while_no_consumer_runs_wait_for_it(
     rabbit_bus: Callable[..., RabbitBus],
 ) -> None:
     first = rabbit_bus()
-    first.subscribe("alpha", [Ping], Recorder())
+    first.subscribe(Queue("alpha", (Ping,)), Recorder())
     await first.start()  # declares the queue
     await first.close()
     publisher = rabbit_bus()
@@ -387,7 +387,7 @@ async def test_messages_published_while_no_consumer_runs_wait_for_it(
 
     handler = Recorder()
     restarted = rabbit_bus()
-    restarted.subscribe("alpha", [Ping], handler)
+    restarted.subscribe(Queue("alpha", (Ping,)), handler)
     await restarted.start()
 
     await eventually(lambda: len(handler.messages) == 5)
@@ -412,7 +412,7 @@ async def test_a_message_published_before_its_consumer_ever_ran_is_kept_for_it(
 
     handler = Recorder()
     scheduler = rabbit_bus()
-    scheduler.subscribe("scheduler", [LeaseChanged], handler)
+    scheduler.subscribe(Queue("scheduler", (LeaseChanged,)), handler)
     await scheduler.start()
 
     await eventually(lambda: len(handler.messages) == 1)
@@ -424,7 +424,7 @@ async def test_handled_messages_are_acknowledged_and_not_delivered_again(
 ) -> None:
     handler = Recorder()
     first = rabbit_bus()
-    first.subscribe("alpha", [Ping], handler, batch_size=3)
+    first.subscribe(Queue("alpha", (Ping,)), handler, batch_size=3)
     await first.start()
     await first.publish(*(Ping(n=n) for n in range(5)))
     await eventually(lambda: len(handler.messages) == 5)
@@ -432,7 +432,7 @@ async def test_handled_messages_are_acknowledged_and_not_delivered_again(
 
     again = Recorder()
     restarted = rabbit_bus()
-    restarted.subscribe("alpha", [Ping], again)
+    restarted.subscribe(Queue("alpha", (Ping,)), again)
     await restarted.start()
     await asyncio.sleep(0.5)
 
@@ -449,7 +449,7 @@ async def test_a_message_whose_handler_did_not_finish_is_delivered_again(
         await release.wait()
 
     crashing = rabbit_bus()
-    crashing.subscribe("alpha", [Ping], crashes_midway)
+    crashing.subscribe(Queue("alpha", (Ping,)), crashes_midway)
     await crashing.start()
     sent = Ping(n=1)
     await crashing.publish(sent)
@@ -460,7 +460,7 @@ async def test_a_message_whose_handler_did_not_finish_is_delivered_again(
 
     handler = Recorder()
     successor = rabbit_bus()
-    successor.subscribe("alpha", [Ping], handler)
+    successor.subscribe(Queue("alpha", (Ping,)), handler)
     await successor.start()
 
     await eventually(lambda: handler.messages == [sent])
@@ -470,7 +470,7 @@ async def test_queues_are_durable_and_messages_persistent(
     rabbit_bus: Callable[..., RabbitBus], amqp_url: str, exchange: str
 ) -> None:
     consumer = rabbit_bus()
-    consumer.subscribe("alpha", [Ping], Recorder())
+    consumer.subscribe(Queue("alpha", (Ping,)), Recorder())
     await consumer.start()
     await consumer.close()
     publisher = rabbit_bus()
@@ -532,7 +532,7 @@ async def test_a_dropped_broker_connection_loses_no_message(
 ) -> None:
     handler = Recorder()
     bus = rabbit_bus()
-    bus.subscribe("alpha", [Ping], handler, batch_size=5, max_wait=0.05)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, batch_size=5, max_wait=0.05)
     await bus.start()
     sent = [Ping(n=n) for n in range(100)]
 
@@ -560,7 +560,7 @@ async def test_close_finishes_while_the_broker_is_unreachable(
 ) -> None:
     proxy, proxied_url = broker_proxy
     bus = rabbit_bus(proxied_url, connect_timeout=5)
-    bus.subscribe("alpha", [Ping], Recorder())
+    bus.subscribe(Queue("alpha", (Ping,)), Recorder())
     await bus.start()
     await proxy.cut()
     await asyncio.sleep(0.2)
@@ -578,7 +578,7 @@ async def test_a_batch_outlasting_the_grace_period_is_abandoned_for_redelivery(
         await asyncio.Event().wait()
 
     stuck = rabbit_bus(shutdown_grace=0.5)
-    stuck.subscribe("alpha", [Ping], hangs)
+    stuck.subscribe(Queue("alpha", (Ping,)), hangs)
     await stuck.start()
     sent = Ping(n=1)
     await stuck.publish(sent)
@@ -588,6 +588,6 @@ async def test_a_batch_outlasting_the_grace_period_is_abandoned_for_redelivery(
 
     handler = Recorder()
     successor = rabbit_bus()
-    successor.subscribe("alpha", [Ping], handler)
+    successor.subscribe(Queue("alpha", (Ping,)), handler)
     await successor.start()
     await eventually(lambda: handler.messages == [sent])

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from zc_common.aws import AwsAccess
-from zc_common.bus import Bus, PermanentFailure
+from zc_common.bus import Bus, PermanentFailure, Queue
 from zc_common.messages import Message
 from zc_common.metrics import KeptCounts
 from zc_common.service import add_health_routes
@@ -105,7 +105,7 @@ async def test_bus_counts_each_outcome_exactly_on_both_transports(bus: Bus) -> N
         handled.extend(messages)
 
     handled: list[Message] = []
-    bus.subscribe(queue, [Tick], handle, batch_size=10, max_wait=0.05, max_attempts=2, retry_delay=0.05)
+    bus.subscribe(Queue(queue, (Tick,)), handle, batch_size=10, max_wait=0.05, max_attempts=2, retry_delay=0.05)
     await bus.start()
     published = sample("zc_bus_messages_published_total", type=TICK)
 

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from zc_common.aws import AwsAccess
+from zc_common.bus import topology
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.cloudevents import state_change_event
 from zc_common.messages import (
@@ -257,7 +258,7 @@ async def test_ingestor_leaves_no_event_behind(launch: Launch, rabbit_bus: Calla
         published.extend(m.instance_id for m in messages if isinstance(m, ResourceChange))
 
     wire = rabbit_bus()
-    wire.subscribe("api", [ResourceChange], record, batch_size=100)
+    wire.subscribe(topology.API, record, batch_size=100)
     await wire.start()
 
     async def send(batch: Sequence[str]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from zc_common.bus import Bus
+from zc_common.bus import Bus, topology
 from zc_common.cloudevents import state_change_event
 from zc_common.messages import CloudEventReceived, ResourceChange, SweepRequested
 
@@ -27,7 +27,7 @@ class ApiQueue:
 
     def __init__(self, bus: Bus) -> None:
         self.changes: list[ResourceChange] = []
-        bus.subscribe("api", [ResourceChange], self.receive, batch_size=100)
+        bus.subscribe(topology.API, self.receive, batch_size=100)
 
     async def receive(self, messages: Sequence[Any]) -> None:
         self.changes.extend(messages)
@@ -48,7 +48,7 @@ async def api_queue(ingestor_on_bus: Ingestor, bus: Bus) -> AsyncIterator[ApiQue
 
 
 async def dead_letters(bus: Bus) -> list[str]:
-    return [dead.reason for dead in await bus.dead_letters(handlers.QUEUE)]
+    return [dead.reason for dead in await bus.dead_letters(topology.INGESTOR.name)]
 
 
 def running(instance_id: str, account_id: str = CUSTOMER) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.internal_api import InternalApi
 
 from tests.notifier.factories import FakeApi, SmtpSink, notifier_settings
+from zc_notifier import handlers
 from zc_notifier.service import Notifier
 
 StartNotifier = Callable[..., Awaitable[Notifier]]
@@ -46,7 +47,7 @@ async def start_notifier(fake_api: FakeApi, smtp_sink: SmtpSink) -> AsyncIterato
     async def start(bus: Bus, **overrides: Any) -> Notifier:
         api = fake_api.client()
         notifier = Notifier(notifier_settings(smtp_sink, **overrides), api)
-        notifier.subscribe(bus)
+        handlers.subscribe(bus, notifier)
         await bus.start()
         started.append((bus, notifier, api))
         return notifier

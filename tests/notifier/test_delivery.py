@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus
 from zc_common.bus.memory import InProcessBus
+from zc_common.bus.topology import NOTIFIER
 from zc_common.messages import LeaseChange, LeaseChanged
 
 from tests.notifier.conftest import StartNotifier
@@ -32,7 +33,6 @@ from tests.notifier.factories import (
 )
 from zc_notifier.channels import SendFailed, build_channels
 from zc_notifier.delivery import Delivery
-from zc_notifier.handlers import QUEUE
 from zc_notifier.mail import Mail
 from zc_notifier.service import Notifier
 
@@ -66,7 +66,7 @@ async def test_mail_waits_for_an_smtp_server_that_is_not_up_yet(
         assert each_once(down, messages)
         assert {mail.to for mail in down.mails} == {OWNER, OTHER_OWNER}
         assert fake_api.sent == {f"{m.message_id}:{m.lease.owner_email}" for m in messages}
-        assert await bus.dead_letters(QUEUE) == []
+        assert await bus.dead_letters(NOTIFIER.name) == []
     finally:
         down.stop()
 
@@ -91,7 +91,7 @@ async def test_mail_sent_while_the_smtp_server_was_stopped_arrives_once_it_is_ba
         await eventually(lambda: each_once(sink, [before, *during]), timeout=30)
         await asyncio.sleep(SETTLE)
         assert each_once(sink, [before, *during])
-        assert await memory_bus.dead_letters(QUEUE) == []
+        assert await memory_bus.dead_letters(NOTIFIER.name) == []
     finally:
         sink.stop()
 
@@ -106,10 +106,10 @@ async def test_mail_that_never_goes_out_is_dead_lettered_with_the_reason(
     await bus.publish(message)
 
     async def dead() -> bool:
-        return len(await bus.dead_letters(QUEUE)) == 1
+        return len(await bus.dead_letters(NOTIFIER.name)) == 1
 
     await eventually(dead, timeout=30)
-    [letter] = await bus.dead_letters(QUEUE)
+    [letter] = await bus.dead_letters(NOTIFIER.name)
     assert str(message.message_id).encode() in letter.body
     assert "not delivered" in letter.reason and "SMTP 127.0.0.1" in letter.reason
     assert fake_api.sent == set()
@@ -126,10 +126,10 @@ async def test_a_recipient_the_server_refuses_is_dead_lettered_at_once_and_other
     await memory_bus.publish(refused, fine)
 
     async def dead() -> bool:
-        return len(await memory_bus.dead_letters(QUEUE)) == 1
+        return len(await memory_bus.dead_letters(NOTIFIER.name)) == 1
 
     await eventually(dead)
-    [letter] = await memory_bus.dead_letters(QUEUE)
+    [letter] = await memory_bus.dead_letters(NOTIFIER.name)
     assert str(refused.message_id).encode() in letter.body
     assert "recipient refused" in letter.reason and "gone@bigdb.example" in letter.reason
     assert letter.attempts == 1, "a refused recipient is not retried"
@@ -273,10 +273,10 @@ async def test_an_owner_email_that_is_no_mail_address_is_dead_lettered_and_other
     await memory_bus.publish(broken, fine)
 
     async def dead() -> bool:
-        return len(await memory_bus.dead_letters(QUEUE)) == 1
+        return len(await memory_bus.dead_letters(NOTIFIER.name)) == 1
 
     await eventually(dead)
-    [letter] = await memory_bus.dead_letters(QUEUE)
+    [letter] = await memory_bus.dead_letters(NOTIFIER.name)
     assert str(broken.message_id).encode() in letter.body
     assert "not a mail address: 'nobody'" in letter.reason
     assert [mail.to for mail in smtp_sink.mails] == [OWNER]

@@ -40,6 +40,7 @@ from tests.notifier.factories import (
 )
 from zc_api.database import transaction
 from zc_api.models import Notification, User
+from zc_notifier import handlers
 from zc_notifier.service import Notifier
 
 API_PUBLIC_URL = "http://127.0.0.1:8000"  # the api settings' default
@@ -72,7 +73,7 @@ async def start(api: Api, sink: SmtpSink, **overrides: object) -> tuple[InProces
     client = InternalApi("http://zerocloud.internal", NOTIFIER_TOKEN, transport=httpx.ASGITransport(app=api.internal_app))
     notifier = Notifier(notifier_settings(sink, **overrides), client)
     bus = InProcessBus()
-    notifier.subscribe(bus)
+    handlers.subscribe(bus, notifier)
     await bus.start()
     return bus, notifier, client
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from zc_common.bus import Bus
+from zc_common.bus import Bus, topology
 from zc_common.bus.memory import InProcessBus
 from zc_common.internal_api import ReapOutcomeKind
 from zc_common.messages import LeaseStatus
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.asyncio
 @pytest_asyncio.fixture
 async def reaping_bus(make_reaper: ReaperFactory, bus: Bus) -> AsyncIterator[Bus]:
     """The test's bus (in-process or RabbitMQ) with a reaper consuming from it."""
-    make_reaper(batch_wait=0.5).subscribe(bus)
+    handlers.subscribe(bus, make_reaper(batch_wait=0.5))
     await bus.start()
     yield bus
 
@@ -49,14 +49,14 @@ async def test_expired_leases_on_the_bus_are_reaped_in_one_batch(
     assert fake_api.requests["claim"] == 1
     assert {o.outcome for o in fake_api.reported} == {ReapOutcomeKind.stopped}
     assert renewed.status is LeaseStatus.active
-    assert await reaping_bus.dead_letters(handlers.QUEUE) == []
+    assert await reaping_bus.dead_letters(topology.REAPER.name) == []
 
 
 async def test_throttling_past_the_retry_loop_is_retried_by_the_bus(
     make_reaper: ReaperFactory, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
 ) -> None:
     bus = InProcessBus()
-    make_reaper(aws_attempts=2, message_retry_delay=0.3).subscribe(bus)
+    handlers.subscribe(bus, make_reaper(aws_attempts=2, message_retry_delay=0.3))
     await bus.start()
     try:
         launched = await customer.launch(5)
@@ -68,7 +68,7 @@ async def test_throttling_past_the_retry_loop_is_retried_by_the_bus(
 
         assert await customer.states(*launched) == {i: "stopped" for i in launched}
         assert sorted(o.lease_id for o in fake_api.reported) == sorted(lease.lease_id for lease in leases)
-        assert await bus.dead_letters(handlers.QUEUE) == []
+        assert await bus.dead_letters(topology.REAPER.name) == []
         # Two tries, the bus's retry, two more: the one-at-a-time pass after the failed
         # batch left the throttled account alone instead of one call per lease.
         assert aws.calls["StopInstances"] == 4

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from zc_common.bus import Bus
+from zc_common.bus import Bus, Queue
 from zc_common.messages import (
     LeaseChange,
     LeaseChanged,
@@ -91,8 +91,7 @@ class Observer:
     QUEUE = "observer"
 
     def subscribe(self) -> None:
-        self.bus.subscribe(
-            self.QUEUE, [LeaseExpiringSoon, LeaseExpired, SweepRequested], self._record,
+        self.bus.subscribe(Queue(self.QUEUE, (LeaseExpiringSoon, LeaseExpired, SweepRequested,)), self._record,
             batch_size=1000, max_wait=0.005,
         )
 

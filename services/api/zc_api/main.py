@@ -74,7 +74,7 @@ def create_app(settings: ApiSettings, *, bus: Bus | None = None) -> FastAPI:
         )
         app.state.runtime = runtime
         await ensure_bootstrap_admin(runtime)
-        subscribe_ingest(runtime)
+        subscribe_ingest(runtime.bus, runtime)
         await runtime.bus.start()
         relay = asyncio.create_task(run_relay(runtime), name="outbox-relay")
         digests = asyncio.create_task(run_past_lease_digests(runtime), name="past-lease-digests")

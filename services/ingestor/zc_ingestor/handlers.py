@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
-from zc_common.bus import Bus, PermanentFailure
+from zc_common.bus import Bus, PermanentFailure, Route, Routes, topology
 from zc_common.cloudevents import UnusableEvent, parse_event
 from zc_common.messages import CloudEventReceived, SweepRequested
 
@@ -17,7 +16,6 @@ from zc_ingestor.sweep import NothingToSweep
 
 log = logging.getLogger("zc.ingestor.handlers")
 
-QUEUE = "ingestor"
 BATCH_SIZE = 10
 
 
@@ -28,18 +26,18 @@ class EventNotFollowed(Exception):
 def subscribe(bus: Bus, ingestor: Ingestor) -> None:
     """Subscribe the ingestor's queue; call before ``bus.start()``."""
 
-    async def handle(messages: Sequence[Any]) -> None:
-        # Events first: if one fails the bus handles the batch again message by message,
-        # and the sweeps, much dearer than a re-published change, have not run yet.
-        events = [m for m in messages if isinstance(m, CloudEventReceived)]
-        if events:
-            await cloud_events_received(ingestor, events)
-        requests = [m for m in messages if isinstance(m, SweepRequested)]
+    async def events(messages: Sequence[CloudEventReceived]) -> None:
+        await cloud_events_received(ingestor, messages)
+
+    async def sweeps(requests: Sequence[SweepRequested]) -> None:
+        # One sweep per target however often the batch asks for it.
         for target in dict.fromkeys((m.cloud_account_id, m.region) for m in requests):
             await sweep_requested(ingestor, *target)
 
-    # One subscription for both types: two on one queue would each receive the other's messages.
-    bus.subscribe(QUEUE, [SweepRequested, CloudEventReceived], handle, batch_size=BATCH_SIZE, max_wait=0.2)
+    # Events first: if one fails the bus handles the batch again message by message, and
+    # the sweeps, much dearer than a re-published change, have not run yet.
+    routes = Routes(Route(CloudEventReceived, events), Route(SweepRequested, sweeps))
+    bus.subscribe(topology.INGESTOR, routes, batch_size=BATCH_SIZE, max_wait=0.2)
 
 
 async def sweep_requested(ingestor: Ingestor, cloud_account_id: int | None, region: str | None) -> None:

@@ -3,42 +3,20 @@ window as the digest window."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from zc_common.bus import Bus, topology
 
-from zc_common.bus import Bus
-from zc_common.messages import (
-    BlastRadiusHalted,
-    EmailConfirmationRequested,
-    InvitationCreated,
-    LeaseChanged,
-    LeaseExpiringSoon,
-    LeasesPastTheirEnd,
-)
+from zc_notifier.service import Notifier
 
-if TYPE_CHECKING:
-    from zc_notifier.service import Notifier
-
-QUEUE = "notifier"
 BATCH_SIZE = 1000
-MESSAGE_TYPES = (
-    LeaseChanged, LeaseExpiringSoon, BlastRadiusHalted, LeasesPastTheirEnd, InvitationCreated,
-    EmailConfirmationRequested,
-)
 
 
 def subscribe(bus: Bus, notifier: Notifier) -> None:
     """Everything that arrives within ``digest_window`` of the first message is one batch,
-    so each recipient gets one mail for it."""
+    so each recipient gets one mail for it. Call before ``bus.start()``."""
     settings = notifier.settings
-
-    async def handle(messages: Sequence[Any]) -> None:
-        await notifier.handle(messages)
-
     bus.subscribe(
-        QUEUE,
-        MESSAGE_TYPES,
-        handle,
+        topology.NOTIFIER,
+        notifier.handle,
         batch_size=BATCH_SIZE,
         max_wait=settings.digest_window,
         max_attempts=settings.redelivery_attempts,

@@ -14,6 +14,7 @@ from zc_common.logging import configure_logging
 from zc_common.service import ReadinessCheck, add_health_routes, read_command_line, serve
 from zc_common.settings import NotifierSettings, load_settings
 
+from zc_notifier import handlers
 from zc_notifier.service import Notifier
 
 __all__ = ["Notifier", "create_app", "run", "wired"]
@@ -30,9 +31,9 @@ async def wired(
     owns_bus, owns_api = bus is None, api is None
     bus = bus or create_bus(settings)
     api = api or InternalApi(settings.api_url, settings.service_token)
-    notifier = Notifier(settings, api)
+    notifier = Notifier(settings, api, bus=bus)
     try:
-        notifier.subscribe(bus)
+        handlers.subscribe(bus, notifier)
         await bus.start()
         try:
             yield notifier

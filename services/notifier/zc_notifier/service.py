@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from zc_common.bus import Bus, PermanentFailure
+from zc_common.bus.topology import NotifierMessage
 from zc_common.internal_api import InternalApi, InternalApiError, LeaseAction, LeaseRef, NoticeRecipient
-from zc_common.messages import Message, utcnow
+from zc_common.messages import utcnow
 from zc_common.service import ReadinessCheck
 from zc_common.settings import NotifierSettings
 
-from zc_notifier import handlers
 from zc_notifier.channels import Channel, RecipientRefused, SendFailed, build_channels
 from zc_notifier.delivery import Delivery
 from zc_notifier.mail import Mail
@@ -68,13 +68,14 @@ class Notifier:
         api: InternalApi,
         channels: Sequence[Channel] | None = None,
         *,
+        bus: Bus | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.api = api
         self.clock = clock
         self.renderer = Renderer(mail_from=settings.mail_from)
-        self.bus: Bus | None = None
+        self.bus = bus  # the one it consumes (handlers.py), for /readyz
         self.deliveries = [
             Delivery(
                 channel,
@@ -84,11 +85,6 @@ class Notifier:
             )
             for channel in (build_channels(settings) if channels is None else channels)
         ]
-
-    def subscribe(self, bus: Bus) -> None:
-        """Consume the notifier's queue on ``bus`` (call before ``bus.start()``)."""
-        handlers.subscribe(bus, self)
-        self.bus = bus
 
     def readiness_checks(self) -> dict[str, ReadinessCheck]:
         """For /readyz: the bus it consumes, and each channel's server answering."""
@@ -104,7 +100,7 @@ class Notifier:
         for delivery in self.deliveries:
             await delivery.channel.close()
 
-    async def handle(self, messages: Sequence[Message]) -> None:
+    async def handle(self, messages: Sequence[NotifierMessage]) -> None:
         """Mail one batch. Returns once every notice of it is delivered and recorded as
         sent; raises (so the bus retries or dead-letters) when some could not be."""
         found = unique(notice for message in messages for notice in notices_for(message, self.clock()))
@@ -175,7 +171,7 @@ class Notifier:
             [NoticeRecipient(account_id=account_id, email=email) for account_id, email in asked],
             account_ids if wants_webhooks else [],
         )
-        confirmed = {(r.account_id, r.email) for r in answer.confirmed}
+        confirmed: set[tuple[int | None, str]] = {(r.account_id, r.email) for r in answer.confirmed}
         skipped = sorted({n.recipient for n in notices if (n.account_id, n.recipient) not in confirmed})
         if skipped:
             # Not retried: nothing is mailed to an address before its owner confirmed it.

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from zc_common.bus import Bus, topology
 
-from zc_common.bus import Bus
-from zc_common.messages import LeaseExpired
-
-if TYPE_CHECKING:
-    from zc_reaper.service import Reaper
-
-QUEUE = "reaper"
+from zc_reaper.service import Reaper
 
 
 def subscribe(bus: Bus, reaper: Reaper) -> None:
     """Subscribe the reaper's queue; call before ``bus.start()``. A batch is acknowledged
     only once its outcomes are with the api; when AWS or the api fails the bus retries it
     (the claim answers the same lease version again, so nothing is lost or done twice)."""
-
-    async def handle(messages: Sequence[Any]) -> None:
-        await reaper.reap([m for m in messages if isinstance(m, LeaseExpired)])
-
     settings = reaper.settings
     bus.subscribe(
-        QUEUE,
-        [LeaseExpired],
-        handle,
+        topology.REAPER,
+        reaper.reap,
         batch_size=settings.batch_size,
         max_wait=settings.batch_wait,
         max_attempts=settings.message_attempts,

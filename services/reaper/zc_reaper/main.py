@@ -14,6 +14,7 @@ from zc_common.internal_api import InternalApi
 from zc_common.service import ReadinessCheck, add_health_routes, read_command_line, serve
 from zc_common.settings import ReaperSettings, load_settings
 
+from zc_reaper import handlers
 from zc_reaper.service import Reaper
 
 __all__ = ["Reaper", "create_app", "run", "wired"]
@@ -34,8 +35,8 @@ async def wired(settings: ReaperSettings, *, bus: Bus | None = None) -> AsyncIte
         max_attempts=settings.aws_max_attempts,
     )
     api = InternalApi(settings.api_url, settings.service_token)
-    reaper = Reaper(settings, aws, api)
-    reaper.subscribe(bus)
+    reaper = Reaper(settings, aws, api, bus=bus)
+    handlers.subscribe(bus, reaper)
     try:
         await bus.start()
         try:

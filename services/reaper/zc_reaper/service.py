@@ -70,6 +70,7 @@ class Reaper:
         aws: AwsAccess,
         api: InternalApi,
         *,
+        bus: Bus | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -78,17 +79,10 @@ class Reaper:
         self.clock = clock
         self.accounts = CloudAccounts(api, ttl=settings.account_cache_seconds)
         self.retry = RetryPolicy(attempts=settings.aws_attempts, delay=settings.aws_retry_delay)
-        self.bus: Bus | None = None
+        self.bus = bus  # the one it consumes (handlers.py), for /readyz
         self._unreported: OrderedDict[LeaseRef, ReapOutcome] = OrderedDict()
         # (cloud account, region) -> until when AWS is left alone after it kept failing.
         self._resting: dict[tuple[int, str], float] = {}
-
-    def subscribe(self, bus: Bus) -> None:
-        """Consume LeaseExpired from the reaper's queue in batches; call before ``bus.start()``."""
-        from zc_reaper import handlers
-
-        handlers.subscribe(bus, self)
-        self.bus = bus
 
     async def api_answers(self) -> bool:
         """Whether the api answers an internal request (for /readyz)."""

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from zc_common import metrics
 from zc_common.logging import log_context
@@ -39,7 +39,11 @@ from zc_common.messages import Message
 
 log = logging.getLogger("zc.bus")
 
-Handler = Callable[[Sequence[Any]], Awaitable[None]]
+M = TypeVar("M", bound=Message)
+
+Handler = Callable[[Sequence[M]], Awaitable[object]]
+"""What consumes a queue: a batch of its messages, returning once their work is committed
+(what it returns, a report for tests say, is ignored)."""
 
 ATTEMPT_HEADER = "x-zc-attempt"
 REASON_HEADER = "x-zc-dead-reason"
@@ -55,10 +59,65 @@ class PermanentFailure(Exception):
 
 
 @dataclass(frozen=True)
+class Queue(Generic[M]):
+    """A consuming service's durable queue and the message types bound to it.
+
+    ``M`` is the union of those types: ``Bus.subscribe`` takes only a handler of
+    ``Sequence[M]``, so mypy checks every handler against what its queue carries. The
+    queues of the product are declared once, in ``zc_common.bus.topology``."""
+
+    name: str
+    message_types: tuple[type[M], ...]
+
+    def __post_init__(self) -> None:
+        if not self.message_types:
+            raise ValueError(f"queue {self.name!r} needs at least one message type")
+        if len(set(self.message_types)) != len(self.message_types):
+            raise ValueError(f"queue {self.name!r} names a message type twice")
+
+    @property
+    def routing_keys(self) -> list[str]:
+        return [model.type_name() for model in self.message_types]
+
+
+@dataclass(frozen=True)
+class Route(Generic[M]):
+    """The handler of one message type on a queue that carries several."""
+
+    message_type: type[M]
+    handler: Handler[M]
+
+
+class Routes:
+    """Handlers by message type, for a queue that carries several types: each batch is
+    split by type and each part handed to its own handler, in the order the routes are
+    given (a failure in one part fails the batch, which the bus then splits as usual).
+    ``Bus.subscribe`` refuses routes that do not cover exactly the queue's types."""
+
+    def __init__(self, *routes: Route[Any]) -> None:
+        types = [route.message_type for route in routes]
+        if not types:
+            raise ValueError("Routes needs at least one route")
+        if len(set(types)) != len(types):
+            raise ValueError("Routes names a message type twice")
+        self.routes = routes
+
+    @property
+    def message_types(self) -> frozenset[type[Message]]:
+        return frozenset(route.message_type for route in self.routes)
+
+    async def __call__(self, messages: Sequence[Message]) -> None:
+        for route in self.routes:
+            part = [message for message in messages if type(message) is route.message_type]
+            if part:
+                await route.handler(part)
+
+
+@dataclass(frozen=True)
 class Subscription:
     queue: str
     message_types: tuple[type[Message], ...]
-    handler: Handler
+    handler: Handler[Any]
     batch_size: int = 1
     max_wait: float = 0.02
     max_attempts: int = 5
@@ -202,23 +261,23 @@ class Bus(abc.ABC):
 
     def subscribe(
         self,
-        queue: str,
-        message_types: Sequence[type[Message]],
-        handler: Handler,
+        queue: Queue[M],
+        handler: Handler[M] | Routes,
         *,
         batch_size: int = 1,
         max_wait: float = 0.02,
         max_attempts: int = 5,
         retry_delay: float = 0.5,
     ) -> None:
-        """Register a handler; it starts consuming at the next ``start``. ``queue`` is the
-        consuming service's name: replicas of one service share it."""
-        if not message_types:
-            raise ValueError("subscribe needs at least one message type")
+        """Register the handler of ``queue``; it starts consuming at the next ``start``.
+        Replicas of one service share the queue (and compete for its messages)."""
+        if isinstance(handler, Routes) and handler.message_types != set(queue.message_types):
+            routed = sorted(t.type_name() for t in handler.message_types)
+            raise ValueError(f"routes for {routed} do not match queue {queue.name!r}: {sorted(queue.routing_keys)}")
         self.subscriptions.append(
             Subscription(
-                queue=queue,
-                message_types=tuple(message_types),
+                queue=queue.name,
+                message_types=queue.message_types,
                 handler=handler,
                 batch_size=batch_size,
                 max_wait=max_wait,

@@ -25,7 +25,7 @@ from zc_common.bus.base import (
     count_undecodable,
     run_handler,
 )
-from zc_common.bus.topology import SERVICE_QUEUES
+from zc_common.bus.topology import QUEUES
 from zc_common.messages import Message, UndecodableMessage, decode
 
 log = logging.getLogger("zc.bus.rabbit")
@@ -74,8 +74,8 @@ class RabbitBus(Bus):
                 self.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
             )
             if self.declare_topology:
-                for queue, types in SERVICE_QUEUES.items():
-                    await declare_queue(self._channel, self, queue, [t.type_name() for t in types])
+                for queue in QUEUES:
+                    await declare_queue(self._channel, self, queue.name, queue.routing_keys)
         started = {id(consumer.sub) for consumer in self._consumers}
         for sub in self.subscriptions:
             if id(sub) not in started:

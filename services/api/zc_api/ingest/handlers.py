@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import DBAPIError
 
-from zc_common.bus import PermanentFailure
+from zc_common.bus import Bus, PermanentFailure, topology
 from zc_common.messages import ResourceChange, utcnow
 
 from zc_api.database import is_unstorable, transaction
@@ -18,20 +18,19 @@ from zc_api.runtime import ApiRuntime
 
 log = logging.getLogger("zc.api.ingest")
 
-QUEUE = "api"
 # Deadlock and serialisation failures between concurrent batches are retried here, at
 # once, rather than by the bus (which would split the batch and back off).
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 ATTEMPTS = 3
 
 
-def subscribe(runtime: ApiRuntime) -> None:
+def subscribe(bus: Bus, runtime: ApiRuntime) -> None:
+    """Subscribe the api's queue; call before ``bus.start()``."""
+
     async def handle(changes: Sequence[ResourceChange]) -> None:
         await ingest(runtime, changes)
 
-    runtime.bus.subscribe(
-        QUEUE, [ResourceChange], handle, batch_size=runtime.settings.ingest_batch_size, max_wait=0.05
-    )
+    bus.subscribe(topology.API, handle, batch_size=runtime.settings.ingest_batch_size, max_wait=0.05)
 
 
 async def ingest(runtime: ApiRuntime, changes: Sequence[ResourceChange]) -> IngestResult:
