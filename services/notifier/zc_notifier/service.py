@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -281,6 +280,5 @@ class Notifier:
 
 
 def _refused(error: InternalApiError) -> bool:
-    """Whether the api answered 4xx (InternalApiError says "<METHOD> <path> -> <status>: …")."""
-    found = re.search(r"-> (\d{3})\b", str(error))
-    return found is not None and 400 <= int(found.group(1)) < 500
+    """Whether the api answered 4xx: it will refuse the same request again."""
+    return error.status_code is not None and 400 <= error.status_code < 500
