@@ -40,7 +40,7 @@ class DeliveryIncomplete(Exception):
 class _Targets:
     """Where this batch's lease notices may go."""
 
-    confirmed: set[tuple[int | None, str]]
+    confirmed: set[tuple[int, str]]
     webhooks: dict[int, str]
 
     def reaches(self, channel: Channel, notice: Notice) -> bool:
