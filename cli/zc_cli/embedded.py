@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import httpx
 import uvicorn
@@ -25,7 +25,7 @@ import uvicorn
 from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
 from zc_common.logging import redact_access_log
-from zc_common.settings import ApiSettings, IngestorSettings
+from zc_common.settings import ApiSettings, IngestorSettings, LogLevel
 
 from zc_cli.local_server import EmbeddedServer
 
@@ -106,9 +106,9 @@ def _prepare(data_dir: Path) -> tuple[str, str]:
 
 def start_postgres(data_dir: Path) -> str:
     """Start (or reuse) the private PostgreSQL and return the URL of its zerocloud database."""
-    import pgserver
+    from pgserver.postgres_server import get_server
 
-    server = pgserver.get_server(str(data_dir / "pgdata"), cleanup_mode="stop")
+    server = get_server(str(data_dir / "pgdata"), cleanup_mode="stop")
     if "zerocloud" not in server.psql("SELECT datname FROM pg_database;"):
         server.psql("CREATE DATABASE zerocloud;")
     socket_dir = server.get_uri().split("host=", 1)[1]
@@ -185,10 +185,19 @@ async def create_event_queue(aws: AwsAccess) -> str:
     return str(answer["QueueUrl"])
 
 
+class _CommonSettings(TypedDict):
+    """What every service's settings share in the sandbox."""
+
+    amqp_url: str
+    bus: Literal["rabbitmq", "memory"]
+    aws_endpoint_url: str
+    log_level: LogLevel
+
+
 @contextlib.asynccontextmanager
 async def embedded_services(
     *, database_url: str, aws_endpoint_url: str, api_port: int, admin_token: str, smtp_port: int,
-    sweep_interval: float = 60.0, log_level: str = "INFO", mailbox_dir: Path | None = None,
+    sweep_interval: float = 60.0, log_level: LogLevel = "INFO", mailbox_dir: Path | None = None,
     api_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[SandboxState]:
     """Run the five services on one in-process bus, each through its own app's lifespan
@@ -209,7 +218,7 @@ async def embedded_services(
     tokens = {service: f"zc_{secrets.token_urlsafe(32)}" for service in ("ingestor", "notifier", "reaper")}
     api_url = f"http://127.0.0.1:{api_port}"
     internal_url = f"http://127.0.0.1:{free_port()}"  # the services' routes: never the public port
-    common = {"amqp_url": "memory://", "bus": "memory", "aws_endpoint_url": aws_endpoint_url, "log_level": log_level}
+    common: _CommonSettings = {"amqp_url": "memory://", "bus": "memory", "aws_endpoint_url": aws_endpoint_url, "log_level": log_level}
     aws = AwsAccess(endpoint_url=aws_endpoint_url, session_name="zerocloud-sandbox")
     queue_url = await create_event_queue(aws)
 

@@ -64,8 +64,9 @@ async def test_known_instances_leave_out_gone_ones_and_other_regions(api: Api, t
 async def test_known_instances_of_an_unknown_cloud_account_is_an_error(api: Api) -> None:
     client = internal_client(api)
     try:
-        with pytest.raises(InternalApiError, match="404"):
+        with pytest.raises(InternalApiError, match="404") as refused:
             await client.known_instances(999999, "us-east-1")
+        assert refused.value.status_code == 404
     finally:
         await client.close()
 

@@ -16,6 +16,7 @@ from zc_common.aws import AwsAccess
 from zc_common.bus import Bus
 from zc_common.bus.memory import InProcessBus
 from zc_common.bus.topology import NOTIFIER
+from zc_common.internal_api import ActionLinks, InternalApi, InternalApiError, LeaseAction, LeaseRef
 from zc_common.messages import LeaseChange, LeaseChanged
 
 from tests.notifier.conftest import StartNotifier
@@ -307,6 +308,23 @@ async def test_when_the_api_refuses_links_the_mail_goes_without_them(
 
     await eventually(lambda: len(smtp_sink.mails) == 1)
     assert "/a/" not in smtp_sink.mails[0].text and "href=" not in smtp_sink.mails[0].html
+
+
+async def test_a_refusal_is_told_by_the_status_the_api_answered_not_by_the_message(
+    start_notifier: StartNotifier, memory_bus: InProcessBus, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(
+        self: InternalApi, leases: list[LeaseRef], actions: list[LeaseAction] | None = None
+    ) -> list[ActionLinks]:
+        raise InternalApiError("no links for these leases", status_code=422)
+
+    monkeypatch.setattr(InternalApi, "action_links", refuse)
+    await start_notifier(memory_bus)
+
+    await memory_bus.publish(lease_changed(LeaseChange.created))
+
+    await eventually(lambda: len(smtp_sink.mails) == 1)
+    assert "/a/" not in smtp_sink.mails[0].text
 
 
 async def test_each_mail_is_counted_once_as_ok_or_failed(smtp_sink: SmtpSink) -> None:

@@ -224,7 +224,18 @@ PEOPLE_LINK_GONE_FIELD = "id"
 
 
 class InternalApiError(Exception):
-    pass
+    """The api answered an error. ``status_code`` is the HTTP status it answered (None only
+    when raised without an answer), so callers decide on it without parsing the message."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @classmethod
+    def answered(cls, method: str, path: str, response: httpx.Response) -> InternalApiError:
+        return cls(
+            f"{method} {path} -> {response.status_code}: {response.text[:300]}", status_code=response.status_code
+        )
 
 
 class InternalApi:
@@ -251,7 +262,7 @@ class InternalApi:
     async def _get(self, path: str, **params: Any) -> Any:
         response = await self._http.get(path, params={k: v for k, v in params.items() if v is not None})
         if response.status_code >= 400:
-            raise InternalApiError(f"GET {path} -> {response.status_code}: {response.text[:300]}")
+            raise InternalApiError.answered("GET", path, response)
         return response.json()
 
     async def cloud_accounts(self, upstream_account_id: str | None = None) -> list[CloudAccountRecord]:
@@ -271,7 +282,7 @@ class InternalApi:
     async def _post(self, path: str, body: BaseModel) -> Any:
         response = await self._http.post(path, content=body.model_dump_json(), headers={"Content-Type": "application/json"})
         if response.status_code >= 400:
-            raise InternalApiError(f"POST {path} -> {response.status_code}: {response.text[:300]}")
+            raise InternalApiError.answered("POST", path, response)
         return response.json() if response.content else None
 
     async def claim(self, leases: list[LeaseRef]) -> ClaimResult:
@@ -294,7 +305,7 @@ class InternalApi:
         if response.status_code == 404 and _error_field(response) == PEOPLE_LINK_GONE_FIELD:
             return None
         if response.status_code >= 400:
-            raise InternalApiError(f"POST /people-links -> {response.status_code}: {response.text[:300]}")
+            raise InternalApiError.answered("POST", "/people-links", response)
         return PeopleLink.model_validate(response.json())
 
     async def reserve_notifications(self, keys: list[str]) -> list[str]:

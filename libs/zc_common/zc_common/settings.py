@@ -27,12 +27,15 @@ HTTP_PORT = (
 )
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 class ZeroCloudSettings(BaseSettings):
     """What every service reads. Secrets and addresses of other systems have no default."""
 
     model_config = SettingsConfigDict(env_prefix="ZC_", extra="ignore", validate_default=True)
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+    log_level: LogLevel = Field(
         "INFO", description="Level of the JSON log lines written to stderr."
     )
     bus: Literal["rabbitmq", "memory"] = Field(

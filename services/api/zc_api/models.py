@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlmodel import Field, SQLModel
+from sqlalchemy.orm import Mapped
+from sqlmodel import Field, SQLModel, col
 
 from zc_common.messages import LIVE_LEASE_STATUSES
 
@@ -23,6 +24,16 @@ DEFAULT_WARNING_SECONDS = [24 * 3600, 3600]
 DEFAULT_OVER_QUOTA_GRACE_SECONDS = 3600
 DEFAULT_BLAST_RADIUS_PERCENT = 50
 DEFAULT_BLAST_RADIUS_PER_HOUR = 100
+
+
+_T = TypeVar("_T")
+
+
+def never_null(attribute: _T | None) -> Mapped[_T]:
+    """``col(attribute)`` where the query cannot read NULL from it: a primary key read
+    back, or a column it filters with ``IS NOT NULL``. The model's ``X | None`` is for an
+    object not yet flushed; the statement is the same as with ``col``."""
+    return cast("Mapped[_T]", col(attribute))
 
 
 def _now_column(**kwargs: Any) -> Any:

@@ -65,7 +65,8 @@ def check_head(scope: Scope) -> None:
 
 
 def _media_type(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
         if name == b"content-type":
             return value.decode("latin-1").split(";", 1)[0].strip().lower()
     return ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,7 +40,7 @@ class DeliveryIncomplete(Exception):
 class _Targets:
     """Where this batch's lease notices may go."""
 
-    confirmed: set[tuple[int | None, str]]
+    confirmed: set[tuple[int, str]]
     webhooks: dict[int, str]
 
     def reaches(self, channel: Channel, notice: Notice) -> bool:
@@ -171,7 +170,7 @@ class Notifier:
             [NoticeRecipient(account_id=account_id, email=email) for account_id, email in asked],
             account_ids if wants_webhooks else [],
         )
-        confirmed: set[tuple[int | None, str]] = {(r.account_id, r.email) for r in answer.confirmed}
+        confirmed = {(r.account_id, r.email) for r in answer.confirmed}
         skipped = sorted({n.recipient for n in notices if (n.account_id, n.recipient) not in confirmed})
         if skipped:
             # Not retried: nothing is mailed to an address before its owner confirmed it.
@@ -277,6 +276,5 @@ class Notifier:
 
 
 def _refused(error: InternalApiError) -> bool:
-    """Whether the api answered 4xx (InternalApiError says "<METHOD> <path> -> <status>: …")."""
-    found = re.search(r"-> (\d{3})\b", str(error))
-    return found is not None and 400 <= int(found.group(1)) < 500
+    """Whether the api answered 4xx: it will refuse the same request again."""
+    return error.status_code is not None and 400 <= error.status_code < 500

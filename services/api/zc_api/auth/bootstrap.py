@@ -6,6 +6,7 @@ import logging
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from zc_common.messages import utcnow
 
@@ -23,7 +24,7 @@ BOOTSTRAP_EMAIL = "admin@localhost"
 async def create_admin(session: AsyncSession, email: str, *, token: str | None = None, token_name: str = "bootstrap") -> tuple[User, str]:
     """An admin not yet in any account (creating an account makes them its admin)."""
     email = email.strip().lower()
-    user = await session.scalar(select(User).where(User.email == email, User.account_id.is_(None)))  # type: ignore[union-attr]
+    user = await session.scalar(select(User).where(col(User.email) == email, col(User.account_id).is_(None)))
     if user is None:
         # Confirmed: whoever runs the server named this address for its first admin.
         user = User(email=email, role="admin", email_confirmed_at=utcnow(), joined_how=JoinedHow.bootstrap.value)
@@ -39,7 +40,7 @@ async def ensure_bootstrap_admin(runtime: ApiRuntime) -> None:
     if not token:
         return
     async with transaction(runtime.sessions) as session:
-        if await session.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))):
+        if await session.scalar(select(col(ApiToken.id)).where(col(ApiToken.token_hash) == hash_token(token))):
             return
         await create_admin(session, runtime.settings.bootstrap_admin_email or BOOTSTRAP_EMAIL, token=token)
     log.info("bootstrap admin token installed")

@@ -12,7 +12,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import authlib.deprecate
+# authlib ships no types, and types-authlib (1.8) lags the authlib we pin and imports httpx2.
+import authlib.deprecate  # type: ignore[import-untyped]
 import httpx
 
 from zc_common.settings import ApiSettings
@@ -22,7 +23,7 @@ with warnings.catch_warnings():
     # httpx; httpx is what we pin, so the warning would only be noise in every log. (The
     # filter is added after authlib.deprecate installed its own, so it takes precedence.)
     warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
-    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError  # type: ignore[import-untyped]
 
 log = logging.getLogger("zc.api.github")
 

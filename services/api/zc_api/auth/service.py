@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from zc_api.auth.principal import Principal
 from zc_api.auth.tokens import hash_token, new_token, same
@@ -25,9 +26,9 @@ async def principal_for(
             return Principal(kind="service", service=service)
     row = (
         await session.execute(
-            select(ApiToken.id, ApiToken.last_used_at, User)
-            .join(User, User.id == ApiToken.user_id)  # type: ignore[arg-type]
-            .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+            select(col(ApiToken.id), col(ApiToken.last_used_at), User)
+            .join(User, col(User.id) == col(ApiToken.user_id))
+            .where(col(ApiToken.token_hash) == hash_token(token), col(ApiToken.revoked_at).is_(None))
         )
     ).first()
     if row is None:
@@ -37,7 +38,7 @@ async def principal_for(
     if last_used_at is None or now - last_used_at >= LAST_USED_PRECISION:
         # To the minute: a read stays a read, and requests on one token do not queue on its row.
         await session.execute(
-            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)  # type: ignore[arg-type]
+            update(ApiToken).where(col(ApiToken.id) == token_id).values(last_used_at=now)
         )
     return Principal(kind="user", user_id=user.id, account_id=user.account_id, role=user.role, email=user.email)
 

@@ -377,7 +377,8 @@ async def _join_by_allowed_email(session: AsyncSession, identity: GitHubIdentity
         )
         account_id = await session.scalar(
             select(col(AccountPolicy.account_id))
-            .where(col(AccountPolicy.allowed_email_patterns).overlap(pattern_candidates(email)), ~removed.exists())
+            # && is ARRAY's overlap(), which SQLAlchemy's types do not show on a mapped column.
+            .where(col(AccountPolicy.allowed_email_patterns).bool_op("&&")(pattern_candidates(email)), ~removed.exists())
             .order_by(col(AccountPolicy.account_id)).limit(1)
         )
         if account_id is not None:

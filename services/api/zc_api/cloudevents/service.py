@@ -15,13 +15,13 @@ from sqlmodel import col
 
 from zc_common.cloudevents import UnusableEvent, parse_event
 from zc_common.errors import InvalidInput, NotPermitted, PayloadTooLarge
-from zc_common.messages import CloudEventReceived
+from zc_common.messages import LIVE_LEASE_STATUSES, CloudEventReceived
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.cloudaccounts.claims import in_force_sql
 from zc_api.cloudevents.schemas import CloudEventAccepted
-from zc_api.models import LIVE_LEASE_STATUSES, CloudAccount, Lease, Resource
+from zc_api.models import CloudAccount, Lease, Resource
 from zc_api.outbox import service as outbox
 
 
@@ -40,7 +40,7 @@ async def _require_own_instances(
     an event is a hint that makes ZeroCloud look, and nobody looks on another's behalf."""
     own = set(
         await session.scalars(
-            select(Resource.instance_id)
+            select(col(Resource.instance_id))
             .join(Lease, col(Lease.resource_id) == col(Resource.id))
             .where(
                 col(Resource.cloud_account_id) == cloud_account.id,

@@ -317,13 +317,10 @@ async def reown_by_tag(
     go to the owner the normal rules chose, who gets a fresh notice period (the policy's
     warnings, counted from now) so nobody's instance is reaped on a warning that went to
     someone else. Answers the LeaseChanged messages for the caller to put on the outbox."""
-    ids = list(
-        await session.scalars(
-            select(col(Lease.id)).where(
-                col(Lease.resource_id).in_(sorted(owners)),
-                col(Lease.status).in_([status.value for status in REOWNABLE]),
-            )
-        )
+    ids = await repository.ids_where(
+        session,
+        col(Lease.resource_id).in_(sorted(owners)),
+        col(Lease.status).in_([status.value for status in REOWNABLE]),
     )
     messages: list[LeaseChanged] = []
     records = await repository.load(session, ids, lock=True)
@@ -346,11 +343,9 @@ async def reown_from_user(
     lease being reaped keeps its owner (the reaper is already acting). Answers how many."""
     now = now or utcnow()
     movable = (*REOWNABLE, LeaseStatus.exempt)
-    ids = list(await session.scalars(
-        select(col(Lease.id)).where(
-            col(Lease.owner_user_id) == user_id, col(Lease.status).in_([status.value for status in movable]),
-        )
-    ))
+    ids = await repository.ids_where(
+        session, col(Lease.owner_user_id) == user_id, col(Lease.status).in_([status.value for status in movable]),
+    )
     records = await repository.load(session, ids, lock=True)
     messages = [
         await _reown(session, record, to, actor=actor, now=now, reason=to.reason)
@@ -401,12 +396,8 @@ async def enforce_after_observe(
     (the policy's longest warning time) with its warnings, then is reaped unless renewed.
     Answers how many leases were given one."""
     now = now or utcnow()
-    ids = list(
-        await session.scalars(
-            select(col(Lease.id)).where(
-                col(Lease.cloud_account_id) == cloud_account_id, col(Lease.status) == LeaseStatus.expired.value
-            )
-        )
+    ids = await repository.ids_where(
+        session, col(Lease.cloud_account_id) == cloud_account_id, col(Lease.status) == LeaseStatus.expired.value
     )
     records = await repository.load(session, ids, lock=True)
     messages: list[LeaseChanged] = []
@@ -435,13 +426,10 @@ async def release_all(
     version, audited with ``reason``, its timers cancelled through the outbox. Answers how
     many were released."""
     now = now or utcnow()
-    ids = list(
-        await session.scalars(
-            select(col(Lease.id)).where(
-                col(Lease.cloud_account_id) == cloud_account_id,
-                col(Lease.status).in_(sorted(status.value for status in LIVE_LEASE_STATUSES)),
-            )
-        )
+    ids = await repository.ids_where(
+        session,
+        col(Lease.cloud_account_id) == cloud_account_id,
+        col(Lease.status).in_(sorted(status.value for status in LIVE_LEASE_STATUSES)),
     )
     records = await repository.load(session, ids, lock=True)
     messages: list[LeaseChanged] = []

@@ -29,7 +29,16 @@ from zc_common.messages import (
 
 from zc_api.database import transaction
 from zc_api.leases import repository
-from zc_api.models import Account, AuditEvent, CloudAccount, Lease, PastLeaseDigest, Resource, User
+from zc_api.models import (
+    Account,
+    AuditEvent,
+    CloudAccount,
+    Lease,
+    PastLeaseDigest,
+    Resource,
+    User,
+    never_null,
+)
 from zc_api.outbox import service as outbox
 from zc_api.pricing.service import hourly_price
 from zc_api.runtime import ApiRuntime
@@ -46,7 +55,7 @@ async def make_digests(session: AsyncSession, *, now: datetime, leases_url: str 
     enqueued on the outbox in the caller's transaction. Answers them."""
     day = now.date()
     rows = (await session.execute(
-        select(col(Lease.account_id), col(Lease.id))
+        select(col(Lease.account_id), never_null(Lease.id))
         .join(Resource, col(Resource.id) == col(Lease.resource_id))
         .join(CloudAccount, col(CloudAccount.id) == col(Lease.cloud_account_id))
         .where(
@@ -82,7 +91,7 @@ async def _digest(
     records = await repository.load(session, listed, lock=False)
     why: dict[int, str] = {
         subject_id: reason for subject_id, reason in (await session.execute(
-            select(col(AuditEvent.subject_id), col(AuditEvent.reason))
+            select(never_null(AuditEvent.subject_id), never_null(AuditEvent.reason))
             .where(col(AuditEvent.subject_type) == "lease", col(AuditEvent.subject_id).in_(listed),
                    col(AuditEvent.reason).is_not(None))
             .order_by(col(AuditEvent.subject_id), col(AuditEvent.id).desc())

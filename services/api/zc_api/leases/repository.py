@@ -14,7 +14,7 @@ from zc_common.messages import LeaseSnapshot, LeaseStatus
 
 from zc_api.leases.messages import lease_snapshot
 from zc_api.leases.policy import EffectivePolicy, effective_policy
-from zc_api.models import AccountPolicy, CloudAccount, Lease, Resource, UserPolicy
+from zc_api.models import AccountPolicy, CloudAccount, Lease, Resource, UserPolicy, never_null
 
 
 @dataclass
@@ -44,6 +44,11 @@ class LeaseRecord:
             self.lease, resource=self.resource, cloud_account=self.cloud_account,
             action_on_expiry=self.policy.action_on_expiry,
         )
+
+
+async def ids_where(session: AsyncSession, *where: ColumnElement[bool]) -> list[int]:
+    """The ids of the leases that meet ``where``."""
+    return list(await session.scalars(select(never_null(Lease.id)).where(*where)))
 
 
 async def load(
