@@ -41,15 +41,13 @@ from zc_common.bus.rabbit import RabbitBus
 from zc_common.internal_api import (
     ClaimedLease,
     ClaimResult,
-    CloudAccountMode,
     CloudAccountRecord,
     InternalApi,
     LeaseRef,
-    ReapAction,
     ReapOutcome,
     ReapOutcomeKind,
 )
-from zc_common.messages import LeaseExpired, LeaseSnapshot, LeaseStatus
+from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseExpired, LeaseSnapshot, LeaseStatus
 from zc_common.settings import ReaperSettings
 
 from zc_reaper import handlers
@@ -103,7 +101,7 @@ class BenchApi(InternalApi):
         return ClaimResult(claimed=[
             ClaimedLease(
                 lease=self.snapshots[ref.lease_id].model_copy(update={"status": LeaseStatus.reaping}),
-                action=ReapAction.stop, owner_tag="owner", owner_tag_value=OWNER,
+                action=ActionOnExpiry.stop, owner_tag="owner", owner_tag_value=OWNER,
             )
             for ref in leases
         ])

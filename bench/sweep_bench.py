@@ -30,7 +30,8 @@ from zc_common.aws import AwsAccess, CloudAccountRole
 from zc_common.bus import Bus
 from zc_common.bus.memory import InProcessBus
 from zc_common.bus.rabbit import RabbitBus
-from zc_common.internal_api import CloudAccountMode, CloudAccountRecord, InternalApi
+from zc_common.internal_api import CloudAccountRecord, InternalApi
+from zc_common.messages import CloudAccountMode
 from zc_common.settings import IngestorSettings
 
 from zc_ingestor.service import Ingestor

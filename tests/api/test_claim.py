@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col
 
-from zc_common.internal_api import LeaseRef, ReapAction
-from zc_common.messages import BlastRadiusHalted, LeaseChange, LeaseChanged, LeaseStatus
+from zc_common.internal_api import LeaseRef
+from zc_common.messages import ActionOnExpiry, BlastRadiusHalted, LeaseChange, LeaseChanged, LeaseStatus
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, make_user_token
 from tests.api.records import audit_events, internal_client, lease_row, outbox, post_internal
@@ -40,7 +40,7 @@ async def test_an_expired_lease_at_its_version_is_claimed(api: Api, tenant: Tena
     assert result.refused == [] and result.observed == []
     assert claimed.lease.lease_id == lease_id and claimed.lease.status is LeaseStatus.reaping
     assert claimed.lease.version == 1 and claimed.lease.mode == "enforce"
-    assert claimed.action is ReapAction.stop
+    assert claimed.action == ActionOnExpiry.stop
     assert (claimed.owner_tag, claimed.owner_tag_value) == ("owner", tenant.dev.email)
     row = await lease_row(api, lease_id)
     assert (row.status, row.version) == ("reaping", 1)

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from zc_common.internal_api import CloudAccountMode, InternalApi, InternalApiError
+from zc_common.internal_api import InternalApi, InternalApiError
+from zc_common.messages import CloudAccountMode
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
 from tests.credentials import INGESTOR_TOKEN, bearer
@@ -38,7 +39,7 @@ async def test_cloud_accounts_of_every_tenant_with_their_roles(
     record = next(r for r in everything if r.id == mine["id"])
     assert record.role.role_arn == mine["assume_role_arn"]
     assert record.role.external_id == mine["external_id"]
-    assert record.regions == ["eu-west-1"] and record.mode is CloudAccountMode.observe
+    assert record.regions == ["eu-west-1"] and record.mode == CloudAccountMode.observe
     assert [r.id for r in only_theirs] == [theirs["id"]]
 
 

@@ -19,14 +19,8 @@ from fastapi import FastAPI, HTTPException, Request
 
 from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
-from zc_common.internal_api import (
-    CloudAccountMode,
-    CloudAccountRecord,
-    EventArrival,
-    EventArrivals,
-    InternalApi,
-)
-from zc_common.messages import Message, ResourceChange
+from zc_common.internal_api import CloudAccountRecord, EventArrival, EventArrivals, InternalApi
+from zc_common.messages import CloudAccountMode, Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
 from tests.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount

@@ -21,16 +21,14 @@ from zc_common.internal_api import (
     ClaimRefusal,
     ClaimRequest,
     ClaimResult,
-    CloudAccountMode,
     CloudAccountRecord,
     InternalApi,
     LeaseRef,
-    ReapAction,
     ReapOutcome,
     ReapOutcomeKind,
     ReapOutcomes,
 )
-from zc_common.messages import LeaseExpired, LeaseSnapshot, LeaseStatus
+from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseExpired, LeaseSnapshot, LeaseStatus
 from zc_common.settings import ReaperSettings
 
 from tests.aws_doubles import CUSTOMER, OWNER, REGION, WRITES, CountingAwsAccess, CustomerAccount
@@ -80,7 +78,7 @@ class FakeLease:
     cloud_account_id: int
     upstream_account_id: str
     region: str
-    action: ReapAction
+    action: ActionOnExpiry
     owner_tag: str
     owner_tag_value: str | None
     version: int = 1
@@ -124,7 +122,7 @@ class FakeApi:
 
     def lease(
         self, instance_id: str, *, cloud_account_id: int = 1, region: str = REGION,
-        action: ReapAction = ReapAction.stop, owner_tag: str = "owner", owner_tag_value: str | None = OWNER,
+        action: ActionOnExpiry = ActionOnExpiry.stop, owner_tag: str = "owner", owner_tag_value: str | None = OWNER,
         upstream_account_id: str | None = None,
     ) -> FakeLease:
         """An active lease whose expiry has just passed (its timer fired)."""
@@ -183,7 +181,7 @@ class FakeApi:
                 result.refused.append(ClaimRefusal(lease_id=ref.lease_id, version=ref.version, reason=refuse or "unknown"))
                 continue
             mode = self._mode(lease)
-            if mode is CloudAccountMode.enforce or self.claims_regardless_of_mode:
+            if mode == CloudAccountMode.enforce or self.claims_regardless_of_mode:
                 lease.status = LeaseStatus.reaping  # again for a re-delivery: idempotent
                 result.claimed.append(ClaimedLease(
                     lease=lease.snapshot(mode), action=lease.action, owner_tag=lease.owner_tag,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from zc_common.internal_api import ReapAction, ReapOutcomeKind
+from zc_common.internal_api import ReapOutcomeKind
+from zc_common.messages import ActionOnExpiry
 
 from tests.reaper.factories import CustomerAccount
 from zc_reaper.act import WRITE_CHUNK, act
@@ -40,7 +41,7 @@ class FakeEc2:
         ]}
 
 
-async def collect(ec2: Any, action: ReapAction, ids: list[str]) -> dict[str, Settled]:
+async def collect(ec2: Any, action: ActionOnExpiry, ids: list[str]) -> dict[str, Settled]:
     settled: dict[str, Settled] = {}
     async for done in act(ec2, action, ids, retry=RETRY):
         settled.update(done)
@@ -51,18 +52,18 @@ async def test_one_call_per_1000_ids() -> None:
     ec2 = FakeEc2()
     ids = [f"i-{n:017x}" for n in range(2500)]
 
-    settled = await collect(ec2, ReapAction.stop, ids + ids[:10])  # a duplicate is acted on once
+    settled = await collect(ec2, ActionOnExpiry.stop, ids + ids[:10])  # a duplicate is acted on once
 
     assert [len(call) for call in ec2.calls] == [WRITE_CHUNK, WRITE_CHUNK, 500]
     assert {s.outcome for s in settled.values()} == {ReapOutcomeKind.stopped} and len(settled) == 2500
 
 
 async def test_throttling_is_retried_then_raised() -> None:
-    assert (await collect(FakeEc2(throttled=2), ReapAction.stop, ["i-00000000000000001"])) == {
+    assert (await collect(FakeEc2(throttled=2), ActionOnExpiry.stop, ["i-00000000000000001"])) == {
         "i-00000000000000001": Settled(ReapOutcomeKind.stopped)
     }
     with pytest.raises(AwsUnavailable, match="RequestLimitExceeded"):
-        await collect(FakeEc2(throttled=3), ReapAction.stop, ["i-00000000000000001"])
+        await collect(FakeEc2(throttled=3), ActionOnExpiry.stop, ["i-00000000000000001"])
 
 
 async def test_instance_protected_after_the_live_check_is_isolated_and_skipped(customer: CustomerAccount) -> None:
@@ -71,7 +72,7 @@ async def test_instance_protected_after_the_live_check_is_isolated_and_skipped(c
     [protected] = await customer.launch(stop_protected=True)
 
     async with customer.ec2() as ec2:
-        settled = await collect(ec2, ReapAction.stop, [*plain[:3], protected, *plain[3:]])
+        settled = await collect(ec2, ActionOnExpiry.stop, [*plain[:3], protected, *plain[3:]])
 
     assert {i: settled[i].outcome for i in plain} == {i: ReapOutcomeKind.stopped for i in plain}
     assert settled[protected].outcome is ReapOutcomeKind.skipped

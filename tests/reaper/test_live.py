@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from zc_common.internal_api import ReapAction, ReapOutcomeKind
+from zc_common.internal_api import ReapOutcomeKind
+from zc_common.messages import ActionOnExpiry
 
 from tests.reaper.factories import CUSTOMER, OTHER_CUSTOMER, OWNER, CustomerAccount
 from zc_reaper.live import FILTER_CHUNK, Target, check_live
@@ -26,7 +27,7 @@ async def test_instance_whose_reservation_belongs_to_another_account_is_skipped(
 
     async with other_customer.ec2() as ec2:
         live = await check_live(
-            ec2, [Target(instance_id, "owner", OWNER)], account_id=CUSTOMER, action=ReapAction.stop,
+            ec2, [Target(instance_id, "owner", OWNER)], account_id=CUSTOMER, action=ActionOnExpiry.stop,
             retry=RETRY, concurrency=4,
         )
 
@@ -68,7 +69,7 @@ async def test_describe_uses_the_instance_id_filter_200_at_a_time_and_bounds_pro
     ec2 = FakeEc2()
     targets = [Target(f"i-{n:017x}", "owner", OWNER) for n in range(450)]
 
-    live = await check_live(ec2, targets, account_id=CUSTOMER, action=ReapAction.stop, retry=RETRY, concurrency=7)
+    live = await check_live(ec2, targets, account_id=CUSTOMER, action=ActionOnExpiry.stop, retry=RETRY, concurrency=7)
 
     assert [len(ids) for ids in ec2.filters] == [200, 200, 50]
     assert max(len(ids) for ids in ec2.filters) <= FILTER_CHUNK

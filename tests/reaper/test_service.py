@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from zc_common.internal_api import CloudAccountMode, ReapAction, ReapOutcomeKind
-from zc_common.messages import LeaseStatus
+from zc_common.internal_api import ReapOutcomeKind
+from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseStatus
 
 from tests.reaper.conftest import ReaperFactory
 from tests.reaper.factories import (
@@ -48,7 +48,7 @@ async def test_terminate_action_terminates(
     reaper: Reaper, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
 ) -> None:
     launched = await customer.launch(2)
-    leases = [fake_api.lease(i, action=ReapAction.terminate) for i in launched]
+    leases = [fake_api.lease(i, action=ActionOnExpiry.terminate) for i in launched]
 
     await reaper.reap(fake_api.expired(*leases))
 
@@ -126,7 +126,7 @@ async def test_termination_protection_is_honoured(
     reaper: Reaper, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
 ) -> None:
     [protected] = await customer.launch(termination_protected=True)
-    lease = fake_api.lease(protected, action=ReapAction.terminate)
+    lease = fake_api.lease(protected, action=ActionOnExpiry.terminate)
 
     await reaper.reap(fake_api.expired(lease))
 
@@ -253,7 +253,7 @@ async def test_one_write_per_account_region_and_action(
     leases = (
         [fake_api.lease(i) for i in here]
         + [fake_api.lease(i, region=OTHER_REGION) for i in there]
-        + [fake_api.lease(i, action=ReapAction.terminate) for i in doomed]
+        + [fake_api.lease(i, action=ActionOnExpiry.terminate) for i in doomed]
     )
 
     await reaper.reap(fake_api.expired(*leases))

@@ -12,17 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from zc_common.aws import CloudAccountRole
-from zc_common.messages import LeaseSnapshot
-
-
-class CloudAccountMode(str, enum.Enum):
-    observe = "observe"
-    enforce = "enforce"
-
-
-class ReapAction(str, enum.Enum):
-    stop = "stop"
-    terminate = "terminate"
+from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseSnapshot
 
 
 class ReapOutcomeKind(str, enum.Enum):
@@ -32,7 +22,7 @@ class ReapOutcomeKind(str, enum.Enum):
     gone = "gone"  # the instance no longer exists: the lease is released
 
 
-class LeaseAction(str, enum.Enum):
+class LeaseAction(enum.StrEnum):
     renew = "renew"
     shutdown = "shutdown"
 
@@ -105,7 +95,7 @@ class ClaimedLease(BaseModel):
     """A lease the reaper now holds (status ``reaping``): act on it, then report."""
 
     lease: LeaseSnapshot
-    action: ReapAction
+    action: ActionOnExpiry
     owner_tag: str = Field(description="the policy's owner tag key")
     owner_tag_value: str | None = Field(description="the owner tag's value when the lease was made")
 

@@ -86,10 +86,42 @@ def decode(body: bytes, type_hint: str | None = None) -> Message:
         ) from None
 
 
+# --- the vocabulary every service, table and page shares ------------------------------
+
+
+class CloudAccountMode(enum.StrEnum):
+    """Observe: leases, warnings and audit, but nothing is ever stopped. Enforce: reaped."""
+
+    observe = "observe"
+    enforce = "enforce"
+
+
+class ActionOnExpiry(enum.StrEnum):
+    """What the reaper does to an instance whose lease ran out (enforce mode)."""
+
+    stop = "stop"
+    terminate = "terminate"
+
+    @property
+    def done(self) -> str:
+        """In words, once done: "stopped", "terminated"."""
+        return {"stop": "stopped", "terminate": "terminated"}[self.value]
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    dev = "dev"
+
+    @property
+    def in_words(self) -> str:
+        """As a sentence says it: "an admin", "a developer"."""
+        return {"admin": "an admin", "dev": "a developer"}[self.value]
+
+
 # --- resources -------------------------------------------------------------------------
 
 
-class InstanceState(str, enum.Enum):
+class InstanceState(enum.StrEnum):
     pending = "pending"
     running = "running"
     stopping = "stopping"
@@ -175,7 +207,7 @@ class SweepRequested(Message):
 # --- leases ----------------------------------------------------------------------------
 
 
-class LeaseStatus(str, enum.Enum):
+class LeaseStatus(enum.StrEnum):
     active = "active"
     expired = "expired"
     reaping = "reaping"
@@ -212,8 +244,8 @@ class LeaseSnapshot(BaseModel):
     instance_type: str | None = None
     instance_name: str | None = None
     cloud_account_name: str | None = None
-    mode: str = Field("observe", description="the cloud account's mode: observe | enforce")
-    action_on_expiry: str = Field("stop", description="what happens at expiry: stop | terminate")
+    mode: CloudAccountMode = Field(CloudAccountMode.observe, description="the cloud account's mode")
+    action_on_expiry: ActionOnExpiry = Field(ActionOnExpiry.stop, description="what happens at expiry")
 
 
 class LeaseChange(str, enum.Enum):
@@ -308,7 +340,7 @@ class InvitationCreated(Message):
     account_id: int
     account_name: str
     email: str
-    role: str = Field(description="the role the invitee gets: admin | dev")
+    role: Role = Field(description="the role the invitee gets")
     invited_by_email: str | None = Field(None, description="the inviting admin; None if they are gone")
     invited_by_name: str | None = None
     expires_at: datetime

@@ -13,7 +13,15 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import Mapped
 from sqlmodel import Field, SQLModel, col
 
-from zc_common.messages import LIVE_LEASE_STATUSES
+from zc_common.internal_api import LeaseAction
+from zc_common.messages import (
+    LIVE_LEASE_STATUSES,
+    ActionOnExpiry,
+    CloudAccountMode,
+    InstanceState,
+    LeaseStatus,
+    Role,
+)
 
 TZ = sa.DateTime(timezone=True)
 LIVE_STATUSES_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(LIVE_LEASE_STATUSES)))
@@ -34,6 +42,19 @@ def never_null(attribute: _T | None) -> Mapped[_T]:
     back, or a column it filters with ``IS NOT NULL``. The model's ``X | None`` is for an
     object not yet flushed; the statement is the same as with ``col``."""
     return cast("Mapped[_T]", col(attribute))
+
+
+def _enum(enum_type: type[enum.StrEnum], default: enum.StrEnum | None = None, *, nullable: bool = False) -> Any:
+    """An enum column: its value in a VARCHAR(16), bounded by the CHECK constraint the
+    migrations made, read back as the enum member."""
+    return Field(
+        default=default,
+        sa_type=sa.Enum(
+            enum_type, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+            values_callable=lambda members: [member.value for member in members],
+        ),
+        sa_column_kwargs={"nullable": nullable},
+    )
 
 
 def _now_column(**kwargs: Any) -> Any:
@@ -73,7 +94,7 @@ class AccountPolicy(SQLModel, table=True):
     )
     max_instances_per_user: int | None = None
     over_quota_grace_seconds: int = DEFAULT_OVER_QUOTA_GRACE_SECONDS
-    action_on_expiry: str = Field(default="stop", max_length=16)
+    action_on_expiry: ActionOnExpiry = _enum(ActionOnExpiry, ActionOnExpiry.stop)
     warning_seconds: list[int] = Field(
         default_factory=lambda: list(DEFAULT_WARNING_SECONDS),
         sa_column=sa.Column(pg.ARRAY(sa.Integer), nullable=False, server_default="{86400,3600}"),
@@ -89,6 +110,14 @@ class AccountPolicy(SQLModel, table=True):
         description="and at most this many per cloud account per hour",
     )
     updated_at: datetime | None = _now_column(onupdate=sa.func.now())
+
+
+class JoinedHow(enum.StrEnum):
+    first_admin = "first_admin"
+    bootstrap = "bootstrap"
+    added = "added"
+    invitation = "invitation"
+    allowed_email = "allowed_email"
 
 
 class User(SQLModel, table=True):
@@ -108,22 +137,14 @@ class User(SQLModel, table=True):
         default=None, sa_type=sa.BigInteger, unique=True, description="GitHub's numeric id: a login can be renamed"
     )
     name: str | None = Field(default=None, max_length=200)
-    role: str = Field(default="dev", max_length=16)
+    role: Role = _enum(Role, Role.dev)
     email_confirmed_at: datetime | None = Field(
         default=None, sa_type=TZ, description="nothing is mailed to the address before it is confirmed"
     )
     # How they came into their account (JoinedHow): only someone who joined by an allowed
     # email pattern, with nothing to hand over, may be moved by another account's invitation.
-    joined_how: str | None = Field(default=None, max_length=16)
+    joined_how: JoinedHow | None = _enum(JoinedHow, nullable=True)
     created_at: datetime | None = _now_column()
-
-
-class JoinedHow(str, enum.Enum):
-    first_admin = "first_admin"
-    bootstrap = "bootstrap"
-    added = "added"
-    invitation = "invitation"
-    allowed_email = "allowed_email"
 
 
 class RemovedUser(SQLModel, table=True):
@@ -218,7 +239,7 @@ class CloudAccount(SQLModel, table=True):
         default_factory=lambda: ["us-east-1"],
         sa_column=sa.Column(pg.ARRAY(sa.Text), nullable=False, server_default="{us-east-1}"),
     )
-    mode: str = Field(default="observe", max_length=16)
+    mode: CloudAccountMode = _enum(CloudAccountMode, CloudAccountMode.observe)
     created_at: datetime | None = _now_column()
     verified_at: datetime | None = Field(
         default=None, sa_type=TZ, description="first verify that assumed the role with the external ID"
@@ -241,7 +262,7 @@ class Resource(SQLModel, table=True):
     region: str = Field(max_length=32)
     instance_id: str = Field(max_length=32)
     instance_type: str | None = Field(default=None, max_length=64)
-    state: str = Field(max_length=16)
+    state: InstanceState = _enum(InstanceState)
     name: str | None = Field(default=None, max_length=256)
     tags: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="{}"))
     launch_time: datetime | None = Field(default=None, sa_type=TZ)
@@ -277,7 +298,7 @@ class Lease(SQLModel, table=True):
     owner_reason: str = Field(max_length=500, description="why this owner was chosen")
     expires_at: datetime = Field(sa_type=TZ)
     version: int = 1
-    status: str = Field(default="active", max_length=16)
+    status: LeaseStatus = _enum(LeaseStatus, LeaseStatus.active)
     over_quota: bool = False
     created_by_message_id: UUID | None = None
     created_at: datetime | None = _now_column()
@@ -298,7 +319,7 @@ class ActionToken(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     lease_id: int = Field(foreign_key="lease.id", index=True, ondelete="CASCADE")
     lease_version: int
-    action: str = Field(max_length=16)
+    action: LeaseAction = _enum(LeaseAction)
     expires_at: datetime = Field(sa_type=TZ)
     used_at: datetime | None = Field(default=None, sa_type=TZ)
     created_at: datetime | None = _now_column()
@@ -389,7 +410,7 @@ class Invitation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
     email: str = Field(max_length=320)
-    role: str = Field(default="dev", max_length=16)
+    role: Role = _enum(Role, Role.dev)
     token_hash: str = Field(max_length=64, unique=True)
     invited_by_user_id: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
     created_at: datetime | None = _now_column()

@@ -11,7 +11,14 @@ from datetime import datetime, timezone
 import jinja2
 
 from zc_common.internal_api import LeaseAction, LeaseRef, PeopleLink
-from zc_common.messages import BlastRadiusHalted, InvitationCreated, LeaseSnapshot, LeasesPastTheirEnd
+from zc_common.messages import (
+    ActionOnExpiry,
+    BlastRadiusHalted,
+    CloudAccountMode,
+    InvitationCreated,
+    LeaseSnapshot,
+    LeasesPastTheirEnd,
+)
 
 from zc_notifier.mail import Mail
 from zc_notifier.notices import Notice, NoticeKind
@@ -30,8 +37,6 @@ _HEADLINES: dict[NoticeKind, tuple[str, str]] = {
     NoticeKind.new_lease: ("new lease", "new leases"),
 }
 
-_PAST = {"stop": "stopped", "terminate": "terminated"}
-_ROLE_WORDS = {"admin": "an admin", "dev": "a developer"}
 
 
 def in_words(delta_seconds: float) -> str:
@@ -81,7 +86,7 @@ class LeaseView:
     instance_type: str
     expires: str
     time_left: str
-    action: str  # stop | terminate
+    action: ActionOnExpiry
     action_done: str  # stopped | terminated
     observe: bool
     what_happens: str
@@ -137,12 +142,12 @@ class NoticeView:
 
 def lease_view(lease: LeaseSnapshot, now: datetime, links: Mapping[LeaseAction, str]) -> LeaseView:
     name = _one_line(lease.instance_name) if lease.instance_name else None
-    action = lease.action_on_expiry if lease.action_on_expiry in _PAST else "stop"
-    observe = lease.mode != "enforce"
+    done = lease.action_on_expiry.done
+    observe = lease.mode != CloudAccountMode.enforce
     if observe:
-        what_happens = f"observe mode: nothing will be {_PAST[action]}"
+        what_happens = f"observe mode: nothing will be {done}"
     else:
-        what_happens = f"the instance will be {_PAST[action]}"
+        what_happens = f"the instance will be {done}"
     account = (
         f"{_one_line(lease.cloud_account_name)} ({lease.upstream_account_id})"
         if lease.cloud_account_name
@@ -155,8 +160,8 @@ def lease_view(lease: LeaseSnapshot, now: datetime, links: Mapping[LeaseAction, 
         instance_type=lease.instance_type or "unknown type",
         expires=when(lease.expires_at),
         time_left=time_left(lease.expires_at, now),
-        action=action,
-        action_done=_PAST[action],
+        action=lease.action_on_expiry,
+        action_done=done,
         observe=observe,
         what_happens=what_happens,
         renew_url=links.get(LeaseAction.renew),
@@ -247,7 +252,7 @@ class Renderer:
                 inviter = f"{inviter} ({message.invited_by_email})"
             inviter = inviter or message.invited_by_email or "An admin"
             account = _one_line(message.account_name)
-            role = _ROLE_WORDS.get(message.role, message.role)
+            role = message.role.in_words
             subject = f"{inviter} invited you to join {account} on ZeroCloud as {role}"
             context.update(inviter=inviter, account=account, role=role)
         else:

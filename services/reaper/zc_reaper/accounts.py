@@ -7,7 +7,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from zc_common.internal_api import CloudAccountMode, CloudAccountRecord, InternalApi
+from zc_common.internal_api import CloudAccountRecord, InternalApi
+from zc_common.messages import CloudAccountMode
 
 # A record that forbids acting (missing, observe mode) is looked up again, but not more
 # often than this: a batch with many such leases makes one api call, not one per lease.
@@ -29,7 +30,7 @@ class CloudAccounts:
         """The record, or None when the cloud account is not onboarded (any more). A
         cached answer that would stop the reaper from acting is checked with the api."""
         record = (await self._load(max_age=self.ttl)).get(cloud_account_id)
-        if record is None or record.mode is not CloudAccountMode.enforce:
+        if record is None or record.mode != CloudAccountMode.enforce:
             record = (await self._load(max_age=RECHECK_SECONDS)).get(cloud_account_id)
         return record
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from zc_common.aws import error_code
-from zc_common.internal_api import ReapAction, ReapOutcomeKind
+from zc_common.internal_api import ReapOutcomeKind
+from zc_common.messages import ActionOnExpiry
 
 from zc_reaper.live import Settled
 from zc_reaper.retry import ClientError, RetryPolicy, describe, is_denied
@@ -27,11 +28,11 @@ class _Write:
 
 
 WRITES = {
-    ReapAction.stop: _Write(
+    ActionOnExpiry.stop: _Write(
         "StopInstances", "stop_instances", "StoppingInstances", ReapOutcomeKind.stopped,
         frozenset({"stopping", "stopped"}),
     ),
-    ReapAction.terminate: _Write(
+    ActionOnExpiry.terminate: _Write(
         "TerminateInstances", "terminate_instances", "TerminatingInstances", ReapOutcomeKind.terminated,
         frozenset({"shutting-down", "terminated"}),
     ),
@@ -39,7 +40,7 @@ WRITES = {
 
 
 async def act(
-    ec2: Any, action: ReapAction, instance_ids: Sequence[str], *, retry: RetryPolicy
+    ec2: Any, action: ActionOnExpiry, instance_ids: Sequence[str], *, retry: RetryPolicy
 ) -> AsyncIterator[dict[str, Settled]]:
     """Stop or terminate these instances of one account and region; yields what happened
     to each, a chunk of up to 1,000 at a time, so what is done is known even when a later

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from zc_common.aws import error_code
-from zc_common.internal_api import ReapAction, ReapOutcomeKind
+from zc_common.internal_api import ReapOutcomeKind
+from zc_common.messages import ActionOnExpiry
 
 from zc_reaper.retry import ClientError, RetryPolicy, describe, is_denied
 
@@ -57,8 +58,8 @@ class _Protection:
 
 
 PROTECTION = {
-    ReapAction.stop: _Protection("disableApiStop", "DisableApiStop", "stop protection enabled"),
-    ReapAction.terminate: _Protection(
+    ActionOnExpiry.stop: _Protection("disableApiStop", "DisableApiStop", "stop protection enabled"),
+    ActionOnExpiry.terminate: _Protection(
         "disableApiTermination", "DisableApiTermination", "termination protection enabled"
     ),
 }
@@ -77,7 +78,7 @@ def owner_of(tags: Mapping[str, str], owner_tag: str) -> str | None:
 
 
 def judge(
-    target: Target, found: tuple[str, dict[str, Any]] | None, *, account_id: str, action: ReapAction
+    target: Target, found: tuple[str, dict[str, Any]] | None, *, account_id: str, action: ActionOnExpiry
 ) -> Settled | None:
     """Why this instance must not be acted on, from its DescribeInstances item and the
     reservation's OwnerId; None when it may (protection is checked separately)."""
@@ -92,7 +93,7 @@ def judge(
     state = instance.get("State", {}).get("Name", "unknown")
     if state in GONE_STATES:
         return Settled(ReapOutcomeKind.gone, f"instance is {state}")
-    if action is ReapAction.stop and state not in STOPPABLE_STATES:
+    if action == ActionOnExpiry.stop and state not in STOPPABLE_STATES:
         return Settled(ReapOutcomeKind.skipped, f"instance is already {state}")
     tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags") or []}
     was = (target.owner_tag_value or "").strip().lower() or None
@@ -111,7 +112,7 @@ async def check_live(
     targets: Sequence[Target],
     *,
     account_id: str,
-    action: ReapAction,
+    action: ActionOnExpiry,
     retry: RetryPolicy,
     concurrency: int,
 ) -> LiveCheck:
@@ -181,7 +182,7 @@ async def _describe(ec2: Any, instance_ids: list[str], retry: RetryPolicy) -> di
 
 
 async def _protection(
-    ec2: Any, instance_id: str, action: ReapAction, retry: RetryPolicy, limit: asyncio.Semaphore
+    ec2: Any, instance_id: str, action: ActionOnExpiry, retry: RetryPolicy, limit: asyncio.Semaphore
 ) -> Settled | None:
     """Skipped when the instance is protected against ``action`` or its protection cannot
     be read (never forced); gone when AWS no longer knows it; None when it may be acted on."""

@@ -15,16 +15,14 @@ from zc_common.aws import AwsAccess
 from zc_common.bus import Bus
 from zc_common.internal_api import (
     ClaimedLease,
-    CloudAccountMode,
     CloudAccountRecord,
     InternalApi,
     LeaseRef,
-    ReapAction,
     ReapOutcome,
     ReapOutcomeKind,
 )
 from zc_common.logging import log_context
-from zc_common.messages import LeaseExpired
+from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseExpired
 from zc_common.settings import ReaperSettings
 
 from zc_reaper.accounts import CloudAccounts
@@ -46,7 +44,7 @@ class Group:
 
     cloud_account_id: int
     region: str
-    action: ReapAction
+    action: ActionOnExpiry
 
 
 @dataclass
@@ -239,7 +237,7 @@ def _refuse_account(record: CloudAccountRecord | None, group: Group, leases: Ite
     accounts are acted in, and only through a role inside the account the leases name."""
     if record is None:
         return f"cloud account {group.cloud_account_id} is not onboarded"
-    if record.mode is not CloudAccountMode.enforce:
+    if record.mode != CloudAccountMode.enforce:
         return f"cloud account {record.name} is in {record.mode.value} mode"
     named = {claimed.lease.upstream_account_id for claimed in leases}
     if named != {record.upstream_account_id}:

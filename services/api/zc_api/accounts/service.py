@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
+from zc_common.messages import Role
 
 from zc_api.accounts.schemas import AccountUpdate
 from zc_api.audit import service as audit
@@ -43,7 +44,7 @@ async def create(
         max_lease_seconds=max(DEFAULT_MAX_LEASE_SECONDS, default),
     )
     session.add(policy)
-    user.account_id, user.role = account.id, "admin"
+    user.account_id, user.role = account.id, Role.admin
     await session.flush()
     audit.record(
         session, account_id=account.id, actor=caller.actor, action="account.created", subject_type="account",

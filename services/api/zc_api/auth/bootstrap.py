@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from zc_common.messages import utcnow
+from zc_common.messages import Role, utcnow
 
 from zc_api.auth.service import issue_token
 from zc_api.auth.tokens import hash_token
@@ -27,7 +27,7 @@ async def create_admin(session: AsyncSession, email: str, *, token: str | None =
     user = await session.scalar(select(User).where(col(User.email) == email, col(User.account_id).is_(None)))
     if user is None:
         # Confirmed: whoever runs the server named this address for its first admin.
-        user = User(email=email, role="admin", email_confirmed_at=utcnow(), joined_how=JoinedHow.bootstrap.value)
+        user = User(email=email, role=Role.admin, email_confirmed_at=utcnow(), joined_how=JoinedHow.bootstrap)
         session.add(user)
         await session.flush()
     elif user.email_confirmed_at is None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from zc_common.errors import NotFound, NotPermitted
+from zc_common.messages import Role
 
 
 @dataclass(frozen=True)
@@ -13,13 +14,13 @@ class Principal:
     kind: Literal["user", "service"]
     user_id: int | None = None
     account_id: int | None = None
-    role: str | None = None
+    role: Role | None = None
     email: str | None = None
     service: str | None = None  # which service, for kind "service": ingestor, notifier or reaper
 
     @property
     def is_admin(self) -> bool:
-        return self.kind == "user" and self.role == "admin"
+        return self.kind == "user" and self.role == Role.admin
 
     @property
     def actor(self) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from zc_common.messages import LIVE_LEASE_STATUSES
+from zc_common.messages import LIVE_LEASE_STATUSES, Role
 
 from zc_api.accounts import service as accounts
 from zc_api.audit import service as audit
@@ -275,7 +275,7 @@ async def _join_by_invitation(
             session.add(user)
         await _take_github_identity(session, user, identity)
     user.account_id, user.email, user.role = invitation.account_id, invitation.email, invitation.role
-    user.joined_how = JoinedHow.invitation.value
+    user.joined_how = JoinedHow.invitation
     await session.flush()
     assert invitation.id is not None
     try:
@@ -296,7 +296,7 @@ async def _join_by_invitation(
 async def _movable(session: AsyncSession, user: User) -> bool:
     """Whether another account's invitation may take this person: they only joined by an
     allowed email pattern (nobody chose them), as a developer, and own no live lease."""
-    if user.joined_how != JoinedHow.allowed_email.value or user.role != "dev":
+    if user.joined_how != JoinedHow.allowed_email or user.role != Role.dev:
         return False
     owned = await session.scalar(
         select(col(Lease.id)).where(
@@ -338,7 +338,7 @@ async def _first_admin(session: AsyncSession, user: User | None, identity: GitHu
     """(d) The first person on a fresh installation: admin of a new account named after them
     (renameable later), with the default policy."""
     if user is None:
-        user = User(email=identity.email, role="admin", joined_how=JoinedHow.first_admin.value)
+        user = User(email=identity.email, role=Role.admin, joined_how=JoinedHow.first_admin)
         session.add(user)
         await _take_github_identity(session, user, identity)
     # Their address counts as confirmed without a mailed link: GitHub verified it, and they
@@ -347,10 +347,10 @@ async def _first_admin(session: AsyncSession, user: User | None, identity: GitHu
     # instance without a known owner go to this admin, so they must not wait on a link.
     if user.email in identity.verified_emails:
         user.email_confirmed_at = user.email_confirmed_at or now
-    user.role = "admin"
+    user.role = Role.admin
     await session.flush()
     assert user.id is not None
-    caller = Principal(kind="user", user_id=user.id, account_id=None, role="admin", email=user.email)
+    caller = Principal(kind="user", user_id=user.id, account_id=None, role=Role.admin, email=user.email)
     account, _ = await accounts.create(session, caller=caller, name=f"{identity.login}'s account")
     audit.record(
         session, account_id=account.id, actor=_actor(user), action="user.joined", subject_type="user",
@@ -397,8 +397,8 @@ async def _join_by_allowed_email(session: AsyncSession, identity: GitHubIdentity
             f"({taken.github_login or taken.github_id}). Sign in with that GitHub account, or ask your admin.",
             status_code=409,
         )
-    user = User(account_id=account_id, email=email, role="dev", email_confirmed_at=None,
-                joined_how=JoinedHow.allowed_email.value)
+    user = User(account_id=account_id, email=email, role=Role.dev, email_confirmed_at=None,
+                joined_how=JoinedHow.allowed_email)
     session.add(user)
     await _take_github_identity(session, user, identity)
     audit.record(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from zc_common.internal_api import CloudAccountMode
+from zc_common.messages import CloudAccountMode
 
 from zc_api.cloudaccounts.claims import ClaimStatus, status_of, verify_by
 from zc_api.models import UNVERIFIED_CLAIM_SECONDS, CloudAccount

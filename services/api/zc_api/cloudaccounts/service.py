@@ -18,8 +18,7 @@ from sqlmodel import col
 
 from zc_common.aws import AwsAccess, CloudAccountRole, error_code
 from zc_common.errors import Conflict, InvalidInput, NotFound
-from zc_common.internal_api import CloudAccountMode
-from zc_common.messages import utcnow
+from zc_common.messages import CloudAccountMode, utcnow
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
@@ -92,7 +91,7 @@ async def create(
 
     row = CloudAccount(
         account_id=account_id, name=new.name, provider="AWS", upstream_account_id=new.upstream_account_id,
-        role_arn=new.assume_role_arn, external_id=external_id, regions=new.regions, mode=new.mode.value,
+        role_arn=new.assume_role_arn, external_id=external_id, regions=new.regions, mode=new.mode,
     )
     session.add(row)
     await session.flush()

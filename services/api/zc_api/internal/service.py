@@ -8,13 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import NotFound
-from zc_common.internal_api import (
-    CloudAccountMode,
-    CloudAccountRecord,
-    CloudAccountRecords,
-    EventArrivals,
-    KnownInstances,
-)
+from zc_common.internal_api import CloudAccountRecord, CloudAccountRecords, EventArrivals, KnownInstances
+from zc_common.messages import CloudAccountMode
 
 from zc_api.cloudaccounts.claims import in_force_sql
 from zc_api.models import CloudAccount, Resource

@@ -23,7 +23,6 @@ router = APIRouter(include_in_schema=False)
 # The token is in the URL: no other site may learn it from a Referer, no index keeps it.
 TOKEN_PAGE_HEADERS = {"Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex, nofollow"}
 
-ROLE_WORDS = {"admin": "an admin", "dev": "a developer"}
 
 
 def _stamp(moment: datetime) -> str:
@@ -50,6 +49,6 @@ async def invitation_page(
         request, "invitation.html", viewer=viewer, title=f"Join {shown.account_name} on ZeroCloud",
         headers={**TOKEN_PAGE_HEADERS, **sign_in_form_headers(runtime.settings)}, token=token, inviter=shown.inviter,
         account_name=shown.account_name,
-        email=invitation.email, role=ROLE_WORDS.get(invitation.role, invitation.role),
+        email=invitation.email, role=invitation.role.in_words,
         expires=_stamp(invitation.expires_at), github_login_enabled=runtime.settings.github_login_enabled,
     )

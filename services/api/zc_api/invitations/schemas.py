@@ -8,8 +8,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zc_common.messages import Role
+
 from zc_api.models import Invitation
-from zc_api.users.schemas import Email, Role
+from zc_api.users.schemas import Email
 
 
 class InvitationStatus(str, enum.Enum):

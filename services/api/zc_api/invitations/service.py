@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound, ZeroCloudError
 from zc_common.internal_api import PEOPLE_LINK_GONE_FIELD, PeopleLink
-from zc_common.messages import InvitationCreated, utcnow
+from zc_common.messages import InvitationCreated, Role, utcnow
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
@@ -27,7 +27,7 @@ from zc_api.invitations.schemas import InvitationStatus, status_of
 from zc_api.models import Account, Invitation, User
 from zc_api.outbox.service import enqueue
 from zc_api.pagination import PageParams, paginate
-from zc_api.users.schemas import Email, Role
+from zc_api.users.schemas import Email
 
 # What secrets.token_urlsafe(32) makes; anything else was never issued.
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -130,7 +130,7 @@ async def create(
     if account is None:
         raise NotFound(f"account {account_id} not found")
     invitation = Invitation(
-        account_id=account_id, email=email, role=role.value, invited_by_user_id=caller.user_id,
+        account_id=account_id, email=email, role=role, invited_by_user_id=caller.user_id,
         # The column is NOT NULL and unique; the token mailed is minted later, at sending.
         # Until then it holds the hash of a token nobody ever sees.
         token_hash=hash_token(secrets.token_urlsafe(32)),

@@ -142,7 +142,7 @@ async def renewed(
     require_status(record, RENEWABLE, "renewed")
     lease = record.lease
     previous = lease.expires_at
-    lease.status, lease.expires_at = LeaseStatus.active.value, expires_at
+    lease.status, lease.expires_at = LeaseStatus.active, expires_at
     return await record_change(
         session, record, LeaseChange.renewed, actor=actor, now=now, via=via,
         previous_expires_at=previous.isoformat(), **details,
@@ -210,7 +210,7 @@ async def shut_down(
     require_status(record, ADJUSTABLE, "shut down")
     lease = record.lease
     previous = lease.expires_at
-    lease.status, lease.expires_at, lease.exempt_reason = LeaseStatus.expired.value, now, None
+    lease.status, lease.expires_at, lease.exempt_reason = LeaseStatus.expired, now, None
     return await record_change(
         session, record, LeaseChange.shutdown_requested, actor=actor, now=now, via=via,
         reason=reason, previous_expires_at=previous.isoformat(), **details,
@@ -255,7 +255,7 @@ async def exempt(
             raise InvalidInput("until is too far ahead: leave it out to exempt without an end", field="until")
     lease = record.lease
     previous = lease.expires_at
-    lease.status, lease.expires_at, lease.exempt_reason = LeaseStatus.exempt.value, expires_at, reason
+    lease.status, lease.expires_at, lease.exempt_reason = LeaseStatus.exempt, expires_at, reason
     await record_change(
         session, record, LeaseChange.exempted, actor=caller.actor, now=now, reason=reason,
         until=until.isoformat() if until else None, previous_expires_at=previous.isoformat(),
@@ -368,7 +368,7 @@ async def _reown(
     if record.status in REOWNABLE:
         notice_ends = now + timedelta(seconds=notice_seconds(record.effective.warning_seconds))
         if lease.expires_at < notice_ends:
-            lease.status, lease.expires_at = LeaseStatus.active.value, notice_ends
+            lease.status, lease.expires_at = LeaseStatus.active, notice_ends
     return new_version(
         session, record, LeaseChange.owner_changed, actor=actor, now=now, reason=reason,
         previous_owner_email=previous, owner_email=owner.email,
@@ -404,7 +404,7 @@ async def enforce_after_observe(
     for record in sorted(records.values(), key=lambda r: r.id):
         notice = notice_seconds(record.policy.warning_seconds)
         lease = record.lease
-        lease.status, lease.expires_at = LeaseStatus.active.value, now + timedelta(seconds=notice)
+        lease.status, lease.expires_at = LeaseStatus.active, now + timedelta(seconds=notice)
         messages.append(
             new_version(
                 session, record, LeaseChange.renewed, actor=actor, now=now,
@@ -436,7 +436,7 @@ async def release_all(
     for record in sorted(records.values(), key=lambda r: r.id):
         if record.status not in LIVE_LEASE_STATUSES:  # changed while we waited for the lock
             continue
-        record.lease.status, record.lease.ended_at = LeaseStatus.released.value, now
+        record.lease.status, record.lease.ended_at = LeaseStatus.released, now
         messages.append(new_version(session, record, LeaseChange.released, actor=actor, now=now, reason=reason))
     await outbox.enqueue(session, messages)
     return len(messages)

@@ -18,12 +18,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from zc_common.internal_api import CloudAccountMode
 from zc_common.messages import (
+    CloudAccountMode,
     InstanceState,
     LeasesPastTheirEnd,
     LeaseStatus,
     PastLeaseItem,
+    Role,
     utcnow,
 )
 
@@ -100,7 +101,7 @@ async def _digest(
     }
     admins = list(await session.scalars(
         select(col(User.email)).where(
-            col(User.account_id) == account_id, col(User.role) == "admin", col(User.email_confirmed_at).is_not(None),
+            col(User.account_id) == account_id, col(User.role) == Role.admin, col(User.email_confirmed_at).is_not(None),
         ).order_by(col(User.id))
     ))
     account = await session.get(Account, account_id)

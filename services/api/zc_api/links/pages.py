@@ -9,8 +9,8 @@ from datetime import datetime
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from zc_common.internal_api import CloudAccountMode, LeaseAction
-from zc_common.messages import LeaseSnapshot
+from zc_common.internal_api import LeaseAction
+from zc_common.messages import CloudAccountMode, LeaseSnapshot
 
 from zc_api.leases import actions
 from zc_api.leases.policy import NEVER_EXPIRES
@@ -71,8 +71,7 @@ def outcome(request: Request, done: Done, *, now: datetime) -> HTMLResponse:
         text = "The lease has ended. This AWS account is in observe mode, so the instance keeps running."
     else:
         title = f"Shutting down: {instance}"
-        verb = "terminated" if done.record.policy.action_on_expiry == "terminate" else "stopped"
-        text = f"The lease has ended; the instance will be {verb} within moments."
+        text = f"The lease has ended; the instance will be {done.record.policy.action_on_expiry.done} within moments."
     return _page(request, "action_link_done.html", 200, title=title, outcome=text, lease=lease,
                  expiry=_expiry(lease, now))
 

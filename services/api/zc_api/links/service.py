@@ -104,7 +104,7 @@ async def mint(
             session.add(
                 ActionToken(
                     token_hash=hash_token(token), lease_id=ref.lease_id, lease_version=ref.version,
-                    action=action.value, expires_at=expires_at,
+                    action=action, expires_at=expires_at,
                 )
             )
             links[action] = f"{base}/a/{token}"

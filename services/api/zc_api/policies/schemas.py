@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from zc_common.messages import ActionOnExpiry
+
 from zc_api.leases.policy import (
     MAX_EMAIL_PATTERNS,
     MAX_WARNINGS,
@@ -31,11 +33,6 @@ class LeaseUnit(str, enum.Enum):
     @property
     def seconds_each(self) -> int:
         return {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}[self.value]
-
-
-class ActionOnExpiry(str, enum.Enum):
-    stop = "stop"
-    terminate = "terminate"
 
 
 class AccountPolicyPublic(BaseModel):

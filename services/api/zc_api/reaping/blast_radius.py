@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from zc_common.messages import BlastRadiusHalted
+from zc_common.messages import BlastRadiusHalted, Role
 
 from zc_api.models import LIVE_STATUSES_SQL, AccountPolicy, AuditEvent, CloudAccount, User
 from zc_api.outbox import service as outbox
@@ -101,7 +101,7 @@ async def alert(
         select(col(User.email))
         # Only confirmed addresses: nothing is mailed to an address before its owner confirmed it.
         .where(
-            col(User.account_id) == cloud_account.account_id, col(User.role) == "admin",
+            col(User.account_id) == cloud_account.account_id, col(User.role) == Role.admin,
             col(User.email_confirmed_at).is_not(None),
         )
         .order_by(col(User.id))

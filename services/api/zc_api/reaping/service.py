@@ -13,13 +13,18 @@ from zc_common.internal_api import (
     ClaimedLease,
     ClaimRefusal,
     ClaimResult,
-    CloudAccountMode,
     LeaseRef,
-    ReapAction,
     ReapOutcome,
     ReapOutcomeKind,
 )
-from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus, utcnow
+from zc_common.messages import (
+    ActionOnExpiry,
+    CloudAccountMode,
+    LeaseChange,
+    LeaseChanged,
+    LeaseStatus,
+    utcnow,
+)
 
 from zc_api.audit import service as audit
 from zc_api.leases import repository
@@ -30,13 +35,13 @@ from zc_api.outbox import service as outbox
 from zc_api.reaping import blast_radius
 
 MAX_REFS = 10_000
-_PAST = {ReapAction.stop: "stopped", ReapAction.terminate: "terminated"}
+_PAST = {ActionOnExpiry.stop: "stopped", ActionOnExpiry.terminate: "terminated"}
 
 
 def _claimed(record: LeaseRecord) -> ClaimedLease:
     tag = record.policy.owner_tag
     return ClaimedLease(
-        lease=record.snapshot(), action=ReapAction(record.policy.action_on_expiry), owner_tag=tag,
+        lease=record.snapshot(), action=ActionOnExpiry(record.policy.action_on_expiry), owner_tag=tag,
         owner_tag_value=owner_tag_value(record.resource.tags, tag),
     )
 
@@ -94,8 +99,8 @@ async def claim(
 def _observe(session: AsyncSession, record: LeaseRecord, *, actor: str, now: datetime) -> LeaseChanged:
     """Observe mode: nothing happens in AWS; the lease stays live (renewable) as expired,
     and its owner is told what would have happened."""
-    action = ReapAction(record.policy.action_on_expiry)
-    record.lease.status = LeaseStatus.expired.value
+    action = ActionOnExpiry(record.policy.action_on_expiry)
+    record.lease.status = LeaseStatus.expired
     return new_version(
         session, record, LeaseChange.expired, actor=actor, now=now,
         reason=f"observe mode: would have {_PAST[action]} {record.resource.instance_id}",
@@ -114,7 +119,7 @@ async def _enforce(
     taking, holding = ordered[: cap.remaining], ordered[cap.remaining :]
     for record in taking:
         lease = record.lease
-        lease.status, lease.claimed_at, lease.updated_at = LeaseStatus.reaping.value, now, now
+        lease.status, lease.claimed_at, lease.updated_at = LeaseStatus.reaping, now, now
         audit.record(
             session, account_id=lease.account_id, actor=actor, action="lease.claimed", subject_type="lease",
             subject_id=lease.id, reason=f"expired: the reaper will {record.policy.action_on_expiry} the instance",
@@ -125,7 +130,7 @@ async def _enforce(
     for record in holding:
         lease = record.lease
         if lease.status != LeaseStatus.expired.value:
-            lease.status, lease.updated_at = LeaseStatus.expired.value, now
+            lease.status, lease.updated_at = LeaseStatus.expired, now
         audit.record(
             session, account_id=lease.account_id, actor=actor, action="lease.held", subject_type="lease",
             subject_id=lease.id, reason=f"blast-radius cap: {cap.describe()}", version=lease.version,
@@ -173,20 +178,20 @@ def _apply(session: AsyncSession, record: LeaseRecord, outcome: ReapOutcome, *, 
     lease = record.lease
     match outcome.outcome:
         case ReapOutcomeKind.stopped | ReapOutcomeKind.terminated:
-            lease.status, lease.reaped_at, lease.ended_at = LeaseStatus.reaped.value, now, now
+            lease.status, lease.reaped_at, lease.ended_at = LeaseStatus.reaped, now, now
             return new_version(
                 session, record, LeaseChange.reaped, actor=actor, now=now, reason=outcome.outcome.value,
                 detail=outcome.reason,
             )
         case ReapOutcomeKind.gone:
-            lease.status, lease.ended_at = LeaseStatus.released.value, now
+            lease.status, lease.ended_at = LeaseStatus.released, now
             return new_version(
                 session, record, LeaseChange.released, actor=actor, now=now,
                 reason=outcome.reason or "the instance is gone",
             )
         case ReapOutcomeKind.skipped:
             # Live again, and renewable: the owner is told why nothing was done.
-            lease.status = LeaseStatus.expired.value
+            lease.status = LeaseStatus.expired
             return new_version(
                 session, record, LeaseChange.reap_skipped, actor=actor, now=now,
                 reason=outcome.reason or "skipped by the reaper",

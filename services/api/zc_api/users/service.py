@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
+from zc_common.messages import Role
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
@@ -19,7 +20,7 @@ from zc_api.leases import actions as leases
 from zc_api.leases.policy import OwnerChoice
 from zc_api.models import JoinedHow, RemovedUser, User
 from zc_api.pagination import PageParams, paginate
-from zc_api.users.schemas import Role, UserCreate, UserUpdate
+from zc_api.users.schemas import UserCreate, UserUpdate
 
 
 async def get(session: AsyncSession, *, caller: Principal, user_id: int) -> User:
@@ -59,8 +60,8 @@ async def create(session: AsyncSession, *, caller: Principal, account_id: int, n
     # nothing else is mailed to them, and instances tagged with them are leased to an
     # admin (the owner rules skip unconfirmed people).
     user = User(
-        account_id=account_id, email=new.email, role=new.role.value, github_login=new.github_login,
-        email_confirmed_at=None, joined_how=JoinedHow.added.value,
+        account_id=account_id, email=new.email, role=new.role, github_login=new.github_login,
+        email_confirmed_at=None, joined_how=JoinedHow.added,
     )
     session.add(user)
     await _flush(session)
@@ -85,7 +86,7 @@ async def update(session: AsyncSession, *, caller: Principal, user_id: int, upda
     if "github_login" in update.model_fields_set:
         changes["github_login"] = update.github_login
 
-    if changes.get("role") == Role.dev.value and user.role == Role.admin.value:
+    if changes.get("role") == Role.dev and user.role == Role.admin:
         # Lock the admins so two concurrent demotions cannot leave the account without one.
         admins = (await session.scalars(
             select(col(User.id))

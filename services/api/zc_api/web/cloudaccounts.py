@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput
-from zc_common.internal_api import CloudAccountMode
+from zc_common.messages import CloudAccountMode
 
 from zc_api.bounds import RowId
 from zc_api.cloudaccounts import onboarding

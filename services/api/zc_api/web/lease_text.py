@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from zc_common.internal_api import CloudAccountMode
+from zc_common.messages import ActionOnExpiry, CloudAccountMode
 
 from zc_api.leases.repository import LeaseRecord
 from zc_api.web.formats import relative, stamp
@@ -18,11 +18,11 @@ def instance_label(record: LeaseRecord) -> str:
 
 
 def _observed(record: LeaseRecord) -> bool:
-    return record.cloud_account.mode == CloudAccountMode.observe.value
+    return record.cloud_account.mode == CloudAccountMode.observe
 
 
-def _verb(record: LeaseRecord) -> str:
-    return "terminate" if record.policy.action_on_expiry == "terminate" else "stop"
+def _verb(record: LeaseRecord) -> ActionOnExpiry:
+    return record.policy.action_on_expiry
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,9 @@ def shutdown_effect(record: LeaseRecord) -> ShutdownEffect:
     instance = record.resource.name or record.resource.instance_id
     verb = _verb(record)
     if _observed(record):
-        past = "stopped" if verb == "stop" else "terminated"
         effect = ("The lease ends now. This AWS account is in observe mode: ZeroCloud changes nothing in AWS, "
-                  f"it only records that it would have {past} the instance.")
-    elif verb == "terminate":
+                  f"it only records that it would have {verb.done} the instance.")
+    elif verb == ActionOnExpiry.terminate:
         effect = "The lease ends now and the instance is terminated within moments. This cannot be undone."
     else:
         effect = "The lease ends now and the instance is stopped within moments. You can start it again later."

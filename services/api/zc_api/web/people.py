@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
-from zc_common.messages import utcnow
+from zc_common.messages import Role, utcnow
 
 from zc_api.bounds import RowId
 from zc_api.deps import RuntimeDep, SessionDep
@@ -22,7 +22,7 @@ from zc_api.policies import service as policies
 from zc_api.policies.schemas import UserPolicyPut
 from zc_api.policies.service import human_duration
 from zc_api.users import service as users
-from zc_api.users.schemas import Role, UserUpdate
+from zc_api.users.schemas import UserUpdate
 from zc_api.web.formats import sentence
 from zc_api.web.forms import AdminFormDep, Form, read_form, split_duration, units_for, validation_errors
 from zc_api.web.render import page
@@ -40,7 +40,7 @@ async def _notice(session: SessionDep, viewer: Viewer, code: str | None, subject
             user = await users.get(session, caller=viewer.principal, user_id=subject)
         except NotFound:
             return None
-        return f"{user.email} is now {'an admin' if user.role == 'admin' else 'a developer'}."
+        return f"{user.email} is now {user.role.in_words}."
     if code == "removed":
         return "The person was removed; their live leases changed owner (each has a fresh notice period)."
     if code in ("invited", "revoked") and subject is not None:
@@ -50,7 +50,7 @@ async def _notice(session: SessionDep, viewer: Viewer, code: str | None, subject
             return None
         if code == "revoked":
             return f"The invitation of {invitation.email} was revoked: its link no longer works."
-        return (f"{invitation.email} is invited as {'an admin' if invitation.role == 'admin' else 'a developer'}: "
+        return (f"{invitation.email} is invited as {invitation.role.in_words}: "
                 f"the mail with the link is on its way. The link works until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.")
     return None
 
@@ -68,7 +68,7 @@ async def _people_page(
     return page(
         request, "people.html", viewer=viewer, title="People", status=status, people=people, count=count,
         invitations=[(row, status_of(row, now).value, by_id.get(row.invited_by_user_id)) for row in invited],
-        roles=ROLES, notice=notice, problem=problem, values=invite.values if invite else {"role": "dev"},
+        roles=ROLES, notice=notice, problem=problem, values=invite.values if invite else {"role": Role.dev},
         errors=invite.errors if invite else {},
     )
 

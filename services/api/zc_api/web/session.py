@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import NotFound, NotPermitted, ZeroCloudError
-from zc_common.messages import utcnow
+from zc_common.messages import Role, utcnow
 from zc_common.settings import ApiSettings
 
 from zc_api.auth.principal import Principal
@@ -71,7 +71,7 @@ class Viewer:
 
     @property
     def is_admin(self) -> bool:
-        return self.user.role == "admin"
+        return self.user.role == Role.admin
 
 
 async def start_session(session: AsyncSession, *, user: User, settings: ApiSettings, response: Response) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from zc_common.messages import LeaseStatus, utcnow
+from zc_common.messages import CloudAccountMode, LeaseStatus, utcnow
 
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.deps import SessionDep
@@ -38,5 +38,5 @@ async def show_summary(request: Request, session: SessionDep, viewer: AdminDep) 
         request, "summary.html", viewer=viewer, title="Summary", counts=counts, statuses=list(LeaseStatus),
         live=live, days=days, chart=chart.stacked_bars(days), colours=chart.COLOURS, labels=chart.LABELS,
         day_states=list(chart.COLOURS), avoided=avoided, cap_days=AVOIDED_CAP.days, now=now,
-        cloud_count=cloud_count, enforced=sum(1 for c in clouds if c.mode == "enforce"),
+        cloud_count=cloud_count, enforced=sum(1 for c in clouds if c.mode == CloudAccountMode.enforce),
     )
