@@ -13,7 +13,7 @@ from sqlmodel import col
 from zc_common.internal_api import CloudAccountMode, InternalApi, InternalApiError
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
-from tests.credentials import INGESTOR_TOKEN, bearer
+from tests.support.credentials import INGESTOR_TOKEN, bearer
 from zc_api.database import transaction
 from zc_api.models import Resource
 

@@ -21,7 +21,7 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message
 from zc_common.settings import ApiSettings
 
-from tests.credentials import API_CREDENTIALS
+from tests.support.credentials import API_CREDENTIALS
 from zc_api.database import create_engine, session_maker, transaction
 from zc_api.models import OutboxMessage
 from zc_api.outbox import relay

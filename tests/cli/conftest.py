@@ -17,7 +17,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from tests.credentials import API_CREDENTIALS
+from tests.support.credentials import API_CREDENTIALS
 from zc_cli.main import app
 
 CUSTOMER = "111111111111"

@@ -28,9 +28,9 @@ from zc_common.settings import (
     SchedulerSettings,
 )
 
-from tests.confirmations import follow_confirmation_link
-from tests.credentials import API_CREDENTIALS, INGESTOR_TOKEN, NOTIFIER_TOKEN, REAPER_TOKEN
-from tests.serving import serving_api
+from tests.support.confirmations import follow_confirmation_link
+from tests.support.credentials import API_CREDENTIALS, INGESTOR_TOKEN, NOTIFIER_TOKEN, REAPER_TOKEN
+from tests.support.serving import serving_api
 from zc_ingestor.main import wired
 from zc_ingestor.service import Ingestor
 

@@ -39,9 +39,9 @@ from zc_common.messages import (
 )
 from zc_common.service import SHUTDOWN_GRACE
 
-from tests.aws_doubles import CUSTOMER, REGION, CustomerAccount
-from tests.credentials import API_CREDENTIALS
 from tests.e2e.conftest import eventually, free_port
+from tests.support.aws_doubles import CUSTOMER, REGION, CustomerAccount
+from tests.support.credentials import API_CREDENTIALS
 from zc_cli.local_server import serving
 
 BIN = Path(sys.executable).parent

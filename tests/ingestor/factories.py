@@ -29,8 +29,8 @@ from zc_common.internal_api import (
 from zc_common.messages import Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
-from tests.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
-from tests.credentials import INGESTOR_TOKEN
+from tests.support.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
+from tests.support.credentials import INGESTOR_TOKEN
 from zc_ingestor.service import Ingestor
 
 __all__ = ["CUSTOMER", "REGION", "CountingAwsAccess", "CustomerAccount"]

@@ -46,7 +46,7 @@ from zc_common.messages import (
 )
 from zc_common.settings import NotifierSettings
 
-from tests.credentials import NOTIFIER_TOKEN
+from tests.support.credentials import NOTIFIER_TOKEN
 
 SERVICE_TOKEN = NOTIFIER_TOKEN  # the credential the fake api accepts
 OWNER = "dev@bigdb.example"

@@ -14,7 +14,6 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange
 from zc_common.settings import NotifierSettings, load_settings
 
-from tests.credentials import NOTIFIER_TOKEN
 from tests.notifier.factories import (
     OWNER,
     FakeApi,
@@ -24,6 +23,7 @@ from tests.notifier.factories import (
     lease_changed,
     notifier_settings,
 )
+from tests.support.credentials import NOTIFIER_TOKEN
 from zc_cli.local_server import serving
 from zc_notifier.main import create_app
 

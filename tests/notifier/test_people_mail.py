@@ -29,7 +29,6 @@ from tests.api.factories import (
     settings,
 )
 from tests.api.records import outbox
-from tests.credentials import NOTIFIER_TOKEN
 from tests.notifier.factories import (
     SmtpSink,
     WebhookReceiver,
@@ -38,6 +37,7 @@ from tests.notifier.factories import (
     lease_snapshot,
     notifier_settings,
 )
+from tests.support.credentials import NOTIFIER_TOKEN
 from zc_api.database import transaction
 from zc_api.models import Notification, User
 from zc_notifier.service import Notifier

@@ -33,8 +33,8 @@ from zc_common.internal_api import (
 from zc_common.messages import LeaseExpired, LeaseSnapshot, LeaseStatus
 from zc_common.settings import ReaperSettings
 
-from tests.aws_doubles import CUSTOMER, OWNER, REGION, WRITES, CountingAwsAccess, CustomerAccount
-from tests.credentials import REAPER_TOKEN
+from tests.support.aws_doubles import CUSTOMER, OWNER, REGION, WRITES, CountingAwsAccess, CustomerAccount
+from tests.support.credentials import REAPER_TOKEN
 
 __all__ = ["CUSTOMER", "OWNER", "REGION", "WRITES", "CountingAwsAccess", "CustomerAccount"]
 
