@@ -63,8 +63,8 @@ def serve_api(
     from zc_common.bus.memory import InProcessBus
     from zc_common.settings import ApiSettings
 
+    from tests.support.serving import serving_together_in_thread
     from zc_api.main import create_app, internal_app
-    from zc_cli.local_server import serving_together_in_thread
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
