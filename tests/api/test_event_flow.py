@@ -18,9 +18,9 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.settings import ApiSettings, IngestorSettings
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_tenant, running_api
-from tests.e2e.conftest import free_port
 from tests.support.aws_doubles import deploy_stack
 from tests.support.credentials import INGESTOR_TOKEN
+from tests.support.ports import free_port
 from tests.support.serving import serving_api
 from zc_ingestor.main import wired
 

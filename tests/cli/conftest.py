@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from tests.support.credentials import API_CREDENTIALS
+from tests.support.ports import free_port
 from zc_cli.main import app
 
 CUSTOMER = "111111111111"
@@ -27,12 +27,6 @@ SEED_CLOUDACCOUNT = (
     '{"assume_role_arn": "arn:aws:iam::111111111111:role/ZeroCloud", "cloudprovider": "AWS", '
     '"name": "dev", "upstream_account_id": "111111111111"}'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

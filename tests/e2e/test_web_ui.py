@@ -26,10 +26,11 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.cloudevents import state_change_event
 from zc_common.settings import ApiSettings, IngestorSettings
 
-from tests.e2e.conftest import eventually, free_port
+from tests.e2e.conftest import eventually
 from tests.support.aws_doubles import CustomerAccount, deploy_stack
 from tests.support.credentials import API_CREDENTIALS, INGESTOR_TOKEN, bearer
 from tests.support.fake_github import running_fake_github
+from tests.support.ports import free_port
 from tests.support.serving import serving_api
 from zc_cli.fake_github import FakeIdentity
 from zc_ingestor.main import wired

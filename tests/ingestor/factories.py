@@ -4,13 +4,9 @@ them."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
-import socket
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,12 +34,6 @@ __all__ = ["CUSTOMER", "REGION", "CountingAwsAccess", "CustomerAccount"]
 OTHER_CUSTOMER = "333333333333"
 NOT_ONBOARDED = "222222222222"
 SERVICE_TOKEN = INGESTOR_TOKEN  # the credential the fake api accepts
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class EventQueues:
@@ -240,17 +230,4 @@ def sns_wrapped(event: dict[str, Any], topic: str | None = None) -> dict[str, An
         "Timestamp": datetime.now(timezone.utc).isoformat(),
     }
 
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until ``check()`` holds, failing the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        outcome = check()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 

@@ -4,17 +4,14 @@ receiver."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import http.server
-import inspect
 import itertools
 import json
-import socket
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -47,6 +44,7 @@ from zc_common.messages import (
 from zc_common.settings import NotifierSettings
 
 from tests.support.credentials import NOTIFIER_TOKEN
+from tests.support.ports import free_port
 
 SERVICE_TOKEN = NOTIFIER_TOKEN  # the credential the fake api accepts
 OWNER = "dev@bigdb.example"
@@ -56,12 +54,6 @@ UPSTREAM_ACCOUNT = "123456789012"
 PUBLIC_URL = "https://zerocloud.test"
 
 _lease_ids = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def utcnow() -> datetime:
@@ -415,20 +407,6 @@ def notifier_settings(sink: SmtpSink | None = None, **overrides: Any) -> Notifie
     }
     values.update(overrides)
     return NotifierSettings(**values)
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until ``check`` holds; fail the test if it does not within ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def links_in(text: str) -> Iterator[str]:

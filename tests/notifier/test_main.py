@@ -18,12 +18,12 @@ from tests.notifier.factories import (
     OWNER,
     FakeApi,
     SmtpSink,
-    eventually,
-    free_port,
     lease_changed,
     notifier_settings,
 )
 from tests.support.credentials import NOTIFIER_TOKEN
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from zc_cli.local_server import serving
 from zc_notifier.main import create_app
 

@@ -4,11 +4,7 @@ spec's compare-and-set semantics, and leases."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -41,12 +37,6 @@ __all__ = ["CUSTOMER", "OWNER", "REGION", "WRITES", "CountingAwsAccess", "Custom
 OTHER_CUSTOMER = "333333333333"
 OTHER_REGION = "eu-west-1"
 SERVICE_TOKEN = REAPER_TOKEN  # the credential the fake api accepts
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- AWS as the reaper sees it ---------------------------------------------------------
@@ -234,15 +224,3 @@ def reaper_settings(moto_url: str, **overrides: Any) -> ReaperSettings:
     return ReaperSettings(**{**values, **overrides})
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Wait until ``check()`` holds, failing the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        outcome = check()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
