@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Request
 
 from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
@@ -20,13 +18,13 @@ from zc_common.internal_api import (
     CloudAccountRecord,
     EventArrival,
     EventArrivals,
-    InternalApi,
 )
 from zc_common.messages import Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
 from tests.support.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
 from tests.support.credentials import INGESTOR_TOKEN
+from tests.support.fake_api import FakeInternalApi
 from zc_ingestor.service import Ingestor
 
 __all__ = ["CUSTOMER", "REGION", "CountingAwsAccess", "CustomerAccount"]
@@ -101,25 +99,17 @@ def cloud_account(
     )
 
 
-class FakeApi:
+class FakeApi(FakeInternalApi):
     """The api's internal endpoints, serving what a test puts in ``records`` and ``known``."""
 
     def __init__(self) -> None:
+        super().__init__(SERVICE_TOKEN)
         self.records: list[CloudAccountRecord] = [cloud_account()]
         self.known: dict[tuple[int, str], list[str]] = {}
-        self.requests: Counter[str] = Counter()
-        self.app = FastAPI()
         self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
         self.app.get("/internal/v1/cloudaccounts/{cloud_account_id}/instances")(self._instances)
         self.app.post("/internal/v1/cloudaccounts/event-arrivals", status_code=204)(self._arrivals)
         self.arrivals: list[EventArrival] = []
-
-    def client(self) -> InternalApi:
-        return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
-
-    def _authorize(self, request: Request) -> None:
-        if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
-            raise HTTPException(401, "service token required")
 
     async def _cloud_accounts(
         self, request: Request, upstream_account_id: str | None = None
