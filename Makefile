@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# What `make run` needs: the runtime requirements only (no linters, no browser driver).
+RUNTIME_STAMP := $(VENV)/.runtime
 
 PACKAGES := libs/zc_common services/api services/ingestor services/scheduler \
             services/notifier services/reaper cli
@@ -21,10 +23,18 @@ SYSTEM_TOOLS := chromium:chromium docker-compose:docker-compose kubectl:kubectl
 
 venv: $(STAMP)
 
-# Rebuilt only when a requirement or pyproject file changes.
+# Rebuilt only when a requirement or pyproject file changes. dev.txt pins all of
+# runtime.txt too, so a dev install also counts as the runtime one.
 $(STAMP): requirements/dev.txt requirements/runtime.txt $(PYPROJECTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps $(addprefix -e ,$(PACKAGES))
+	touch $@ $(RUNTIME_STAMP)
+
+# The product alone: on a venv that already has the dev requirements this adds nothing.
+$(RUNTIME_STAMP): requirements/runtime.txt $(PYPROJECTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/runtime.txt
 	$(BIN)/pip install --quiet --no-deps $(addprefix -e ,$(PACKAGES))
 	touch $@
 
@@ -45,7 +55,7 @@ test: venv services tools lint
 # The sandbox. Options pass through, e.g. make run SANDBOX_ARGS="--port 8080 --data-dir /tmp/zc"
 # (or set ZC_SANDBOX_PORT, ZC_SANDBOX_MOTO_PORT, ZC_SANDBOX_DIR).
 SANDBOX_ARGS ?=
-run: venv
+run: $(RUNTIME_STAMP)
 	$(BIN)/zerocloud-cli sandbox run $(SANDBOX_ARGS)
 
 # Recompile the pinned files from the .in files (needs only pip-tools).

@@ -15,7 +15,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,14 +24,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+# The suite's shared scaffolding (tests/support), from the repository this script is in.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.ports import free_port  # noqa: E402
+
 BIN = Path(sys.executable).parent
 PG = "postgresql://postgres@127.0.0.1:5432"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

@@ -34,7 +34,6 @@ import contextlib
 import multiprocessing
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,10 @@ from zc_api.auth.service import issue_token
 from zc_api.database import create_engine, migrate, session_maker, transaction
 from zc_api.leases.policy import MAX_EMAIL_PATTERNS, MAX_WARNINGS, MIN_WARNING_SPACING_SECONDS
 from zc_api.models import User
+
+# The suite's shared scaffolding (tests/support), from the repository this script is in.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.ports import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GITHUB_CLIENT_ID = "zc-bench-github-client"
@@ -132,12 +135,6 @@ def empty_policy(variant: int) -> dict[str, Any]:
 
 
 # --- processes and the database ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until(url: str, alive: Callable[[], bool], *, ok: Sequence[int] = (200,), timeout: float = 60) -> None:

@@ -21,16 +21,15 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
 
 import httpx
 
@@ -53,35 +52,20 @@ from zc_common.settings import ReaperSettings
 from zc_reaper import handlers
 from zc_reaper.service import Reaper
 
+# The suite's shared scaffolding (tests/support), from the repository this script is in.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.aws_doubles import WRITES, CountingAwsAccess  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+
 ACCOUNT = "111111111111"
 REGION = "us-east-1"
 OWNER = "bench@bigdb.com"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-WRITES = ("StopInstances", "TerminateInstances")
 RECORD = CloudAccountRecord(
     id=1, account_id=1, name="bench", upstream_account_id=ACCOUNT,
     role_arn=f"arn:aws:iam::{ACCOUNT}:role/ZeroCloud", external_id="zc-bench",
     regions=[REGION], mode=CloudAccountMode.enforce,
 )
-
-
-class CountingAwsAccess(AwsAccess):
-    """AwsAccess counting the AWS operations it calls."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.calls: Counter[str] = Counter()
-
-    @contextlib.asynccontextmanager
-    async def client(
-        self, service: str, region: str | None = None, role: CloudAccountRole | None = None
-    ) -> AsyncIterator[Any]:
-        async with super().client(service, region, role) as client:
-            client.meta.events.register("before-call", self._count)
-            yield client
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.calls[model.name] += 1
 
 
 class BenchApi(InternalApi):
@@ -120,9 +104,7 @@ def cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[tuple[str, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

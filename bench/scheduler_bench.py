@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,10 @@ from zc_common.bus import Queue
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseExpired, LeaseSnapshot, LeaseStatus
 
+# The suite's shared scaffolding (tests/support), from the repository this script is in.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.ports import free_port  # noqa: E402
+
 BIN = Path(sys.executable).parent
 PG = "postgresql://postgres@127.0.0.1:5432"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -50,12 +53,6 @@ PUBLISH_CHUNK = 1000
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

@@ -27,6 +27,8 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.bus.topology import QUEUES
 
+from tests.support.ports import free_port
+
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -48,12 +50,6 @@ def _docker_answers() -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- AWS ------------------------------------------------------------------------------
 
 
@@ -72,7 +68,7 @@ def aws_test_credentials() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server (the AWS emulator) for the whole run."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("moto") / "server.log"
     with log_path.open("wb") as log:

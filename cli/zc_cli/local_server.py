@@ -1,14 +1,13 @@
-"""An ASGI app served on this machine beside other work: on the running event loop, or
-from a thread of its own, on a free port unless one is given. The sandbox serves its
-fake GitHub this way; tests serve the api and their fakes of it this way."""
+"""An ASGI app served on this machine beside other work, on the running event loop, on a
+free port unless one is given: the sandbox serves its api and fake GitHub this way.
+(Tests serve theirs the same way, and from a thread of their own with
+tests/support/serving.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -26,7 +25,8 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def _server(app: FastAPI, host: str, port: int, lifespan: bool) -> uvicorn.Server:
+def embedded_server(app: FastAPI, host: str, port: int, lifespan: bool) -> uvicorn.Server:
+    """An EmbeddedServer for ``app`` on ``host``:``port`` (0: a free one), quiet, its lifespan on when asked."""
     return EmbeddedServer(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on" if lifespan else "off"
@@ -34,7 +34,8 @@ def _server(app: FastAPI, host: str, port: int, lifespan: bool) -> uvicorn.Serve
     )
 
 
-def _bound_url(server: uvicorn.Server, host: str) -> str:
+def bound_url(server: uvicorn.Server, host: str) -> str:
+    """The base URL a started server listens on (its port, when it was given 0)."""
     port = server.servers[0].sockets[0].getsockname()[1]
     return f"http://{host}:{port}"
 
@@ -45,7 +46,7 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Serve ``app`` on this event loop (port 0: a free one), running its lifespan when
     asked; yields its base URL once it accepts connections, stops it on leaving."""
-    server = _server(app, host, port, lifespan)
+    server = embedded_server(app, host, port, lifespan)
     task = asyncio.create_task(server.serve(), name=name)
     try:
         while not server.started:
@@ -53,49 +54,7 @@ async def serving(
                 task.result()
                 raise RuntimeError(f"{name} did not start")
             await asyncio.sleep(0.01)
-        yield _bound_url(server, host)
+        yield bound_url(server, host)
     finally:
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
-
-
-@contextlib.contextmanager
-def serving_in_thread(
-    app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False, name: str = "server",
-    start_timeout: float = 10.0,
-) -> Iterator[str]:
-    """Serve ``app`` from a thread of its own (for synchronous callers); yields its base URL."""
-    with serving_together_in_thread([(app, port)], host=host, lifespan=lifespan, name=name,
-                                    start_timeout=start_timeout) as [url]:
-        yield url
-
-
-@contextlib.contextmanager
-def serving_together_in_thread(
-    apps: Sequence[tuple[FastAPI, int]], *, host: str = "127.0.0.1", lifespan: bool = False, name: str = "server",
-    start_timeout: float = 10.0,
-) -> Iterator[list[str]]:
-    """Serve several apps (each on its port, 0: a free one) from one thread and one event
-    loop, the first with its lifespan when asked and the others only once it has started
-    (the api's public and internal listeners share its runtime); yields their base URLs."""
-    servers = [_server(app, host, port, lifespan and index == 0) for index, (app, port) in enumerate(apps)]
-
-    async def serve_all() -> None:
-        first = asyncio.create_task(servers[0].serve())
-        while not servers[0].started and not first.done():  # noqa: ASYNC110 - uvicorn has no "started" event
-            await asyncio.sleep(0.01)
-        await asyncio.gather(first, *(server.serve() for server in servers[1:]))
-
-    thread = threading.Thread(target=lambda: asyncio.run(serve_all()), name=name, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + start_timeout
-    while not all(server.started for server in servers):
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start")
-        time.sleep(0.01)
-    try:
-        yield [_bound_url(server, host) for server in servers]
-    finally:
-        for server in reversed(servers):
-            server.should_exit = True
-        thread.join(timeout=10)

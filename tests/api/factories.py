@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from zc_common.bus.memory import InProcessBus
 from zc_common.settings import ApiSettings
 
-from tests.credentials import API_CREDENTIALS
+from tests.support.credentials import API_CREDENTIALS
 from zc_api.auth.bootstrap import create_admin
 from zc_api.auth.service import issue_token
 from zc_api.database import transaction

@@ -15,7 +15,7 @@ from zc_common.internal_api import InternalApi
 from zc_common.messages import Message, decode
 
 from tests.api.factories import Api
-from tests.credentials import SERVICE_TOKENS, bearer
+from tests.support.credentials import SERVICE_TOKENS, bearer
 from zc_api.database import transaction
 from zc_api.models import ActionToken, AuditEvent, Lease, OutboxMessage
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from tests.api.factories import Caller
-from tests.fake_github_server import (
+from tests.support.fake_github import (
     WebApi,
     sign_in,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.factories import Api, Tenant, make_cloud_account
-from tests.credentials import SERVICE_TOKENS, bearer
+from tests.support.credentials import SERVICE_TOKENS, bearer
 
 PUBLIC_READS = [
     "/api/v1/accounts", "/api/v1/users/me", "/api/v1/tokens", "/api/v1/resources", "/api/v1/leases",

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from zc_common.settings import ApiSettings
 
 from tests.api.factories import Api, Tenant
-from tests.credentials import API_CREDENTIALS, bearer
+from tests.support.credentials import API_CREDENTIALS, bearer
 from zc_api.routes import MAX_BODY_BYTES
 
 TOO_BIG = b'{"x": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}'

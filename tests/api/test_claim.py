@@ -14,7 +14,7 @@ from zc_common.messages import ActionOnExpiry, BlastRadiusHalted, LeaseChange, L
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, make_user_token
 from tests.api.records import audit_events, internal_client, lease_row, outbox, post_internal
-from tests.credentials import bearer
+from tests.support.credentials import bearer
 from zc_api.database import transaction
 from zc_api.models import Lease
 

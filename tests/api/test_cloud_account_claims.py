@@ -17,7 +17,7 @@ from zc_common.messages import LeaseChanged
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, random_upstream, role_arn
 from tests.api.records import audit_events, internal_client, lease_row, outbox
-from tests.aws_doubles import deploy_stack
+from tests.support.aws_doubles import deploy_stack
 from zc_api.database import transaction
 from zc_api.models import CloudAccount
 

@@ -18,10 +18,10 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.settings import ApiSettings, IngestorSettings
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_tenant, running_api
-from tests.aws_doubles import deploy_stack
-from tests.credentials import INGESTOR_TOKEN
-from tests.e2e.conftest import free_port
-from tests.serving import serving_api
+from tests.support.aws_doubles import deploy_stack
+from tests.support.credentials import INGESTOR_TOKEN
+from tests.support.ports import free_port
+from tests.support.serving import serving_api
 from zc_ingestor.main import wired
 
 SAME_ACCOUNT = "123456789012"  # moto's own
@@ -108,7 +108,7 @@ async def test_without_an_ingestor_the_flow_check_fails_and_says_what_to_check(
 async def test_an_arrival_through_a_topic_bound_to_no_cloud_account_records_nothing(api: Api, tenant: Tenant) -> None:
     from sqlalchemy import select
 
-    from tests.credentials import bearer
+    from tests.support.credentials import bearer
     from zc_api.database import transaction
     from zc_api.models import EventFlow
 

@@ -18,7 +18,8 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.messages import InstanceState, LeaseChanged, ResourceChange
 
 from tests.api.test_ingest import NOW, change, make_tenant, new_instance_id
-from tests.api.test_outbox import Collector, eventually, running_relay, runtime_for
+from tests.api.test_outbox import Collector, running_relay, runtime_for
+from tests.support.waiting import eventually
 from zc_api.database import create_engine, session_maker
 from zc_api.ingest import handlers, service
 from zc_api.ingest.handlers import ingest, subscribe

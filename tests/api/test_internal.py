@@ -14,7 +14,7 @@ from zc_common.internal_api import InternalApi, InternalApiError
 from zc_common.messages import CloudAccountMode
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
-from tests.credentials import INGESTOR_TOKEN, bearer
+from tests.support.credentials import INGESTOR_TOKEN, bearer
 from zc_api.database import transaction
 from zc_api.models import Resource
 

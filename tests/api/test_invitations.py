@@ -20,7 +20,7 @@ from zc_common.settings import ApiSettings
 
 from tests.api.factories import Api, Caller, Tenant, make_tenant, make_user_token, running_api
 from tests.api.records import audit_events, internal_client, outbox
-from tests.credentials import bearer
+from tests.support.credentials import bearer
 from zc_api.auth.tokens import hash_token
 from zc_api.database import transaction
 from zc_api.invitations import service as invitations

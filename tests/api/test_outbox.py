@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,7 +20,8 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message
 from zc_common.settings import ApiSettings
 
-from tests.credentials import API_CREDENTIALS
+from tests.support.credentials import API_CREDENTIALS
+from tests.support.waiting import eventually
 from zc_api.database import create_engine, session_maker, transaction
 from zc_api.models import OutboxMessage
 from zc_api.outbox import relay
@@ -91,19 +91,6 @@ class FlakyBus(Bus):
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[Any]:
         return await self.inner.dead_letters(queue, limit)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def runtime_for(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], bus: Bus) -> ApiRuntime:

@@ -22,7 +22,7 @@ from tests.api.sign_in_people import (
     token_for,
     user_by_login,
 )
-from tests.fake_github_server import (  # noqa: F401  (fixtures, by their pytest names)
+from tests.support.fake_github import (  # noqa: F401  (fixtures, by their pytest names)
     FakeGitHub,
     WebApi,
     choose_identity,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from zc_common.settings import ApiSettings
 
 from tests.api.factories import Api, Tenant, make_cloud_account, running_api
-from tests.aws_doubles import deploy_stack
+from tests.support.aws_doubles import deploy_stack
 
 
 def _closed_port() -> int:

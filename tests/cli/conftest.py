@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from tests.credentials import API_CREDENTIALS
+from tests.support.credentials import API_CREDENTIALS
+from tests.support.ports import free_port
 from zc_cli.main import app
 
 CUSTOMER = "111111111111"
@@ -27,12 +27,6 @@ SEED_CLOUDACCOUNT = (
     '{"assume_role_arn": "arn:aws:iam::111111111111:role/ZeroCloud", "cloudprovider": "AWS", '
     '"name": "dev", "upstream_account_id": "111111111111"}'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +57,8 @@ def serve_api(
     from zc_common.bus.memory import InProcessBus
     from zc_common.settings import ApiSettings
 
+    from tests.support.serving import serving_together_in_thread
     from zc_api.main import create_app, internal_app
-    from zc_cli.local_server import serving_together_in_thread
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from zc_common.cloudevents import state_change_event
 
-from tests.aws_doubles import deploy_stack
 from tests.cli.conftest import CUSTOMER, ROLE_ARN, SEED_ACCOUNT, SEED_CLOUDACCOUNT, Cli, RunningApi
+from tests.support.aws_doubles import deploy_stack
 
 INSTANCE = "i-0123456789abcdef0"
 

@@ -9,9 +9,9 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from tests.fake_github_server import CLIENT_ID, CLIENT_SECRET, FakeGitHub, running_fake_github
+from tests.support.fake_github import CLIENT_ID, CLIENT_SECRET, FakeGitHub, running_fake_github
+from tests.support.serving import serving_in_thread
 from zc_cli.fake_github import FakeIdentity, create_fake_github, s256
-from zc_cli.local_server import serving_in_thread
 
 ADA = FakeIdentity(login="ada", email="ada@bigdb.com", name="Ada Lovelace")
 

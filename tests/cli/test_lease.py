@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from tests.cli.conftest import Cli, RunningApi
-from tests.confirmations import follow_confirmation_link
+from tests.support.confirmations import follow_confirmation_link
 
 DAY = 86400
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cli.conftest import SEED_ACCOUNT, Cli
-from tests.credentials import INGESTOR_TOKEN
+from tests.support.credentials import INGESTOR_TOKEN
 
 
 def test_invalid_payload_json_exits_2_saying_where(offline_cli: Cli) -> None:

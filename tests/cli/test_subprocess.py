@@ -13,8 +13,9 @@ from pathlib import Path
 from zc_common.aws import AwsAccess, CloudAccountRole
 from zc_common.cloudevents import state_change_event
 
-from tests.cli.conftest import CUSTOMER, ROLE_ARN, SEED_ACCOUNT, SEED_CLOUDACCOUNT, RunningApi, free_port
-from tests.credentials import INGESTOR_TOKEN
+from tests.cli.conftest import CUSTOMER, ROLE_ARN, SEED_ACCOUNT, SEED_CLOUDACCOUNT, RunningApi
+from tests.support.credentials import INGESTOR_TOKEN
+from tests.support.ports import free_port
 
 CLI = str(Path(sys.executable).with_name("zerocloud-cli"))
 

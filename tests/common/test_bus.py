@@ -8,7 +8,7 @@ import asyncio
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -21,6 +21,8 @@ from zc_common.bus import Bus, PermanentFailure, Queue
 from zc_common.bus.base import DeadLetter
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message, decode
+
+from tests.support.waiting import eventually
 
 
 class Ping(Message):
@@ -50,20 +52,6 @@ class Recorder:
     @property
     def messages(self) -> list[Message]:
         return [message for batch in self.batches for message in batch]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``check`` holds; fail the test if it does not within ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 async def publish_raw(bus: Bus, body: bytes, type_name: str) -> None:

@@ -15,7 +15,7 @@ from zc_common.bus import Queue, Route, Routes, topology
 from zc_common.bus.memory import InProcessBus
 from zc_common.messages import CloudEventReceived, LeaseChanged, LeaseExpired, SweepRequested
 
-from tests.reaper.factories import eventually
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import gc
 import inspect
 import secrets
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import httpx
@@ -24,6 +24,8 @@ from zc_common.messages import Message
 from zc_common.metrics import KeptCounts
 from zc_common.service import add_health_routes
 
+from tests.support.waiting import eventually
+
 
 class Tick(Message):
     """A message type of this module's own, so no other test moves its counters."""
@@ -33,14 +35,6 @@ class Tick(Message):
 
 
 TICK = Tick.type_name()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 async def publish_raw(bus: Bus, body: bytes, type_name: str) -> None:

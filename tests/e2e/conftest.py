@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -28,9 +29,11 @@ from zc_common.settings import (
     SchedulerSettings,
 )
 
-from tests.confirmations import follow_confirmation_link
-from tests.credentials import API_CREDENTIALS, INGESTOR_TOKEN, NOTIFIER_TOKEN, REAPER_TOKEN
-from tests.serving import serving_api
+from tests.support.confirmations import follow_confirmation_link
+from tests.support.credentials import API_CREDENTIALS, INGESTOR_TOKEN, NOTIFIER_TOKEN, REAPER_TOKEN
+from tests.support.ports import free_port
+from tests.support.serving import serving_api
+from tests.support.waiting import eventually as _eventually
 from zc_ingestor.main import wired
 from zc_ingestor.service import Ingestor
 
@@ -42,27 +45,9 @@ ROLE_ARN = f"arn:aws:iam::{CUSTOMER}:role/ZeroCloud"
 REGION = "us-east-1"
 CLI = str(Path(sys.executable).with_name("zerocloud-cli"))
 
-T = TypeVar("T")
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, every: float = 0.2) -> T:
-    """Retry ``probe`` until it returns a truthy value; fail with the last value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(every)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# The shared wait (tests/support/waiting.py); the spine's probes ask real services over
+# HTTP, so they ask every 0.2 s rather than as often as in-process tests do.
+eventually = functools.partial(_eventually, interval=0.2)
 
 
 @dataclass

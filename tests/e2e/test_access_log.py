@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.credentials import API_CREDENTIALS
-from tests.e2e.conftest import free_port
+from tests.support.credentials import API_CREDENTIALS
+from tests.support.ports import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -38,6 +38,6 @@ async def test_rabbitmq_restart_while_events_flow_leaves_every_instance_exactly_
             leases = await stack.leases()
             return leases if len({lease["instance_id"] for lease in leases}) == 30 else []
 
-        leases = await eventually(all_leased, timeout=120, every=1)
+        leases = await eventually(all_leased, timeout=120, interval=1)
     assert sorted(lease["instance_id"] for lease in leases) == sorted(instances)
     assert len(leases) == 30, "exactly one lease per instance"

@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

@@ -40,9 +40,10 @@ from zc_common.messages import (
 )
 from zc_common.service import SHUTDOWN_GRACE
 
-from tests.aws_doubles import CUSTOMER, REGION, CustomerAccount
-from tests.credentials import API_CREDENTIALS
-from tests.e2e.conftest import eventually, free_port
+from tests.e2e.conftest import eventually
+from tests.support.aws_doubles import CUSTOMER, REGION, CustomerAccount
+from tests.support.credentials import API_CREDENTIALS
+from tests.support.ports import free_port
 from zc_cli.local_server import serving
 
 BIN = Path(sys.executable).parent
@@ -321,7 +322,7 @@ async def test_scheduler_fires_every_timer_once(launch: Launch, wire: RabbitBus,
     settings = {"database_url": clean_database, "sweep_interval": 0, "fire_batch_size": 100}
     first = await launch("scheduler", **settings).start()
     feeding = asyncio.create_task(feed(chunked(lease_ids, 250), store_due, 0.1))
-    await eventually(at_least(500, lambda: queued(wire, "reaper")), every=0.05)
+    await eventually(at_least(500, lambda: queued(wire, "reaper")), interval=0.05)
     await first.sigterm()
 
     await feeding

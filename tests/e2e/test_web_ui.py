@@ -26,11 +26,12 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.cloudevents import state_change_event
 from zc_common.settings import ApiSettings, IngestorSettings
 
-from tests.aws_doubles import CustomerAccount, deploy_stack
-from tests.credentials import API_CREDENTIALS, INGESTOR_TOKEN, bearer
-from tests.e2e.conftest import eventually, free_port
-from tests.fake_github_server import running_fake_github
-from tests.serving import serving_api
+from tests.e2e.conftest import eventually
+from tests.support.aws_doubles import CustomerAccount, deploy_stack
+from tests.support.credentials import API_CREDENTIALS, INGESTOR_TOKEN, bearer
+from tests.support.fake_github import running_fake_github
+from tests.support.ports import free_port
+from tests.support.serving import serving_api
 from zc_cli.fake_github import FakeIdentity
 from zc_ingestor.main import wired
 

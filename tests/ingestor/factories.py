@@ -4,27 +4,22 @@ them."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
-import socket
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Request
 
 from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
-from zc_common.internal_api import CloudAccountRecord, EventArrival, EventArrivals, InternalApi
+from zc_common.internal_api import CloudAccountRecord, EventArrival, EventArrivals
 from zc_common.messages import CloudAccountMode, Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
-from tests.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
-from tests.credentials import INGESTOR_TOKEN
+from tests.support.aws_doubles import CUSTOMER, REGION, CountingAwsAccess, CustomerAccount
+from tests.support.credentials import INGESTOR_TOKEN
+from tests.support.fake_api import FakeInternalApi
 from zc_ingestor.service import Ingestor
 
 __all__ = ["CUSTOMER", "REGION", "CountingAwsAccess", "CustomerAccount"]
@@ -32,12 +27,6 @@ __all__ = ["CUSTOMER", "REGION", "CountingAwsAccess", "CustomerAccount"]
 OTHER_CUSTOMER = "333333333333"
 NOT_ONBOARDED = "222222222222"
 SERVICE_TOKEN = INGESTOR_TOKEN  # the credential the fake api accepts
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class EventQueues:
@@ -105,25 +94,17 @@ def cloud_account(
     )
 
 
-class FakeApi:
+class FakeApi(FakeInternalApi):
     """The api's internal endpoints, serving what a test puts in ``records`` and ``known``."""
 
     def __init__(self) -> None:
+        super().__init__(SERVICE_TOKEN)
         self.records: list[CloudAccountRecord] = [cloud_account()]
         self.known: dict[tuple[int, str], list[str]] = {}
-        self.requests: Counter[str] = Counter()
-        self.app = FastAPI()
         self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
         self.app.get("/internal/v1/cloudaccounts/{cloud_account_id}/instances")(self._instances)
         self.app.post("/internal/v1/cloudaccounts/event-arrivals", status_code=204)(self._arrivals)
         self.arrivals: list[EventArrival] = []
-
-    def client(self) -> InternalApi:
-        return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
-
-    def _authorize(self, request: Request) -> None:
-        if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
-            raise HTTPException(401, "service token required")
 
     async def _cloud_accounts(
         self, request: Request, upstream_account_id: str | None = None
@@ -234,17 +215,4 @@ def sns_wrapped(event: dict[str, Any], topic: str | None = None) -> dict[str, An
         "Timestamp": datetime.now(timezone.utc).isoformat(),
     }
 
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until ``check()`` holds, failing the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        outcome = check()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 

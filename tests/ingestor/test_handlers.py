@@ -15,7 +15,8 @@ from zc_common.cloudevents import state_change_event
 from zc_common.messages import CloudEventReceived, ResourceChange, SweepRequested
 
 from tests.ingestor.conftest import IngestorFactory
-from tests.ingestor.factories import CUSTOMER, NOT_ONBOARDED, REGION, CustomerAccount, eventually
+from tests.ingestor.factories import CUSTOMER, NOT_ONBOARDED, REGION, CustomerAccount
+from tests.support.waiting import eventually
 from zc_ingestor import handlers
 from zc_ingestor.service import Ingestor
 

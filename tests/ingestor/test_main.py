@@ -22,9 +22,9 @@ from tests.ingestor.factories import (
     CustomerAccount,
     EventQueues,
     FakeApi,
-    free_port,
 )
 from tests.ingestor.factories import ingestor_settings as settings_for
+from tests.support.ports import free_port
 from zc_cli.local_server import serving
 from zc_ingestor.main import create_app, run_poller
 

@@ -25,11 +25,11 @@ from tests.ingestor.factories import (
     RecordingBus,
     aws_of,
     cloud_account,
-    eventually,
     run_instances_event,
     sns_wrapped,
     topic_arn,
 )
+from tests.support.waiting import eventually
 from zc_ingestor.service import Ingestor
 
 pytestmark = pytest.mark.asyncio

@@ -4,34 +4,28 @@ receiver."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import http.server
-import inspect
 import itertools
 import json
-import socket
 import threading
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from zc_common.internal_api import (
     AccountWebhook,
     ActionLinksRequest,
-    InternalApi,
     NoticeRecipients,
     NoticeRecipientsRequest,
     NotificationKeys,
@@ -46,7 +40,9 @@ from zc_common.messages import (
 )
 from zc_common.settings import NotifierSettings
 
-from tests.credentials import NOTIFIER_TOKEN
+from tests.support.credentials import NOTIFIER_TOKEN
+from tests.support.fake_api import FakeInternalApi
+from tests.support.ports import free_port
 
 SERVICE_TOKEN = NOTIFIER_TOKEN  # the credential the fake api accepts
 OWNER = "dev@bigdb.example"
@@ -56,12 +52,6 @@ UPSTREAM_ACCOUNT = "123456789012"
 PUBLIC_URL = "https://zerocloud.test"
 
 _lease_ids = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def utcnow() -> datetime:
@@ -127,31 +117,23 @@ def blast_radius_halted(**overrides: Any) -> BlastRadiusHalted:
 # --- the api --------------------------------------------------------------------------
 
 
-class FakeApi:
+class FakeApi(FakeInternalApi):
     """The api's notification and action-link endpoints, as the spec describes them:
     reserve answers the keys not yet sent; links are minted per (lease, version, action)."""
 
     def __init__(self) -> None:
+        super().__init__(SERVICE_TOKEN)
         self.sent: set[str] = set()
         self.reserved: set[str] = set()
         self.link_requests: list[ActionLinksRequest] = []
-        self.requests: Counter[str] = Counter()
         self.links_fail_with: int | None = None  # answer action-links with this status
         self.unconfirmed: set[str] = set()  # addresses not confirmed (everyone else is)
         self.webhooks: dict[int, str] = {}  # accounts' own webhooks
         self._tokens = itertools.count(1)
-        self.app = FastAPI()
         self.app.post("/internal/v1/notifications/reserve")(self._reserve)
         self.app.post("/internal/v1/notifications/sent")(self._sent)
         self.app.post("/internal/v1/action-links")(self._action_links)
         self.app.post("/internal/v1/notifications/recipients")(self._recipients)
-
-    def client(self) -> InternalApi:
-        return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
-
-    def _authorize(self, request: Request) -> None:
-        if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
-            raise HTTPException(401, "service token required")
 
     async def _reserve(self, request: Request, body: NotificationKeys) -> NotificationKeys:
         self._authorize(request)
@@ -415,20 +397,6 @@ def notifier_settings(sink: SmtpSink | None = None, **overrides: Any) -> Notifie
     }
     values.update(overrides)
     return NotifierSettings(**values)
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until ``check`` holds; fail the test if it does not within ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def links_in(text: str) -> Iterator[str]:

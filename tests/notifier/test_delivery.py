@@ -26,12 +26,12 @@ from tests.notifier.factories import (
     FakeApi,
     SmtpSink,
     WebhookReceiver,
-    eventually,
     lease_changed,
     lease_snapshot,
     notifier_settings,
     self_signed_certificate,
 )
+from tests.support.waiting import eventually
 from zc_notifier.channels import SendFailed, build_channels
 from zc_notifier.delivery import Delivery
 from zc_notifier.mail import Mail

@@ -24,13 +24,13 @@ from tests.notifier.factories import (
     FakeApi,
     SmtpSink,
     blast_radius_halted,
-    eventually,
     expiring_soon,
     lease_changed,
     lease_snapshot,
     links_in,
     utcnow,
 )
+from tests.support.waiting import eventually
 
 # Long enough for a second mail to show up if one were (wrongly) sent.
 SETTLE = 1.5

@@ -14,16 +14,16 @@ from zc_common.bus.memory import InProcessBus
 from zc_common.messages import LeaseChange
 from zc_common.settings import NotifierSettings, load_settings
 
-from tests.credentials import NOTIFIER_TOKEN
 from tests.notifier.factories import (
     OWNER,
     FakeApi,
     SmtpSink,
-    eventually,
-    free_port,
     lease_changed,
     notifier_settings,
 )
+from tests.support.credentials import NOTIFIER_TOKEN
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from zc_cli.local_server import serving
 from zc_notifier.main import create_app
 

@@ -19,11 +19,11 @@ from tests.notifier.factories import (
     PUBLIC_URL,
     FakeApi,
     SmtpSink,
-    eventually,
     lease_changed,
     lease_snapshot,
     utcnow,
 )
+from tests.support.waiting import eventually
 
 SETTLE = 1.5
 

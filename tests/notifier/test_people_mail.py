@@ -29,15 +29,15 @@ from tests.api.factories import (
     settings,
 )
 from tests.api.records import outbox
-from tests.credentials import NOTIFIER_TOKEN
 from tests.notifier.factories import (
     SmtpSink,
     WebhookReceiver,
-    eventually,
     lease_changed,
     lease_snapshot,
     notifier_settings,
 )
+from tests.support.credentials import NOTIFIER_TOKEN
+from tests.support.waiting import eventually
 from zc_api.database import transaction
 from zc_api.models import Notification, User
 from zc_notifier import handlers

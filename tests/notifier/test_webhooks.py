@@ -22,13 +22,13 @@ from tests.notifier.factories import (
     FakeApi,
     SmtpSink,
     WebhookReceiver,
-    eventually,
     expiring_soon,
     lease_changed,
     lease_snapshot,
     notifier_settings,
     utcnow,
 )
+from tests.support.waiting import eventually
 from zc_notifier.channels import Channel, RecipientRefused, SendFailed
 from zc_notifier.channels.webhook import AccountWebhookChannel
 from zc_notifier.delivery import ChannelDown, Delivery

@@ -4,17 +4,11 @@ spec's compare-and-set semantics, and leases."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import socket
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from zc_common.internal_api import (
     ClaimedLease,
@@ -22,7 +16,6 @@ from zc_common.internal_api import (
     ClaimRequest,
     ClaimResult,
     CloudAccountRecord,
-    InternalApi,
     LeaseRef,
     ReapOutcome,
     ReapOutcomeKind,
@@ -31,20 +24,15 @@ from zc_common.internal_api import (
 from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseExpired, LeaseSnapshot, LeaseStatus
 from zc_common.settings import ReaperSettings
 
-from tests.aws_doubles import CUSTOMER, OWNER, REGION, WRITES, CountingAwsAccess, CustomerAccount
-from tests.credentials import REAPER_TOKEN
+from tests.support.aws_doubles import CUSTOMER, OWNER, REGION, WRITES, CountingAwsAccess, CustomerAccount
+from tests.support.credentials import REAPER_TOKEN
+from tests.support.fake_api import FakeInternalApi
 
 __all__ = ["CUSTOMER", "OWNER", "REGION", "WRITES", "CountingAwsAccess", "CustomerAccount"]
 
 OTHER_CUSTOMER = "333333333333"
 OTHER_REGION = "eu-west-1"
 SERVICE_TOKEN = REAPER_TOKEN  # the credential the fake api accepts
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- AWS as the reaper sees it ---------------------------------------------------------
@@ -99,26 +87,22 @@ class FakeLease:
         )
 
 
-class FakeApi:
+class FakeApi(FakeInternalApi):
     """The api's internal endpoints the reaper uses, with the spec's semantics kept to the
     minimum: claim is a compare-and-set on (lease id, version, status); outcomes apply only
     to leases in status reaping at that version."""
 
     def __init__(self) -> None:
+        super().__init__(SERVICE_TOKEN)
         self.records: dict[int, CloudAccountRecord] = {1: cloud_account()}
         self.leases: dict[int, FakeLease] = {}
         self.claims: list[list[LeaseRef]] = []
         self.reported: list[ReapOutcome] = []
-        self.requests: Counter[str] = Counter()
         self.failing_outcomes = 0  # answer 503 to this many outcome reports
         self.claims_regardless_of_mode = False  # a broken api: claims in observe mode too
-        self.app = FastAPI()
         self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
         self.app.post("/internal/v1/leases/claim")(self._claim)
         self.app.post("/internal/v1/leases/outcomes")(self._outcomes)
-
-    def client(self) -> InternalApi:
-        return InternalApi("http://api.test", SERVICE_TOKEN, transport=httpx.ASGITransport(app=self.app))
 
     def lease(
         self, instance_id: str, *, cloud_account_id: int = 1, region: str = REGION,
@@ -149,10 +133,6 @@ class FakeApi:
 
     def _mode(self, lease: FakeLease) -> CloudAccountMode:
         return self.records[lease.cloud_account_id].mode
-
-    def _authorize(self, request: Request) -> None:
-        if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
-            raise HTTPException(401, "service token required")
 
     async def _cloud_accounts(self, request: Request, upstream_account_id: str | None = None) -> dict[str, Any]:
         self._authorize(request)
@@ -232,15 +212,3 @@ def reaper_settings(moto_url: str, **overrides: Any) -> ReaperSettings:
     return ReaperSettings(**{**values, **overrides})
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Wait until ``check()`` holds, failing the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        outcome = check()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)

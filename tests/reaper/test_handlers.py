@@ -15,7 +15,8 @@ from zc_common.internal_api import ReapOutcomeKind
 from zc_common.messages import LeaseStatus
 
 from tests.reaper.conftest import ReaperFactory
-from tests.reaper.factories import CountingAwsAccess, CustomerAccount, FakeApi, eventually
+from tests.reaper.factories import CountingAwsAccess, CustomerAccount, FakeApi
+from tests.support.waiting import eventually
 from zc_reaper import handlers
 
 pytestmark = pytest.mark.asyncio

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 
 from zc_common.bus.memory import InProcessBus
 
-from tests.reaper.factories import CustomerAccount, FakeApi, eventually, free_port, reaper_settings
+from tests.reaper.factories import CustomerAccount, FakeApi, reaper_settings
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from zc_cli.local_server import serving
 from zc_reaper.main import create_app
 

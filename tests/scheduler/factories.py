@@ -3,9 +3,7 @@ and an observer that records what the scheduler publishes and when it arrived.""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -22,6 +20,8 @@ from zc_common.messages import (
     SweepRequested,
 )
 from zc_common.settings import SchedulerSettings
+
+from tests.support.waiting import eventually
 
 M = TypeVar("M", bound=Message)
 
@@ -59,20 +59,6 @@ def lease_changed(
         instance_type="t3.micro", instance_name=f"box-{lease_id}", mode="enforce",
     )
     return LeaseChanged(change=change, lease=lease, warn_at=list(warn_at), expire_at=expire_at, actor="test")
-
-
-async def eventually(probe: Callable[[], Any], *, timeout: float = 20.0, every: float = 0.05) -> Any:
-    """Retry ``probe`` (plain or async) until it returns a truthy value; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(every)
 
 
 @dataclass

@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 from zc_common.messages import LeaseChange, LeaseExpired, LeaseExpiringSoon
 
 from tests.scheduler.conftest import Replicas
-from tests.scheduler.factories import Observer, eventually, lease_changed, now, seconds_from_now
+from tests.scheduler.factories import Observer, lease_changed, now, seconds_from_now
+from tests.support.waiting import eventually
 from zc_scheduler.timers import service
 
 # How late a timer may arrive here: the firing loop's work plus the bus, on a busy machine.

@@ -9,7 +9,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,7 +20,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.scheduler.factories import eventually, lease_changed, seconds_from_now, settings
+from tests.scheduler.factories import lease_changed, seconds_from_now, settings
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 from zc_scheduler.database import SCHEMA_REVISION, DatabaseNotMigrated, head_revision
 from zc_scheduler.main import create_app
 
@@ -48,12 +49,6 @@ async def empty_database(postgres_server_url: str) -> AsyncIterator[str]:
 def command_env(database_url: str, **more: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("ZC_")}
     return {**env, "ZC_DATABASE_URL": database_url, "ZC_AMQP_URL": "memory://", "ZC_BUS": "memory", **more}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_pending_timers_are_listed_soonest_first_with_their_count(scheduler_db: str) -> None:
@@ -151,7 +146,7 @@ async def test_migrate_then_the_bare_command_serves(empty_database: str) -> None
                 except httpx.HTTPError:
                     return False
 
-            await eventually(answers, timeout=30, every=0.2)
+            await eventually(answers, timeout=30, interval=0.2)
             timers = (await http.get("/timers")).json()
         assert [t["kind"] for t in timers["data"]] == ["sweep"]
     finally:

@@ -12,7 +12,8 @@ from zc_common.bus import Bus
 from zc_common.messages import LeaseExpired, Message, SweepRequested
 
 from tests.scheduler.conftest import Replicas
-from tests.scheduler.factories import Observer, eventually, lease_changed, now, seconds_from_now, settings
+from tests.scheduler.factories import Observer, lease_changed, now, seconds_from_now, settings
+from tests.support.waiting import eventually
 from zc_scheduler.main import wired
 
 

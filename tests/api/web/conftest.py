@@ -9,7 +9,7 @@ Fixtures (available to every test under tests/api/web/):
                                   bearer JSON client, ``.sessions``), ``.settings``,
                                   ``.browser()`` (a new cookie-keeping client).
 
-Helpers (import them from here or from tests.fake_github_server):
+Helpers (import them from here or from tests.support.fake_github):
   ``await sign_in(web_api, FakeIdentity(login="alice", email="alice@bigdb.com"))``
       -> httpx.AsyncClient signed in as that person, by the real round trip (the first
          person on a fresh database becomes the admin of a new account).
@@ -28,7 +28,7 @@ Example::
 
 from __future__ import annotations
 
-from tests.fake_github_server import (  # noqa: F401
+from tests.support.fake_github import (  # noqa: F401
     FakeGitHub,
     WebApi,
     choose_identity,

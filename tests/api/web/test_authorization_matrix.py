@@ -30,7 +30,7 @@ from tests.api.factories import (
     make_tenant,
     make_user_token,
 )
-from tests.credentials import SERVICE_TOKENS
+from tests.support.credentials import SERVICE_TOKENS
 
 if TYPE_CHECKING:
     from tests.api.web.pages_fixtures import PageClient, PageClientFactory

@@ -9,7 +9,7 @@ import httpx
 
 from zc_common.internal_api import InternalApi, PeopleLinkKind
 
-from tests.credentials import NOTIFIER_TOKEN
+from tests.support.credentials import NOTIFIER_TOKEN
 
 
 async def follow_confirmation_link(api_url: str, internal_url: str, user_id: int) -> None:
