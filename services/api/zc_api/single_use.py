@@ -112,6 +112,18 @@ class Kind(Generic[Row]):
     used_column: str = "used_at"
     revoked_column: str | None = None
 
+    def __post_init__(self) -> None:
+        # A kind that names a missing column, or cannot word a refusal it can make, fails
+        # at import rather than on some person's click.
+        columns = {"id", "token_hash", "expires_at", self.used_column, self.revoked_column or "id"}
+        missing = columns - set(self.table.model_fields)
+        if missing:
+            raise TypeError(f"{self.table.__name__} has no column {', '.join(sorted(missing))}")
+        needed = {Refusal.unknown, Refusal.used, Refusal.expired} | ({Refusal.revoked} if self.revoked_column else set())
+        unworded = needed - set(self.words)
+        if unworded:
+            raise TypeError(f"the {self.path} links cannot word {', '.join(sorted(r.value for r in unworded))}")
+
     def _column(self, name: str) -> Any:
         # Row is any link table: the columns every one has are looked up by name.
         return getattr(self.table, name)
