@@ -24,8 +24,8 @@ from tests.support.credentials import bearer
 from zc_api.auth.tokens import hash_token
 from zc_api.database import transaction
 from zc_api.invitations import service as invitations
-from zc_api.invitations.service import InvitationRefused, Refusal
 from zc_api.models import Invitation, OutboxMessage, User
+from zc_api.single_use import LinkRefused, Refusal
 
 PUBLIC_URL = "http://127.0.0.1:8000"  # the settings' default
 
@@ -273,7 +273,7 @@ async def test_accept_marks_it_accepted_once(api: Api, tenant: Tenant) -> None:
         confirmed = await session.get(User, user.id)
     assert confirmed is not None and confirmed.email_confirmed_at is not None, "the mailed link proved the address"
 
-    with pytest.raises(InvitationRefused) as refused:
+    with pytest.raises(LinkRefused) as refused:
         await accept_as(api, body["id"], joiner.email)
     assert refused.value.reason is Refusal.used and refused.value.status_code == 410
     assert (await row(api, body["id"])).accepted_at == accepted.accepted_at
@@ -291,7 +291,7 @@ async def test_accept_refuses_a_revoked_or_expired_invitation(api: Api, tenant: 
 
     for body, reason in ((revoked, Refusal.revoked), (expired, Refusal.expired)):
         await make_user_token(api, tenant.account_id, email=body["email"], confirmed=False)
-        with pytest.raises(InvitationRefused) as refused:
+        with pytest.raises(LinkRefused) as refused:
             await accept_as(api, body["id"], body["email"])
         assert refused.value.reason is reason
         assert (await row(api, body["id"])).accepted_at is None

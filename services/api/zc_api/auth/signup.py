@@ -27,7 +27,6 @@ from zc_api.auth.github import GitHubIdentity
 from zc_api.auth.principal import Principal
 from zc_api.confirmations import service as confirmations
 from zc_api.invitations import service as invitations
-from zc_api.invitations.service import InvitationRefused
 from zc_api.leases.policy import pattern_candidates
 from zc_api.models import (
     Account,
@@ -40,6 +39,7 @@ from zc_api.models import (
     User,
     UserPolicy,
 )
+from zc_api.single_use import LinkRefused
 
 # Serialises "is this installation fresh?" so two first sign-ins make one account.
 _FIRST_ADMIN_LOCK = 0x7A63_0005
@@ -281,7 +281,7 @@ async def _join_by_invitation(
     try:
         # Marks it accepted (once, even when two sign-ins race) and confirms the address.
         await invitations.accept(session, invitation_id=invitation.id, user=user)
-    except InvitationRefused as refusal:
+    except LinkRefused as refusal:
         raise SignUpRefused(refusal.message, status_code=refusal.status_code) from None
     audit.record(
         session, account_id=invitation.account_id, actor=_actor(user), action="user.joined", subject_type="user",

@@ -12,8 +12,8 @@ from fastapi.responses import HTMLResponse
 from zc_common.messages import utcnow
 
 from zc_api.confirmations import service
-from zc_api.confirmations.service import ConfirmationRefused
 from zc_api.deps import SessionDep
+from zc_api.single_use import LinkRefused
 from zc_api.web.render import page
 from zc_api.web.session import Viewer, ViewerDep
 
@@ -27,7 +27,7 @@ def _stamp(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-def _refused(request: Request, viewer: Viewer | None, refusal: ConfirmationRefused) -> HTMLResponse:
+def _refused(request: Request, viewer: Viewer | None, refusal: LinkRefused) -> HTMLResponse:
     return page(
         request, "people_link_refused.html", viewer=viewer, title=refusal.title, status=refusal.status_code,
         headers=TOKEN_PAGE_HEADERS, message=refusal.message, reason=refusal.reason.value,
@@ -38,7 +38,7 @@ def _refused(request: Request, viewer: Viewer | None, refusal: ConfirmationRefus
 async def confirmation_page(token: str, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
     try:
         found = await service.inspect(session, token=token, now=utcnow())
-    except ConfirmationRefused as refusal:
+    except LinkRefused as refusal:
         return _refused(request, viewer, refusal)
     return page(
         request, "confirm_email.html", viewer=viewer, title="Confirm your address", headers=TOKEN_PAGE_HEADERS,
@@ -50,7 +50,7 @@ async def confirmation_page(token: str, request: Request, session: SessionDep, v
 async def confirm_email(token: str, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
     try:
         found = await service.confirm(session, token=token, now=utcnow())
-    except ConfirmationRefused as refusal:
+    except LinkRefused as refusal:
         return _refused(request, viewer, refusal)
     return page(
         request, "confirm_email_done.html", viewer=viewer, title="Address confirmed", headers=TOKEN_PAGE_HEADERS,

@@ -5,44 +5,46 @@ and only a POST of that page confirms it (mail scanners follow links)."""
 
 from __future__ import annotations
 
-import enum
-import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from zc_common.errors import NotFound, ZeroCloudError
+from zc_common.errors import NotFound
 from zc_common.internal_api import PEOPLE_LINK_GONE_FIELD, PeopleLink
 from zc_common.messages import EmailConfirmationRequested, utcnow
 
+from zc_api import single_use
 from zc_api.audit import service as audit
-from zc_api.auth.tokens import hash_token
 from zc_api.models import EmailConfirmation, User
 from zc_api.outbox.service import enqueue
+from zc_api.single_use import Refusal
 
-# What secrets.token_urlsafe(32) makes; anything else was never issued.
-_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-
-
-class Refusal(str, enum.Enum):
-    unknown = "unknown"
-    used = "used"
-    expired = "expired"
-    address_changed = "address_changed"
-
-
-class ConfirmationRefused(ZeroCloudError):
-    """A confirmation link that cannot be used, and why; ``status_code`` is the page's."""
-
-    def __init__(self, reason: Refusal, title: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.title = title
-        self.status_code = {Refusal.unknown: 404, Refusal.address_changed: 409}.get(reason, 410)
+# The link mailed to confirm an address; past the token, the address must still be the person's.
+LINKS = single_use.Kind(
+    EmailConfirmation, path="/confirm-email", words={
+        Refusal.unknown: (
+            "This confirmation link is not valid",
+            "ZeroCloud never issued this link: it may have been mistyped or cut short by the mail program. "
+            "Nothing was changed. Open the link from the mail again.",
+        ),
+        Refusal.used: (
+            "This link was already used",
+            "{row.email} was confirmed with it on {row.used_at:%Y-%m-%d %H:%M} UTC; each link works once. "
+            "Nothing else to do.",
+        ),
+        Refusal.expired: (
+            "This confirmation link has expired",
+            "It worked until {row.expires_at:%Y-%m-%d %H:%M} UTC. Nothing was changed. "
+            "Sign in to ZeroCloud to get a new one.",
+        ),
+        Refusal.address_changed: (
+            "Your address changed since this link was sent",
+            "The link confirms {row.email}, but your ZeroCloud address is now {email}. Nothing was changed. "
+            "Use the link mailed to the new address.",
+        ),
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,6 @@ class Confirmation:
 
     row: EmailConfirmation
     user: User
-
-
-def _stamp(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 async def request(session: AsyncSession, *, user: User, actor: str | None = None) -> EmailConfirmationRequested | None:
@@ -85,46 +83,25 @@ async def mint_link(
     if user is None or user.email_confirmed_at is not None:
         state = "gone" if user is None else "already confirmed"
         raise NotFound(f"user {user_id} needs no confirmation mail ({state})", field=PEOPLE_LINK_GONE_FIELD)
-    token = secrets.token_urlsafe(32)
+    minted = single_use.mint()
     row = EmailConfirmation(
-        token_hash=hash_token(token), user_id=user_id, email=user.email, expires_at=now + timedelta(seconds=ttl_seconds)
+        token_hash=minted.token_hash, user_id=user_id, email=user.email,
+        expires_at=now + timedelta(seconds=ttl_seconds),
     )
     session.add(row)
     await session.flush()
-    return PeopleLink(url=f"{public_url.rstrip('/')}/confirm-email/{token}", expires_at=row.expires_at)
+    return PeopleLink(url=LINKS.url(public_url, minted.token), expires_at=row.expires_at)
 
 
 async def _find(session: AsyncSession, token: str, *, lock: bool, now: datetime) -> Confirmation:
-    """The confirmation ``token`` names, if it can still be used; else ConfirmationRefused."""
-    row: EmailConfirmation | None = None
-    if _TOKEN_SHAPE.match(token):
-        query = select(EmailConfirmation).where(col(EmailConfirmation.token_hash) == hash_token(token))
-        if lock:
-            query = query.with_for_update().execution_options(populate_existing=True)
-        row = await session.scalar(query)
+    """The confirmation ``token`` names, if it can still be used; else LinkRefused."""
+    row = await LINKS.find(session, token, lock=lock)
     user = await session.get(User, row.user_id, with_for_update=lock or None) if row is not None else None
-    if row is None or user is None:
-        raise ConfirmationRefused(
-            Refusal.unknown, "This confirmation link is not valid",
-            "ZeroCloud never issued this link: it may have been mistyped or cut short by the mail program. "
-            "Nothing was changed. Open the link from the mail again.",
-        )
-    if row.used_at is not None:
-        raise ConfirmationRefused(
-            Refusal.used, "This link was already used",
-            f"{row.email} was confirmed with it on {_stamp(row.used_at)}; each link works once. Nothing else to do.",
-        )
-    if row.expires_at <= now:
-        raise ConfirmationRefused(
-            Refusal.expired, "This confirmation link has expired",
-            f"It worked until {_stamp(row.expires_at)}. Nothing was changed. Sign in to ZeroCloud to get a new one.",
-        )
+    if row is None or user is None:  # a link of a person since removed is as unknown as a forged one
+        raise LINKS.refuse(Refusal.unknown)
+    LINKS.check(row, now=now)
     if user.email != row.email:
-        raise ConfirmationRefused(
-            Refusal.address_changed, "Your address changed since this link was sent",
-            f"The link confirms {row.email}, but your ZeroCloud address is now {user.email}. Nothing was changed. "
-            "Use the link mailed to the new address.",
-        )
+        raise LINKS.refuse(Refusal.address_changed, row=row, email=user.email)
     return Confirmation(row=row, user=user)
 
 
@@ -137,7 +114,7 @@ async def confirm(session: AsyncSession, *, token: str, now: datetime | None = N
     """Confirm the address the link was mailed to, and spend the link, in one transaction."""
     now = now or utcnow()
     found = await _find(session, token, lock=True, now=now)
-    found.row.used_at = now
+    LINKS.spend(found.row, now=now)
     if found.user.email_confirmed_at is None:
         found.user.email_confirmed_at = now
     audit.record(

@@ -13,7 +13,7 @@ from zc_common.messages import utcnow
 
 from zc_api.deps import RuntimeDep, SessionDep
 from zc_api.invitations import service
-from zc_api.invitations.service import InvitationRefused
+from zc_api.single_use import LinkRefused
 from zc_api.web.login import sign_in_form_headers
 from zc_api.web.render import page
 from zc_api.web.session import Viewer, ViewerDep
@@ -29,7 +29,7 @@ def _stamp(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-def refused(request: Request, viewer: Viewer | None, refusal: InvitationRefused) -> HTMLResponse:
+def refused(request: Request, viewer: Viewer | None, refusal: LinkRefused) -> HTMLResponse:
     return page(
         request, "people_link_refused.html", viewer=viewer, title=refusal.title, status=refusal.status_code,
         headers=TOKEN_PAGE_HEADERS, message=refusal.message, reason=refusal.reason.value,
@@ -42,7 +42,7 @@ async def invitation_page(
 ) -> HTMLResponse:
     try:
         invitation = await service.inspect_token(session, token=token, now=utcnow())
-    except InvitationRefused as refusal:
+    except LinkRefused as refusal:
         return refused(request, viewer, refusal)
     shown = await service.details(session, invitation)
     return page(

@@ -5,9 +5,6 @@ the mail (``mint_link``): the outbox and the bus never hold it."""
 
 from __future__ import annotations
 
-import enum
-import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,40 +13,51 @@ from sqlalchemy import ColumnElement, and_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from zc_common.errors import Conflict, InvalidInput, NotFound, ZeroCloudError
+from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.internal_api import PEOPLE_LINK_GONE_FIELD, PeopleLink
 from zc_common.messages import InvitationCreated, Role, utcnow
 
+from zc_api import single_use
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
-from zc_api.auth.tokens import hash_token
 from zc_api.invitations.schemas import InvitationStatus, status_of
 from zc_api.models import Account, Invitation, User
 from zc_api.outbox.service import enqueue
 from zc_api.pagination import PageParams, paginate
+from zc_api.single_use import LinkRefused, Refusal
 from zc_api.users.schemas import Email
 
-# What secrets.token_urlsafe(32) makes; anything else was never issued.
-_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _EMAIL = TypeAdapter(Email)
 
+# The invitation is its own link's row: accepting it spends the link, revoking withdraws
+# it, and a new mail's token replaces the hash, so an older mail's link is unknown.
+LINKS = single_use.Kind(
+    Invitation, path="/invitations", used_column="accepted_at", revoked_column="revoked_at", words={
+        Refusal.unknown: (
+            "This invitation link is not valid",
+            "ZeroCloud never issued this link, or a newer mail about the same invitation replaced it. "
+            "Open the link from the newest invitation mail, or ask an admin of the account to invite you again.",
+        ),
+        Refusal.used: (
+            "This invitation was already accepted",
+            "It was accepted on {row.accepted_at:%Y-%m-%d %H:%M} UTC, and an invitation works once. "
+            "If that was you, sign in to ZeroCloud with GitHub.",
+        ),
+        Refusal.revoked: (
+            "This invitation was withdrawn",
+            "An admin of the account revoked it, so it can no longer be accepted. "
+            "Ask them for a new invitation if you still need access.",
+        ),
+        Refusal.expired: (
+            "This invitation has expired",
+            "It could be accepted until {row.expires_at:%Y-%m-%d %H:%M} UTC. Ask an admin of the account "
+            "to invite you again.",
+        ),
+    },
+)
 
-class Refusal(str, enum.Enum):
-    unknown = "unknown"
-    used = "used"
-    revoked = "revoked"
-    expired = "expired"
-
-
-class InvitationRefused(ZeroCloudError):
-    """An invitation link or invitation that can no longer be used, and why. A
-    ZeroCloudError, so one nobody catches still becomes a page saying so."""
-
-    def __init__(self, reason: Refusal, title: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.title = title
-        self.status_code = 404 if reason is Refusal.unknown else 410
+# The name web/login.py knows the refusal by; it is the one error of every single-use link.
+InvitationRefused = LinkRefused
 
 
 @dataclass(frozen=True)
@@ -66,10 +74,6 @@ class InvitationDetails:
         if self.inviter_name and self.inviter_email:
             return f"{self.inviter_name} ({self.inviter_email})"
         return self.inviter_email or self.inviter_name or "An admin"
-
-
-def _stamp(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def normalise_email(value: str) -> str:
@@ -133,7 +137,7 @@ async def create(
         account_id=account_id, email=email, role=role, invited_by_user_id=caller.user_id,
         # The column is NOT NULL and unique; the token mailed is minted later, at sending.
         # Until then it holds the hash of a token nobody ever sees.
-        token_hash=hash_token(secrets.token_urlsafe(32)),
+        token_hash=single_use.mint().token_hash,
         expires_at=now + timedelta(seconds=ttl_seconds),
     )
     session.add(invitation)
@@ -215,11 +219,7 @@ async def revoke(
 
 
 async def _locked(session: AsyncSession, invitation_id: int) -> Invitation | None:
-    query = (
-        select(Invitation).where(col(Invitation.id) == invitation_id)
-        .with_for_update().execution_options(populate_existing=True)
-    )
-    return await session.scalar(query)
+    return await LINKS.locked(session, invitation_id)
 
 
 # --- the mailed link ---------------------------------------------------------------------
@@ -236,56 +236,16 @@ async def mint_link(
     if invitation is None or status_of(invitation, now) is not InvitationStatus.pending:
         state = status_of(invitation, now).value if invitation else "unknown"
         raise NotFound(f"invitation {invitation_id} is not pending ({state})", field=PEOPLE_LINK_GONE_FIELD)
-    token = secrets.token_urlsafe(32)
-    invitation.token_hash = hash_token(token)
+    minted = single_use.mint()
+    invitation.token_hash = minted.token_hash
     await session.flush()
-    return PeopleLink(url=f"{public_url.rstrip('/')}/invitations/{token}", expires_at=invitation.expires_at)
-
-
-def _refusal(invitation: Invitation, now: datetime) -> InvitationRefused | None:
-    status = status_of(invitation, now)
-    if status is InvitationStatus.accepted:
-        assert invitation.accepted_at is not None
-        return InvitationRefused(
-            Refusal.used, "This invitation was already accepted",
-            f"It was accepted on {_stamp(invitation.accepted_at)}, and an invitation works once. "
-            "If that was you, sign in to ZeroCloud with GitHub.",
-        )
-    if status is InvitationStatus.revoked:
-        return InvitationRefused(
-            Refusal.revoked, "This invitation was withdrawn",
-            "An admin of the account revoked it, so it can no longer be accepted. "
-            "Ask them for a new invitation if you still need access.",
-        )
-    if status is InvitationStatus.expired:
-        return InvitationRefused(
-            Refusal.expired, "This invitation has expired",
-            f"It could be accepted until {_stamp(invitation.expires_at)}. Ask an admin of the account "
-            "to invite you again.",
-        )
-    return None
-
-
-UNKNOWN = (
-    "This invitation link is not valid",
-    "ZeroCloud never issued this link, or a newer mail about the same invitation replaced it. "
-    "Open the link from the newest invitation mail, or ask an admin of the account to invite you again.",
-)
+    return PeopleLink(url=LINKS.url(public_url, minted.token), expires_at=invitation.expires_at)
 
 
 async def inspect_token(session: AsyncSession, *, token: str, now: datetime | None = None) -> Invitation:
-    """The pending invitation the link's ``token`` names; else InvitationRefused saying
-    why (unknown, used, revoked, expired). Reads only."""
-    now = now or utcnow()
-    invitation = None
-    if _TOKEN_SHAPE.match(token):
-        invitation = await session.scalar(select(Invitation).where(col(Invitation.token_hash) == hash_token(token)))
-    if invitation is None:
-        raise InvitationRefused(Refusal.unknown, *UNKNOWN)
-    refusal = _refusal(invitation, now)
-    if refusal is not None:
-        raise refusal
-    return invitation
+    """The pending invitation the link's ``token`` names; else LinkRefused saying why
+    (unknown, used, revoked, expired). Reads only."""
+    return await LINKS.open(session, token, now=now or utcnow())
 
 
 async def details(session: AsyncSession, invitation: Invitation) -> InvitationDetails:
@@ -299,7 +259,7 @@ async def details(session: AsyncSession, invitation: Invitation) -> InvitationDe
 
 async def accept(session: AsyncSession, *, invitation_id: int, user: User) -> Invitation:
     """Mark the invitation accepted by ``user`` (whom the sign-in made or found); raises
-    InvitationRefused when it is no longer pending (used, revoked, expired), so it
+    LinkRefused when it is no longer pending (used, revoked, expired), so it
     works once even when two sign-ins race.
 
     The link went to the invited address, so following it proves that address: a user
@@ -308,13 +268,8 @@ async def accept(session: AsyncSession, *, invitation_id: int, user: User) -> In
     if user.id is None:  # a user the sign-in has just made
         session.add(user)
         await session.flush()
-    invitation = await _locked(session, invitation_id)
-    if invitation is None:
-        raise InvitationRefused(Refusal.unknown, *UNKNOWN)
-    refusal = _refusal(invitation, now)
-    if refusal is not None:
-        raise refusal
-    invitation.accepted_at = now
+    invitation = LINKS.check(await _locked(session, invitation_id), now=now)
+    LINKS.spend(invitation, now=now)
     invitation.accepted_by_user_id = user.id
     if user.email == invitation.email and user.email_confirmed_at is None:
         user.email_confirmed_at = now

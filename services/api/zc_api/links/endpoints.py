@@ -12,7 +12,7 @@ from zc_common.messages import utcnow
 from zc_api.deps import NotifierDep, RuntimeDep, SessionDep
 from zc_api.errors import responses
 from zc_api.links import pages, service
-from zc_api.links.service import LinkRefused
+from zc_api.single_use import LinkRefused
 
 internal_router = APIRouter(tags=["internal"])
 pages_router = APIRouter(tags=["action links"], include_in_schema=False)

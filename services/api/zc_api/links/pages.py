@@ -14,7 +14,8 @@ from zc_common.messages import CloudAccountMode, LeaseSnapshot
 
 from zc_api.leases import actions
 from zc_api.leases.policy import NEVER_EXPIRES
-from zc_api.links.service import Done, Link, LinkRefused
+from zc_api.links.service import Done, Link
+from zc_api.single_use import LinkRefused
 from zc_api.web import lease_text
 from zc_api.web.formats import relative, stamp
 from zc_api.web.render import page
@@ -77,4 +78,4 @@ def outcome(request: Request, done: Done, *, now: datetime) -> HTMLResponse:
 
 
 def refused(request: Request, refusal: LinkRefused) -> HTMLResponse:
-    return _page(request, "action_link_refused.html", refusal.status, title=refusal.title, message=refusal.message)
+    return _page(request, "action_link_refused.html", refusal.status_code, title=refusal.title, message=refusal.message)

@@ -5,8 +5,6 @@ links); only using it (a POST) acts, once."""
 
 from __future__ import annotations
 
-import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,29 +16,43 @@ from zc_common.errors import Conflict, InvalidInput
 from zc_common.internal_api import ActionLinks, LeaseAction, LeaseRef
 from zc_common.messages import LeaseStatus, utcnow
 
-from zc_api.auth.tokens import hash_token
+from zc_api import single_use
 from zc_api.leases import actions, repository
 from zc_api.leases.repository import LeaseRecord
 from zc_api.models import ActionToken, Lease
+from zc_api.single_use import Refusal
 
 MAX_LEASES = 10_000
-# What secrets.token_urlsafe(32) makes; anything else was never issued.
-_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 # Which actions a lease in each status can still take.
 _ALLOWED = {LeaseAction.renew: actions.RENEWABLE, LeaseAction.shutdown: actions.ADJUSTABLE}
 _DOING = {LeaseAction.renew: "renewed", LeaseAction.shutdown: "shut down"}
 
-
-class LinkRefused(Exception):
-    """A link that cannot be used: unknown (forged or mistyped), used, expired, or the
-    lease moved on. ``status`` is the page's HTTP status."""
-
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.title = title
-        self.message = message
+# The one kind of link a lease's owner is mailed: refusals past the token are the lease's.
+LINKS = single_use.Kind(
+    ActionToken, path="/a", words={
+        Refusal.unknown: (
+            "This link is not valid",
+            "ZeroCloud never issued this link: it may have been mistyped or cut short by the mail program. "
+            "Nothing was changed. Open the link from the mail again, or use the newest mail about this instance.",
+        ),
+        Refusal.used: (
+            "This link was already used",
+            "It was used on {row.used_at:%Y-%m-%d %H:%M} UTC, and each link works once. Nothing was changed this time.",
+        ),
+        Refusal.expired: (
+            "This link has expired",
+            "It stopped working on {row.expires_at:%Y-%m-%d %H:%M} UTC. Nothing was changed. Use the link in a newer "
+            "mail, or `zerocloud-cli lease renew` / `lease shutdown`.",
+        ),
+        Refusal.superseded: (
+            "This lease changed since the mail was sent",
+            "Someone renewed, shut down or otherwise changed it after this link was made, so the link no longer "
+            "applies.{now_is} Nothing was changed. Use the links in the newest mail.",
+        ),
+        Refusal.not_allowed: ("This can no longer be done", "{error}. Nothing was changed."),
+    },
+)
 
 
 @dataclass
@@ -89,7 +101,6 @@ async def mint(
             await session.execute(select(col(Lease.id), col(Lease.version), col(Lease.status)).where(col(Lease.id).in_(ids)))
         ).all()
     } if ids else {}
-    base = public_url.rstrip("/")
     expires_at = now + timedelta(seconds=ttl_seconds)
     answer: list[ActionLinks] = []
     for ref in unique:
@@ -100,14 +111,14 @@ async def mint(
         for action in dict.fromkeys(wanted):
             if status not in _ALLOWED[action]:
                 continue
-            token = secrets.token_urlsafe(32)
+            minted = single_use.mint()
             session.add(
                 ActionToken(
-                    token_hash=hash_token(token), lease_id=ref.lease_id, lease_version=ref.version,
+                    token_hash=minted.token_hash, lease_id=ref.lease_id, lease_version=ref.version,
                     action=action, expires_at=expires_at,
                 )
             )
-            links[action] = f"{base}/a/{token}"
+            links[action] = LINKS.url(public_url, minted.token)
         if links:
             answer.append(ActionLinks(lease_id=ref.lease_id, version=ref.version, links=links))
     await session.flush()
@@ -122,44 +133,19 @@ def _stamp(moment: datetime) -> str:
 
 
 async def _find(session: AsyncSession, token: str, *, lock: bool, now: datetime) -> Link:
-    """The link ``token`` names, if it can still be used now; else LinkRefused saying why."""
-    row: ActionToken | None = None
-    if _TOKEN_SHAPE.match(token):
-        query = select(ActionToken).where(col(ActionToken.token_hash) == hash_token(token))
-        if lock:
-            query = query.with_for_update()
-        row = await session.scalar(query)
-    if row is None:
-        raise LinkRefused(
-            404, "This link is not valid",
-            "ZeroCloud never issued this link: it may have been mistyped or cut short by the mail program. "
-            "Nothing was changed. Open the link from the mail again, or use the newest mail about this instance.",
-        )
-    if row.used_at is not None:
-        raise LinkRefused(
-            410, "This link was already used",
-            f"It was used on {_stamp(row.used_at)}, and each link works once. Nothing was changed this time.",
-        )
-    if row.expires_at <= now:
-        raise LinkRefused(
-            410, "This link has expired",
-            f"It stopped working on {_stamp(row.expires_at)}. Nothing was changed. Use the link in a newer mail, "
-            "or `zerocloud-cli lease renew` / `lease shutdown`.",
-        )
+    """The link ``token`` names, if it can still be used now; else LinkRefused saying why:
+    the token's (unknown, used, expired) or the lease's (superseded, not allowed)."""
+    row = await LINKS.open(session, token, now=now, lock=lock)
     records = await repository.load(session, [row.lease_id], lock=lock)
     record = records.get(row.lease_id)
     if record is None or record.lease.version != row.lease_version:
         now_is = f" It is now {record.lease.status}, until {_stamp(record.lease.expires_at)}." if record else ""
-        raise LinkRefused(
-            409, "This lease changed since the mail was sent",
-            "Someone renewed, shut down or otherwise changed it after this link was made, so the link no longer "
-            f"applies.{now_is} Nothing was changed. Use the links in the newest mail.",
-        )
+        raise LINKS.refuse(Refusal.superseded, now_is=now_is)
     action = LeaseAction(row.action)
     try:
         actions.require_status(record, _ALLOWED[action], _DOING[action])
     except Conflict as error:
-        raise LinkRefused(409, "This can no longer be done", f"{error.message}. Nothing was changed.") from None
+        raise LINKS.refuse(Refusal.not_allowed, error=error.message) from None
     return Link(token=row, record=record)
 
 
@@ -174,7 +160,7 @@ async def use(session: AsyncSession, *, token: str, now: datetime | None = None)
     link = await _find(session, token, lock=True, now=now)
     record, lease = link.record, link.record.lease
     actor = f"user:{lease.owner_user_id}" if lease.owner_user_id is not None else f"owner:{lease.owner_email}"
-    link.token.used_at = now
+    LINKS.spend(link.token, now=now)
     if link.action is LeaseAction.renew:
         await actions.renewed(
             session, record, expires_at=actions.default_renewal(record, now=now), actor=actor, now=now,
