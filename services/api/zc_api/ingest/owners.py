@@ -10,9 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
+from zc_common.messages import Role
+
+from zc_api import bulk
 from zc_api.leases.policy import (
     Candidate,
     EffectivePolicy,
@@ -22,7 +26,7 @@ from zc_api.leases.policy import (
     owner_tag_value,
     resolve_owner,
 )
-from zc_api.models import LIVE_STATUSES_SQL, AccountPolicy, UserPolicy
+from zc_api.models import AccountPolicy, Lease, User, UserPolicy
 
 
 @dataclass(frozen=True)
@@ -51,40 +55,52 @@ class NewLease:
     owner_tag: str  # the tag key the account's policy reads the owner from
 
 
-_POLICIES = text(
-    """
-    SELECT k.account_id, p.account_id IS NOT NULL AS has_policy,
-           p.default_lease_seconds, p.max_lease_seconds, p.owner_tag, p.allowed_email_patterns,
-           p.max_instances_per_user, p.over_quota_grace_seconds, p.warning_seconds, p.action_on_expiry,
-           a.id AS admin_id, a.email AS admin_email
-    FROM unnest(CAST(:account_ids AS int[])) AS k(account_id)
-    LEFT JOIN account_policy p ON p.account_id = k.account_id
-    LEFT JOIN LATERAL (
-        SELECT u.id, u.email FROM app_user u
-        WHERE u.account_id = k.account_id AND u.role = 'admin'
-        ORDER BY u.email_confirmed_at IS NULL, u.id LIMIT 1
-    ) a ON true
-    """
+_USER = bulk.table(User)
+_ACCOUNTS = bulk.unnest("k", bulk.table(AccountPolicy).c.account_id)
+_FIRST_ADMIN = (
+    sa.select(_USER.c.id, _USER.c.email)
+    .where(_USER.c.account_id == _ACCOUNTS.c.account_id, _USER.c.role == Role.admin)
+    .order_by(_USER.c.email_confirmed_at.is_(None), _USER.c.id)
+    .limit(sa.literal_column("1"))
+    .lateral("a")
+)
+# Each account's policy (None: it has none) with its first admin, a confirmed one if any.
+_POLICIES = (
+    sa.select(_ACCOUNTS.c.account_id, AccountPolicy, _FIRST_ADMIN.c.id.label("admin_id"),
+              _FIRST_ADMIN.c.email.label("admin_email"))
+    .select_from(_ACCOUNTS)
+    .outerjoin(AccountPolicy, col(AccountPolicy.account_id) == _ACCOUNTS.c.account_id)
+    .outerjoin(_FIRST_ADMIN, sa.true())
 )
 
 # Emails are stored lower-case (a check constraint), so the (account_id, email) unique
 # index answers this. Live leases are counted only for users with a quota (a CASE
 # evaluates its subquery only when it gets there).
-_USERS = text(
-    f"""
-    SELECT u.id, u.account_id, u.email, u.email_confirmed_at IS NOT NULL AS confirmed,
-           up.user_id IS NOT NULL AS has_policy, up.default_lease_seconds, up.max_lease_seconds,
-           up.max_instances,
-           CASE WHEN coalesce(up.max_instances, p.max_instances_per_user) IS NOT NULL THEN
-               (SELECT count(*) FROM lease l WHERE l.owner_user_id = u.id AND l.{LIVE_STATUSES_SQL})
-           END AS live_leases
-    FROM app_user u
-    LEFT JOIN user_policy up ON up.user_id = u.id
-    LEFT JOIN account_policy p ON p.account_id = u.account_id
-    WHERE (u.account_id, u.email) IN (
-              SELECT * FROM unnest(CAST(:account_ids AS int[]), CAST(:emails AS text[])))
-       OR u.id = ANY(CAST(:admin_ids AS int[]))
-    """
+_LEASE = bulk.table(Lease).alias("l")
+_NAMED = bulk.unnest("n", _USER.c.account_id, _USER.c.email)
+_USERS = (
+    sa.select(
+        _USER.c.id, _USER.c.account_id, _USER.c.email, _USER.c.email_confirmed_at.is_not(None).label("confirmed"),
+        UserPolicy,
+        sa.case(
+            (
+                sa.func.coalesce(col(UserPolicy.max_instances), col(AccountPolicy.max_instances_per_user)).is_not(None),
+                sa.select(sa.func.count())
+                .select_from(_LEASE)
+                .where(_LEASE.c.owner_user_id == _USER.c.id, bulk.is_live(_LEASE.c.status))
+                .scalar_subquery(),
+            )
+        ).label("live_leases"),
+    )
+    .select_from(_USER)
+    .outerjoin(UserPolicy, col(UserPolicy.user_id) == _USER.c.id)
+    .outerjoin(AccountPolicy, col(AccountPolicy.account_id) == _USER.c.account_id)
+    .where(
+        sa.or_(
+            sa.tuple_(_USER.c.account_id, _USER.c.email).in_(sa.select(_NAMED.c.account_id, _NAMED.c.email)),
+            _USER.c.id == sa.any_(bulk.array("admin_ids", _USER.c.id)),
+        )
+    )
 )
 
 
@@ -104,20 +120,9 @@ async def assign_owners(
         return []
     rules: dict[int, _AccountRules] = {}
     account_ids = sorted({c.account_id for c in candidates})
-    for row in (await session.execute(_POLICIES, {"account_ids": account_ids})).all():
-        account_policy = AccountPolicy(account_id=row.account_id)  # the defaults, if it has none
-        if row.has_policy:
-            account_policy = AccountPolicy(
-                account_id=row.account_id,
-                default_lease_seconds=row.default_lease_seconds,
-                max_lease_seconds=row.max_lease_seconds,
-                owner_tag=row.owner_tag,
-                allowed_email_patterns=list(row.allowed_email_patterns),
-                max_instances_per_user=row.max_instances_per_user,
-                over_quota_grace_seconds=row.over_quota_grace_seconds,
-                warning_seconds=list(row.warning_seconds),
-                action_on_expiry=row.action_on_expiry,
-            )
+    for row in (await session.execute(_POLICIES, {"account_id": account_ids})).all():
+        # The defaults, if it has none.
+        account_policy = row.AccountPolicy or AccountPolicy(account_id=row.account_id)
         admin = Candidate(row.admin_id, row.admin_email) if row.admin_id is not None else None
         rules[row.account_id] = _AccountRules(account_policy, admin)
 
@@ -134,18 +139,13 @@ async def assign_owners(
     live_leases: Counter[int] = Counter()
     rows = await session.execute(
         _USERS,
-        {"account_ids": [a for a, _ in named], "emails": [e for _, e in named], "admin_ids": admin_ids},
+        {"account_id": [a for a, _ in named], "email": [e for _, e in named], "admin_ids": admin_ids},
     )
     for row in rows.all():
         users[row.account_id][row.email] = Candidate(row.id, row.email, confirmed=row.confirmed)
         live_leases[row.id] = row.live_leases or 0
-        if row.has_policy:
-            overrides[row.id] = UserPolicy(
-                user_id=row.id,
-                default_lease_seconds=row.default_lease_seconds,
-                max_lease_seconds=row.max_lease_seconds,
-                max_instances=row.max_instances,
-            )
+        if row.UserPolicy is not None:
+            overrides[row.id] = row.UserPolicy
 
     leases = []
     for candidate in sorted(candidates, key=lambda c: (c.launch_time or now, c.instance_id)):

@@ -11,17 +11,22 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zc_common.messages import InstanceState, LeaseStatus, ResourceChange
+from zc_common.messages import ActionOnExpiry, CloudAccountMode, InstanceState, LeaseStatus, ResourceChange
 
+from zc_api import bulk
 from zc_api.cloudaccounts.claims import in_force_sql
 from zc_api.ingest.owners import NewLease
-from zc_api.models import LIVE_STATUSES_SQL
+from zc_api.models import AccountPolicy, AuditEvent, CloudAccount, Lease, Resource
 
 # A snapshot-less change (AWS no longer lists the instance) is recorded as terminated.
-UNLISTED_STATE = InstanceState.terminated.value
+UNLISTED_STATE = InstanceState.terminated
+
+# The partial unique index that allows one live lease per resource (ON CONFLICT's target).
+_LIVE_LEASE_INDEX = next(index for index in bulk.table(Lease).indexes if index.name == "uq_lease_live_resource")
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,8 @@ class CloudAccountRef:
     account_id: int
     upstream_account_id: str
     name: str
-    mode: str
-    action_on_expiry: str  # the account policy's
+    mode: CloudAccountMode
+    action_on_expiry: ActionOnExpiry  # the account policy's
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class KnownResource:
 
     id: int
     region: str
-    state: str
+    state: InstanceState
     gone: bool
     instance_type: str | None
     name: str | None
@@ -49,10 +54,16 @@ class KnownResource:
     last_lease_ended_at: datetime | None
 
 
-_CLOUD_ACCOUNTS = text(
-    "SELECT c.id, c.account_id, c.upstream_account_id, c.name, c.mode, coalesce(p.action_on_expiry, 'stop')"
-    " FROM cloud_account c LEFT JOIN account_policy p ON p.account_id = c.account_id"
-    " WHERE c.upstream_account_id = ANY(CAST(:ids AS text[])) AND " + in_force_sql("c")
+_CLOUD = bulk.table(CloudAccount).alias("c")  # the alias in_force_sql names
+_POLICY = bulk.table(AccountPolicy)
+_CLOUD_ACCOUNTS = (
+    sa.select(
+        _CLOUD.c.id, _CLOUD.c.account_id, _CLOUD.c.upstream_account_id, _CLOUD.c.name, _CLOUD.c.mode,
+        sa.func.coalesce(_POLICY.c.action_on_expiry, sa.literal(ActionOnExpiry.stop, _POLICY.c.action_on_expiry.type)),
+    )
+    .select_from(_CLOUD.outerjoin(_POLICY, _POLICY.c.account_id == _CLOUD.c.account_id))
+    .where(_CLOUD.c.upstream_account_id == sa.any_(bulk.array("ids", _CLOUD.c.upstream_account_id)))
+    .where(sa.text(in_force_sql("c")))
 )
 
 
@@ -62,19 +73,30 @@ async def cloud_accounts(session: AsyncSession, upstream_ids: set[str]) -> dict[
     return {row.upstream_account_id: CloudAccountRef(*row) for row in rows}
 
 
-_LOCK_KNOWN = text(
-    f"""
-    SELECT r.id, r.cloud_account_id, r.instance_id, r.region, r.state, r.gone, r.instance_type, r.name, r.tags,
-           EXISTS (SELECT 1 FROM lease l WHERE l.resource_id = r.id AND l.{LIVE_STATUSES_SQL}) AS leased,
-           (SELECT max(coalesce(l.ended_at, l.reaped_at, l.updated_at)) FROM lease l
-             WHERE l.resource_id = r.id AND NOT l.{LIVE_STATUSES_SQL}) AS last_lease_ended_at
-    FROM resource r
-    JOIN unnest(CAST(:cloud_account_ids AS int[]), CAST(:instance_ids AS text[]))
-         AS k(cloud_account_id, instance_id)
-      ON r.cloud_account_id = k.cloud_account_id AND r.instance_id = k.instance_id
-    ORDER BY r.id
-    FOR UPDATE OF r
-    """
+_RESOURCE = bulk.table(Resource)
+_LEASE = bulk.table(Lease)
+_PAST_LEASE = _LEASE.alias("l")
+_KEYS = bulk.unnest("k", _RESOURCE.c.cloud_account_id, _RESOURCE.c.instance_id)
+_LOCK_KNOWN = (
+    sa.select(
+        _RESOURCE.c.id, _RESOURCE.c.cloud_account_id, _RESOURCE.c.instance_id, _RESOURCE.c.region,
+        _RESOURCE.c.state, _RESOURCE.c.gone, _RESOURCE.c.instance_type, _RESOURCE.c.name, _RESOURCE.c.tags,
+        sa.exists()
+        .where(_PAST_LEASE.c.resource_id == _RESOURCE.c.id, bulk.is_live(_PAST_LEASE.c.status))
+        .label("leased"),
+        sa.select(sa.func.max(sa.func.coalesce(_PAST_LEASE.c.ended_at, _PAST_LEASE.c.reaped_at,
+                                               _PAST_LEASE.c.updated_at)))
+        .where(_PAST_LEASE.c.resource_id == _RESOURCE.c.id, sa.not_(bulk.is_live(_PAST_LEASE.c.status)))
+        .scalar_subquery()
+        .label("last_lease_ended_at"),
+    )
+    .join_from(
+        _RESOURCE, _KEYS,
+        sa.and_(_RESOURCE.c.cloud_account_id == _KEYS.c.cloud_account_id,
+                _RESOURCE.c.instance_id == _KEYS.c.instance_id),
+    )
+    .order_by(_RESOURCE.c.id)
+    .with_for_update(of=_RESOURCE)
 )
 
 
@@ -84,7 +106,7 @@ async def lock_known(
     """The batch's resources as recorded, by (cloud account id, instance id); locked in id
     order, so concurrent batches touching the same instances queue up in one order."""
     rows = await session.execute(
-        _LOCK_KNOWN, {"cloud_account_ids": [k[0] for k in keys], "instance_ids": [k[1] for k in keys]}
+        _LOCK_KNOWN, {"cloud_account_id": [k[0] for k in keys], "instance_id": [k[1] for k in keys]}
     )
     return {
         (row.cloud_account_id, row.instance_id): KnownResource(
@@ -99,30 +121,33 @@ async def lock_known(
 # resource's region never changes); a snapshot-less one (AWS no longer lists the
 # instance: instance_type is NULL) keeps what was known about it.
 # Rows go in key order so that concurrent inserts of the same new instances cannot deadlock.
-_UPSERT_RESOURCES = text(
-    """
-    INSERT INTO resource AS r (account_id, cloud_account_id, region, instance_id, instance_type, state, name,
-                               tags, launch_time, gone, first_seen_at, observed_at)
-    SELECT v.account_id, v.cloud_account_id, v.region, v.instance_id, v.instance_type, v.state, v.name,
-           v.tags, v.launch_time, v.gone, CAST(:now AS timestamptz), v.observed_at
-    FROM unnest(CAST(:account_ids AS int[]), CAST(:cloud_account_ids AS int[]), CAST(:regions AS text[]),
-                CAST(:instance_ids AS text[]), CAST(:instance_types AS text[]), CAST(:states AS text[]),
-                CAST(:names AS text[]), CAST(:tags AS jsonb[]), CAST(:launch_times AS timestamptz[]),
-                CAST(:gones AS boolean[]), CAST(:observed_ats AS timestamptz[]))
-         AS v(account_id, cloud_account_id, region, instance_id, instance_type, state, name, tags,
-              launch_time, gone, observed_at)
-    ORDER BY v.cloud_account_id, v.instance_id
-    ON CONFLICT (cloud_account_id, instance_id) DO UPDATE SET
-        instance_type = coalesce(excluded.instance_type, r.instance_type),
-        state = excluded.state,
-        name = CASE WHEN excluded.instance_type IS NULL THEN r.name ELSE excluded.name END,
-        tags = CASE WHEN excluded.instance_type IS NULL THEN r.tags ELSE excluded.tags END,
-        launch_time = coalesce(excluded.launch_time, r.launch_time),
-        gone = excluded.gone,
-        observed_at = excluded.observed_at
-    WHERE r.observed_at < excluded.observed_at AND r.region = excluded.region
-    RETURNING r.id, r.cloud_account_id, r.instance_id, r.state, r.gone, (r.xmax = 0) AS inserted
-    """
+_OBSERVED = bulk.unnest(
+    "v", *(_RESOURCE.c[key] for key in ("account_id", "cloud_account_id", "region", "instance_id", "instance_type",
+                                        "state", "name", "tags", "launch_time", "gone", "observed_at"))
+)
+_NEW_RESOURCES = pg.insert(_RESOURCE).from_select(
+    [*_OBSERVED.c.keys(), "first_seen_at"],
+    sa.select(*_OBSERVED.c, sa.bindparam("now", type_=_RESOURCE.c.first_seen_at.type))
+    .order_by(_OBSERVED.c.cloud_account_id, _OBSERVED.c.instance_id),
+    include_defaults=False,
+)
+_SNAPSHOTLESS = _NEW_RESOURCES.excluded.instance_type.is_(None)
+_UPSERT_RESOURCES = _NEW_RESOURCES.on_conflict_do_update(
+    index_elements=[_RESOURCE.c.cloud_account_id, _RESOURCE.c.instance_id],
+    set_={
+        "instance_type": sa.func.coalesce(_NEW_RESOURCES.excluded.instance_type, _RESOURCE.c.instance_type),
+        "state": _NEW_RESOURCES.excluded.state,
+        "name": sa.case((_SNAPSHOTLESS, _RESOURCE.c.name), else_=_NEW_RESOURCES.excluded.name),
+        "tags": sa.case((_SNAPSHOTLESS, _RESOURCE.c.tags), else_=_NEW_RESOURCES.excluded.tags),
+        "launch_time": sa.func.coalesce(_NEW_RESOURCES.excluded.launch_time, _RESOURCE.c.launch_time),
+        "gone": _NEW_RESOURCES.excluded.gone,
+        "observed_at": _NEW_RESOURCES.excluded.observed_at,
+    },
+    where=sa.and_(_RESOURCE.c.observed_at < _NEW_RESOURCES.excluded.observed_at,
+                  _RESOURCE.c.region == _NEW_RESOURCES.excluded.region),
+).returning(
+    _RESOURCE.c.id, _RESOURCE.c.cloud_account_id, _RESOURCE.c.instance_id, _RESOURCE.c.state, _RESOURCE.c.gone,
+    bulk.xmax_is_zero(Resource).label("inserted"),
 )
 
 
@@ -131,46 +156,44 @@ async def upsert_resources(
 ) -> list[Any]:
     """Record each observation unless a newer one is recorded; returns the rows written
     (id, cloud_account_id, instance_id, state, gone, inserted)."""
-    columns: dict[str, list[Any]] = {
-        name: [] for name in ("account_ids", "cloud_account_ids", "regions", "instance_ids", "instance_types",
-                              "states", "names", "tags", "launch_times", "gones", "observed_ats")
-    }
+    columns: dict[str, list[Any]] = {key: [] for key in _OBSERVED.c.keys()}
     for cloud, change in rows:
         instance = change.instance
-        columns["account_ids"].append(cloud.account_id)
-        columns["cloud_account_ids"].append(cloud.id)
-        columns["regions"].append(change.aws_region)
-        columns["instance_ids"].append(change.instance_id)
-        columns["instance_types"].append(instance.instance_type if instance else None)
-        columns["states"].append(instance.state.value if instance else UNLISTED_STATE)
-        columns["names"].append(instance.name if instance else None)
-        columns["tags"].append(json.dumps(instance.tags if instance else {}))
-        columns["launch_times"].append(instance.launch_time if instance else None)
+        columns["account_id"].append(cloud.account_id)
+        columns["cloud_account_id"].append(cloud.id)
+        columns["region"].append(change.aws_region)
+        columns["instance_id"].append(change.instance_id)
+        columns["instance_type"].append(instance.instance_type if instance else None)
+        columns["state"].append(instance.state if instance else UNLISTED_STATE)
+        columns["name"].append(instance.name if instance else None)
+        columns["tags"].append(instance.tags if instance else {})
+        columns["launch_time"].append(instance.launch_time if instance else None)
         # Gone is what AWS said (terminated, shutting down, unlisted), whatever the flag.
-        columns["gones"].append(change.gone or instance is None or instance.state.is_gone)
-        columns["observed_ats"].append(change.observed_at)
+        columns["gone"].append(change.gone or instance is None or instance.state.is_gone)
+        columns["observed_at"].append(change.observed_at)
     return list((await session.execute(_UPSERT_RESOURCES, {**columns, "now": now})).all())
 
 
 # ON CONFLICT ... DO NOTHING on the partial unique index is what makes a second live
 # lease for the same resource impossible, whoever else is inserting one right now.
-_INSERT_LEASES = text(
-    f"""
-    INSERT INTO lease (resource_id, account_id, cloud_account_id, owner_user_id, owner_email, owner_reason,
-                       expires_at, version, status, over_quota, created_by_message_id, created_at, updated_at)
-    SELECT v.resource_id, v.account_id, v.cloud_account_id, v.owner_user_id, v.owner_email, v.owner_reason,
-           v.expires_at, 1, '{LeaseStatus.active.value}', v.over_quota, v.message_id,
-           CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-    FROM unnest(CAST(:resource_ids AS int[]), CAST(:account_ids AS int[]), CAST(:cloud_account_ids AS int[]),
-                CAST(:owner_user_ids AS int[]), CAST(:owner_emails AS text[]), CAST(:owner_reasons AS text[]),
-                CAST(:expires_ats AS timestamptz[]), CAST(:over_quotas AS boolean[]),
-                CAST(:message_ids AS uuid[]))
-         AS v(resource_id, account_id, cloud_account_id, owner_user_id, owner_email, owner_reason, expires_at,
-              over_quota, message_id)
-    ORDER BY v.resource_id
-    ON CONFLICT (resource_id) WHERE {LIVE_STATUSES_SQL} DO NOTHING
-    RETURNING id, resource_id, version, status, owner_email, expires_at, account_id, cloud_account_id
-    """
+_PLANNED = bulk.unnest(
+    "v", *(_LEASE.c[key] for key in ("resource_id", "account_id", "cloud_account_id", "owner_user_id", "owner_email",
+                                     "owner_reason", "expires_at", "over_quota", "created_by_message_id"))
+)
+_NOW = sa.bindparam("now", type_=_LEASE.c.created_at.type)
+_INSERT_LEASES = (
+    pg.insert(_LEASE)
+    .from_select(
+        [*_PLANNED.c.keys(), "version", "status", "created_at", "updated_at"],
+        sa.select(
+            *_PLANNED.c, sa.literal(1, _LEASE.c.version.type), sa.literal(LeaseStatus.active, _LEASE.c.status.type),
+            _NOW, _NOW,
+        ).order_by(_PLANNED.c.resource_id),
+        include_defaults=False,
+    )
+    .on_conflict_do_nothing(constraint=_LIVE_LEASE_INDEX)
+    .returning(*(_LEASE.c[key] for key in ("id", "resource_id", "version", "status", "owner_email", "expires_at",
+                                           "account_id", "cloud_account_id")))
 )
 
 
@@ -185,36 +208,36 @@ async def insert_leases(
         _INSERT_LEASES,
         {
             "now": now,
-            "resource_ids": [lease.resource_id for lease in leases],
-            "account_ids": [lease.account_id for lease in leases],
-            "cloud_account_ids": [lease.cloud_account_id for lease in leases],
-            "owner_user_ids": [lease.owner.user_id for lease in leases],
-            "owner_emails": [lease.owner.email for lease in leases],
-            "owner_reasons": [lease.owner.reason[:500] for lease in leases],
-            "expires_ats": [lease.expires_at for lease in leases],
-            "over_quotas": [lease.over_quota for lease in leases],
-            "message_ids": [message_ids[lease.resource_id] for lease in leases],
+            "resource_id": [lease.resource_id for lease in leases],
+            "account_id": [lease.account_id for lease in leases],
+            "cloud_account_id": [lease.cloud_account_id for lease in leases],
+            "owner_user_id": [lease.owner.user_id for lease in leases],
+            "owner_email": [lease.owner.email for lease in leases],
+            "owner_reason": [lease.owner.reason[:500] for lease in leases],
+            "expires_at": [lease.expires_at for lease in leases],
+            "over_quota": [lease.over_quota for lease in leases],
+            "created_by_message_id": [message_ids[lease.resource_id] for lease in leases],
         },
     )
     planned = {lease.resource_id: lease for lease in leases}
     return [(row, planned[row.resource_id]) for row in rows.all()]
 
 
-_RELEASE_LEASES = text(
-    f"""
-    WITH live AS (
-        SELECT id, status FROM lease
-        WHERE resource_id = ANY(CAST(:resource_ids AS int[])) AND {LIVE_STATUSES_SQL}
-        ORDER BY id
-        FOR UPDATE
-    )
-    UPDATE lease l SET status = '{LeaseStatus.released.value}', version = l.version + 1,
-                       ended_at = CAST(:now AS timestamptz), updated_at = CAST(:now AS timestamptz)
-    FROM live
-    WHERE l.id = live.id
-    RETURNING l.id, l.resource_id, l.version, l.status, l.owner_email, l.expires_at, l.account_id,
-              l.cloud_account_id, live.status AS previous_status
-    """
+_LIVE = (
+    sa.select(_LEASE.c.id, _LEASE.c.status)
+    .where(_LEASE.c.resource_id == sa.any_(bulk.array("resource_ids", _LEASE.c.resource_id)),
+           bulk.is_live(_LEASE.c.status))
+    .order_by(_LEASE.c.id)
+    .with_for_update()
+    .cte("live")
+)
+_RELEASE_LEASES = (
+    sa.update(_LEASE)
+    .values(status=LeaseStatus.released, version=_LEASE.c.version + 1, ended_at=_NOW, updated_at=_NOW)
+    .where(_LEASE.c.id == _LIVE.c.id)
+    .returning(*(_LEASE.c[key] for key in ("id", "resource_id", "version", "status", "owner_email", "expires_at",
+                                           "account_id", "cloud_account_id")),
+               _LIVE.c.status.label("previous_status"))
 )
 
 
@@ -229,20 +252,12 @@ async def release_leases(session: AsyncSession, resource_ids: Sequence[int], now
 class AuditRows:
     """Audit events collected during a batch and written with one statement."""
 
-    _INSERT = text(
-        """
-        INSERT INTO audit_event (account_id, at, actor, action, subject_type, subject_id, reason, message_id,
-                                 details)
-        SELECT v.account_id, CAST(:now AS timestamptz), v.actor, v.action, v.subject_type, v.subject_id,
-               v.reason, v.message_id, v.details
-        FROM unnest(CAST(:account_ids AS int[]), CAST(:actors AS text[]), CAST(:actions AS text[]),
-                    CAST(:subject_types AS text[]), CAST(:subject_ids AS int[]), CAST(:reasons AS text[]),
-                    CAST(:message_ids AS uuid[]), CAST(:details AS jsonb[]))
-             AS v(account_id, actor, action, subject_type, subject_id, reason, message_id, details)
-        """
+    _COLUMNS = ("account_id", "actor", "action", "subject_type", "subject_id", "reason", "message_id", "details")
+    _VALUES = bulk.unnest("v", *(bulk.table(AuditEvent).c[key] for key in _COLUMNS), serialized={"details"})
+    _INSERT = pg.insert(bulk.table(AuditEvent)).from_select(
+        [*_COLUMNS, "at"], sa.select(*_VALUES.c, sa.bindparam("now", type_=bulk.table(AuditEvent).c.at.type)),
+        include_defaults=False,
     )
-    _COLUMNS = ("account_ids", "actors", "actions", "subject_types", "subject_ids", "reasons", "message_ids",
-                "details")
 
     def __init__(self) -> None:
         self.rows: list[tuple[int, str, str, str, int, str | None, UUID, str]] = []

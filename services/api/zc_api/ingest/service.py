@@ -27,7 +27,7 @@ from zc_api.outbox.service import enqueue
 
 log = logging.getLogger("zc.api.ingest")
 
-LIVE_STATES = frozenset(s.value for s in InstanceState if s.is_live)
+LIVE_STATES = frozenset(s for s in InstanceState if s.is_live)
 
 
 @dataclass
@@ -274,7 +274,7 @@ def _resource_details(change: ResourceChange, before: KnownResource | None) -> d
     details: dict[str, Any] = {
         "instance_id": change.instance_id,
         "region": change.aws_region,
-        "state": change.instance.state.value if change.instance else UNLISTED_STATE,
+        "state": (change.instance.state if change.instance else UNLISTED_STATE).value,
         "gone": change.gone,
         "event_name": change.event_name,
         "event_source": change.event_source,

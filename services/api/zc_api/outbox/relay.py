@@ -8,13 +8,15 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from sqlalchemy import text
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zc_common.bus import Bus
 from zc_common.messages import Message, utcnow
 
+from zc_api import bulk
 from zc_api.database import transaction
+from zc_api.models import OutboxMessage
 from zc_api.runtime import ApiRuntime
 
 log = logging.getLogger("zc.api.outbox")
@@ -25,16 +27,28 @@ KEEP_PUBLISHED = timedelta(days=1)
 PRUNE_EVERY_SECONDS = 600.0
 PRUNE_CHUNK = 10_000
 
-_TAKE = text(
-    "SELECT id, message_id, type, body FROM outbox WHERE published_at IS NULL"
-    " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+_OUTBOX = bulk.table(OutboxMessage)
+_TAKE = (
+    sa.select(_OUTBOX.c.id, _OUTBOX.c.message_id, _OUTBOX.c.type, _OUTBOX.c.body)
+    .where(_OUTBOX.c.published_at.is_(None))  # the partial index of unpublished rows
+    .order_by(_OUTBOX.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
 )
-_MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))")
+_MARK = (
+    sa.update(_OUTBOX)
+    .values(published_at=sa.func.now())
+    .where(_OUTBOX.c.id == sa.any_(bulk.array("ids", _OUTBOX.c.id)))
+)
 # Published rows are roughly in id order, so walking the primary key finds the old ones
 # first and the LIMIT keeps one prune cheap however far behind it is.
-_PRUNE = text(
-    "DELETE FROM outbox WHERE id IN"
-    " (SELECT id FROM outbox WHERE published_at < :cutoff ORDER BY id LIMIT :limit)"
+_PRUNE = sa.delete(_OUTBOX).where(
+    _OUTBOX.c.id.in_(
+        sa.select(_OUTBOX.c.id)
+        .where(_OUTBOX.c.published_at < sa.bindparam("cutoff", type_=_OUTBOX.c.published_at.type))
+        .order_by(_OUTBOX.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
 )
 
 
