@@ -17,6 +17,7 @@ from zc_common.messages import LIVE_LEASE_STATUSES, LeaseChange, LeaseChanged, L
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
+from zc_api.display import human_duration, stamp
 from zc_api.leases import repository
 from zc_api.leases.messages import REAP_RETRY, lease_changed
 from zc_api.leases.policy import NEVER_EXPIRES, OwnerChoice, normalise_email
@@ -24,7 +25,6 @@ from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.service import visible_to
 from zc_api.models import Lease, User, UserPolicy
 from zc_api.outbox import service as outbox
-from zc_api.policies.service import human_duration
 
 RENEWABLE = frozenset({LeaseStatus.active, LeaseStatus.expired})
 # An exempt lease can be shut down or exempted again (to change the reason or the end).
@@ -123,7 +123,7 @@ def _within_max(record: LeaseRecord, expires_at: datetime, *, now: datetime, fie
         latest = now + timedelta(seconds=maximum)
         raise InvalidInput(
             f"a lease can run at most {human_duration(maximum)} ({maximum} s) from now, the maximum lease for "
-            f"{record.lease.owner_email}: ask for {latest:%Y-%m-%d %H:%M} UTC or earlier",
+            f"{record.lease.owner_email}: ask for {stamp(latest)} or earlier",
             field=field,
         )
 
@@ -168,7 +168,7 @@ async def renew(
     if until is not None:
         expires_at, field = as_utc(until), "until"
         if expires_at <= now:
-            raise InvalidInput(f"until ({expires_at:%Y-%m-%d %H:%M} UTC) has passed: give a time ahead", field=field)
+            raise InvalidInput(f"until ({stamp(expires_at)}) has passed: give a time ahead", field=field)
     elif extend_by_seconds is not None:
         expires_at, field = extended(record, extend_by_seconds, now=now), "extend_by_seconds"
     else:
@@ -250,7 +250,7 @@ async def exempt(
     if until is not None:
         expires_at = as_utc(until)
         if expires_at <= now:
-            raise InvalidInput(f"until ({expires_at:%Y-%m-%d %H:%M} UTC) has passed: give a time ahead", field="until")
+            raise InvalidInput(f"until ({stamp(expires_at)}) has passed: give a time ahead", field="until")
         if expires_at >= NEVER_EXPIRES:
             raise InvalidInput("until is too far ahead: leave it out to exempt without an end", field="until")
     lease = record.lease

@@ -22,10 +22,10 @@ from zc_api.cloudaccounts import onboarding
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.cloudaccounts.schemas import CloudAccountCreate, CloudAccountUpdate, VerifyReport
 from zc_api.deps import RuntimeDep, SessionDep
+from zc_api.display import sentence
 from zc_api.models import AuditEvent, CloudAccount
 from zc_api.pagination import PageParams
 from zc_api.policies import service as policies
-from zc_api.web.formats import sentence
 from zc_api.web.forms import AdminFormDep, Form, read_form, validation_errors
 from zc_api.web.render import page
 from zc_api.web.session import AdminDep, Viewer

@@ -14,16 +14,15 @@ from zc_common.messages import Role, utcnow
 
 from zc_api.bounds import RowId
 from zc_api.deps import RuntimeDep, SessionDep
+from zc_api.display import human_duration, sentence, stamp
 from zc_api.invitations import service as invitations
 from zc_api.invitations.schemas import status_of
 from zc_api.models import User
 from zc_api.pagination import PageParams
 from zc_api.policies import service as policies
 from zc_api.policies.schemas import UserPolicyPut
-from zc_api.policies.service import human_duration
 from zc_api.users import service as users
 from zc_api.users.schemas import UserUpdate
-from zc_api.web.formats import sentence
 from zc_api.web.forms import AdminFormDep, Form, read_form, split_duration, units_for, validation_errors
 from zc_api.web.render import page
 from zc_api.web.session import AdminDep, Viewer
@@ -51,7 +50,7 @@ async def _notice(session: SessionDep, viewer: Viewer, code: str | None, subject
         if code == "revoked":
             return f"The invitation of {invitation.email} was revoked: its link no longer works."
         return (f"{invitation.email} is invited as {invitation.role.in_words}: "
-                f"the mail with the link is on its way. The link works until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.")
+                f"the mail with the link is on its way. The link works until {stamp(invitation.expires_at)}.")
     return None
 
 
