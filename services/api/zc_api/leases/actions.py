@@ -117,10 +117,16 @@ async def record_change(
 # --- renew ----------------------------------------------------------------------------
 
 
+def latest_expiry(record: LeaseRecord, *, now: datetime) -> datetime:
+    """The furthest a renewal may take this lease: the owner's maximum lease from now.
+    What "renew to the maximum" renews to, and the bound every renewal is checked against."""
+    return now + timedelta(seconds=record.effective.max_lease_seconds)
+
+
 def _within_max(record: LeaseRecord, expires_at: datetime, *, now: datetime, field: str) -> None:
     maximum = record.effective.max_lease_seconds
-    if expires_at - now > timedelta(seconds=maximum):
-        latest = now + timedelta(seconds=maximum)
+    latest = latest_expiry(record, now=now)
+    if expires_at > latest:
         raise InvalidInput(
             f"a lease can run at most {human_duration(maximum)} ({maximum} s) from now, the maximum lease for "
             f"{record.lease.owner_email}: ask for {stamp(latest)} or earlier",
@@ -156,16 +162,20 @@ async def renew(
     lease_id: int,
     extend_by_seconds: int | None = None,
     until: datetime | None = None,
+    to_maximum: bool = False,
     now: datetime | None = None,
 ) -> LeaseRecord:
-    """Renew by a duration (added to the current expiry, or to now once that has passed)
-    or to a time; never further than the owner's maximum lease from now."""
+    """Renew by a duration (added to the current expiry, or to now once that has passed),
+    to a time, or ``to_maximum`` (as far as allowed); never further than the owner's
+    maximum lease from now."""
     now = now or utcnow()
     record = await _visible(session, caller, lease_id)
     require_status(record, RENEWABLE, "renewed")
-    if until is not None and extend_by_seconds is not None:
+    if sum((until is not None, extend_by_seconds is not None, to_maximum)) > 1:
         raise InvalidInput("give extend_by_seconds or until, not both", field="until")
-    if until is not None:
+    if to_maximum:
+        expires_at, field = latest_expiry(record, now=now), "until"
+    elif until is not None:
         expires_at, field = as_utc(until), "until"
         if expires_at <= now:
             raise InvalidInput(f"until ({stamp(expires_at)}) has passed: give a time ahead", field=field)
@@ -189,7 +199,7 @@ def default_renewal(record: LeaseRecord, *, now: datetime) -> datetime:
     """Where a one-click renewal takes a lease: the owner's default lease more, never
     further than their maximum lease from now."""
     policy = record.effective
-    return min(extended(record, policy.lease_seconds, now=now), now + timedelta(seconds=policy.max_lease_seconds))
+    return min(extended(record, policy.lease_seconds, now=now), latest_expiry(record, now=now))
 
 
 # --- shut down ------------------------------------------------------------------------

@@ -5,15 +5,13 @@ through the same lease actions as the API. GET shows; only POST acts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.messages import LeaseStatus, utcnow
@@ -118,7 +116,7 @@ def view(record: LeaseRecord, now: datetime, *, stopped_at: datetime | None = No
         renewable=record.status in actions.RENEWABLE,
         adjustable=record.status in actions.ADJUSTABLE,
         max_words=human_duration(maximum),
-        latest=display.stamp(now + timedelta(seconds=maximum)),
+        latest=display.stamp(actions.latest_expiry(record, now=now)),
         choices=choices,
         chosen=chosen if chosen is not None else default,
     )
@@ -251,12 +249,8 @@ async def _who(session: AsyncSession, viewer: Viewer, actors: set[str]) -> dict[
     people: dict[str, str] = {viewer.principal.actor: "you"}
     ids = {user_id for kind, _, rest in (actor.partition(":") for actor in actors - set(people))
            if kind == "user" and (user_id := parse_row_id(rest)) is not None}
-    if ids:
-        rows = await session.execute(
-            select(col(User.id), col(User.email))
-            .where(col(User.id).in_(sorted(ids)), col(User.account_id) == viewer.user.account_id)
-        )
-        people.update({f"user:{user_id}": email for user_id, email in rows.all()})
+    emails = await users.emails(session, caller=viewer.principal, user_ids=ids)
+    people.update({f"user:{user_id}": email for user_id, email in emails.items()})
     return {actor: display.actor_name(actor, people) for actor in actors}
 
 
@@ -322,7 +316,7 @@ async def renew_lease(
     extend: Annotated[str, Form(max_length=20)] = "",
     return_to: Annotated[str, Form(max_length=2000)] = "/leases",
 ) -> Response:
-    record = await _one(session, viewer, lease_id)
+    await _one(session, viewer, lease_id)  # not theirs to see: 404 before anything else
     seconds = parse_count(extend, maximum=MAX_EXTENSION_SECONDS) or None
     if extend != "max" and seconds is None:
         return await _detail_page(
@@ -332,8 +326,7 @@ async def renew_lease(
     try:
         async with session.begin_nested():
             if seconds is None:  # "max": as far as the owner's maximum lease allows
-                until = utcnow() + timedelta(seconds=record.effective.max_lease_seconds)
-                await actions.renew(session, caller=viewer.principal, lease_id=lease_id, until=until)
+                await actions.renew(session, caller=viewer.principal, lease_id=lease_id, to_maximum=True)
             else:
                 await actions.renew(session, caller=viewer.principal, lease_id=lease_id, extend_by_seconds=seconds)
     except Conflict as error:  # the lease's state: no renew form to point at
