@@ -21,6 +21,7 @@ from zc_common.messages import EmailConfirmationRequested, utcnow
 
 from zc_api.audit import service as audit
 from zc_api.auth.tokens import hash_token
+from zc_api.display import stamp as _stamp
 from zc_api.models import EmailConfirmation, User
 from zc_api.outbox.service import enqueue
 
@@ -51,10 +52,6 @@ class Confirmation:
 
     row: EmailConfirmation
     user: User
-
-
-def _stamp(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 async def request(session: AsyncSession, *, user: User, actor: str | None = None) -> EmailConfirmationRequested | None:

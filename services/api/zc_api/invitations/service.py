@@ -23,6 +23,7 @@ from zc_common.messages import InvitationCreated, Role, utcnow
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.auth.tokens import hash_token
+from zc_api.display import stamp as _stamp
 from zc_api.invitations.schemas import InvitationStatus, status_of
 from zc_api.models import Account, Invitation, User
 from zc_api.outbox.service import enqueue
@@ -66,10 +67,6 @@ class InvitationDetails:
         if self.inviter_name and self.inviter_email:
             return f"{self.inviter_name} ({self.inviter_email})"
         return self.inviter_email or self.inviter_name or "An admin"
-
-
-def _stamp(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def normalise_email(value: str) -> str:
