@@ -8,10 +8,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus
+from zc_common.errors import InvalidInput, NotFound
+from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus, Role
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease, make_user_token
 from tests.api.records import audit_events, lease_row, outbox
+from zc_api.auth.principal import Principal
+from zc_api.database import transaction
+from zc_api.display import stamp
+from zc_api.leases import actions
 
 DAY = 86400
 
@@ -118,6 +123,36 @@ async def test_the_owners_own_max_lease_bounds_a_renewal(api: Api, tenant: Tenan
 
     assert response.status_code == 422
     assert "2 days (172800 s)" in response.json()["detail"]
+
+
+async def test_renewing_to_the_maximum_goes_exactly_as_far_as_a_renewal_is_allowed(
+    api: Api, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """One definition of "as far as allowed" (``actions.latest_expiry``): what the page's
+    "To the maximum" renews to is the bound the API's 422 names, for whoever may see the lease."""
+    cloud = await make_cloud_account(api, tenant)
+    _, lease_id = await make_lease(api, cloud, tenant.dev)
+    dev = tenant.dev
+    owner = Principal(kind="user", user_id=dev.user_id, account_id=tenant.account_id, role=Role.dev, email=dev.email)
+    stranger = Principal(kind="user", user_id=other_tenant.admin.user_id, account_id=other_tenant.account_id,
+                         role=Role.admin, email=other_tenant.admin.email)
+    now = datetime.now(timezone.utc)
+
+    with pytest.raises(NotFound):
+        async with transaction(api.sessions) as session:
+            await actions.renew(session, caller=stranger, lease_id=lease_id, to_maximum=True, now=now)
+    async with transaction(api.sessions) as session:
+        record = await actions.renew(session, caller=owner, lease_id=lease_id, to_maximum=True, now=now)
+        latest = actions.latest_expiry(record, now=now)
+    with pytest.raises(InvalidInput) as refused:
+        async with transaction(api.sessions) as session:
+            await actions.renew(session, caller=owner, lease_id=lease_id, extend_by_seconds=60, now=now)
+
+    assert latest == now + timedelta(days=14)
+    assert (await lease_row(api, lease_id)).expires_at == latest
+    assert f"ask for {stamp(latest)} or earlier" in str(refused.value)
+    [renewal] = await audit_events(api, action="lease.renewed", subject_id=lease_id)
+    assert renewal.actor == f"user:{dev.user_id}"
 
 
 async def test_renew_needs_a_duration_or_a_time_but_not_both(api: Api, tenant: Tenant) -> None:

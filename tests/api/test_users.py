@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from zc_common.messages import Role
+
 from tests.api.factories import Api, Tenant, make_user_token
+from zc_api.auth.principal import Principal
+from zc_api.database import transaction
+from zc_api.users import service as users
 
 
 def users_url(tenant: Tenant) -> str:
@@ -123,3 +128,17 @@ async def test_list_shows_the_accounts_users_only(api: Api, tenant: Tenant, othe
 
     assert page["count"] == 3
     assert {u["id"] for u in page["data"]} == {tenant.admin.user_id, tenant.dev.user_id, extra.user_id}
+
+
+async def test_the_emails_a_page_names_people_by_are_only_of_the_callers_account(
+    api: Api, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """What the lease trail names actors with: a colleague by email, anyone else's id left out."""
+    dev = tenant.dev
+    caller = Principal(kind="user", user_id=dev.user_id, account_id=tenant.account_id, role=Role.dev, email=dev.email)
+    stranger = other_tenant.dev
+
+    async with transaction(api.sessions) as session:
+        named = await users.emails(session, caller=caller, user_ids=[tenant.admin.user_id, stranger.user_id, 10**9])
+
+    assert named == {tenant.admin.user_id: tenant.admin.email}

@@ -259,3 +259,36 @@ async def test_only_the_admin_of_the_cloud_accounts_tenant_may_remove_it(
     assert await audit_events(api, action="cloud_account.removed", subject_id=cloud["id"]) == []
     still = await api.client.get(f"/api/v1/cloudaccounts/{cloud['id']}", headers=tenant.admin.headers)
     assert still.status_code == 200
+
+
+async def test_a_cloud_account_page_shows_none_of_another_tenants_audit_events_for_the_same_subject_id(
+    api: Api, tenant: Tenant, other_tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    """The page reads verifications and removals through the audit service, whose tenant
+    filter is the REST audit route's: another account's events naming this cloud account's
+    id (newer, and saying otherwise) are never shown."""
+    cloud = await make_cloud_account(api, tenant)
+    now = datetime.now(timezone.utc)
+    async with transaction(api.sessions) as session:
+        session.add(AuditEvent(account_id=tenant.account_id, actor="user:1", action="cloud_account.verified",
+                               subject_type="cloud_account", subject_id=cloud["id"], at=now - timedelta(days=1),
+                               details={"ok": False, "failed": ["assume_role"]}))
+        session.add(AuditEvent(account_id=other_tenant.account_id, actor="user:2", action="cloud_account.verified",
+                               subject_type="cloud_account", subject_id=cloud["id"], at=now,
+                               details={"ok": True, "failed": []}))
+        session.add(AuditEvent(account_id=other_tenant.account_id, actor="user:2", action="cloud_account.removed",
+                               subject_type="cloud_account", subject_id=cloud["id"], at=now,
+                               details={"name": "their-secret-name", "leases_released": 7,
+                                        "upstream_account_id": "999999999999"}))
+    admin = await page_client(tenant.admin)
+
+    listed = await admin.get("/cloud-accounts")
+    shown = await admin.get(f"/cloud-accounts/{cloud['id']}")
+    notice = await admin.get(f"/cloud-accounts?notice=removed&subject={cloud['id']}")
+
+    assert "Verification failed: assume_role" in listed.text and "all checks passed" not in listed.text
+    assert "failed (assume_role)" in shown.text and "all checks passed" not in shown.text
+    assert notice.status_code == 200
+    assert "their-secret-name" not in notice.text and "999999999999" not in notice.text
+    assert "7 live leases" not in notice.text
+    assert "The cloud account was removed: its live leases were released" in notice.text

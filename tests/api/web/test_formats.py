@@ -7,10 +7,11 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from zc_api.cloudaccounts.onboarding import with_defaults
+from zc_api.display import actor_name, human_duration, money, span, stamp, time_left
 from zc_api.leases.policy import NEVER_EXPIRES
 from zc_api.summary.service import DAY_STATES, Day
 from zc_api.web.chart import stacked_bars
-from zc_api.web.formats import actor_name, money, span, stamp, time_left
+from zc_api.web.forms import split_duration
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -52,6 +53,18 @@ def test_stamps_are_utc_whatever_zone_the_time_came_in() -> None:
     assert stamp(datetime(2026, 6, 1, 10, 0, tzinfo=paris)) == "2026-06-01 08:00 UTC"
     assert stamp(datetime(2026, 6, 1, 10, 0)) == "2026-06-01 10:00 UTC"
     assert stamp(None) == "—"
+
+
+def test_a_policy_duration_is_said_in_the_largest_unit_that_says_it_exactly() -> None:
+    assert human_duration(3 * 86400) == "3 days" and human_duration(86400) == "1 day"
+    assert human_duration(90 * 60) == "90 minutes" and human_duration(3600) == "1 hour"
+    assert human_duration(61) == "61 seconds" and human_duration(1) == "1 second"
+
+
+def test_a_form_shows_a_duration_in_the_unit_the_page_says_it_in() -> None:
+    for seconds in (60, 90 * 60, 3600, 36 * 3600, 86400, 30 * 86400, 61):
+        number, unit = split_duration(seconds)
+        assert human_duration(seconds) in (f"{number} {unit}", f"{number} {unit[:-1]}")
 
 
 def test_money() -> None:

@@ -180,3 +180,24 @@ async def test_the_only_admin_cannot_remove_themself_on_the_page(
 
     assert refused.status_code == 409 and "only admin" in refused.text
     assert await audit_events(api, action="user.removed") == []
+
+
+async def test_a_role_that_is_not_one_is_refused_by_the_apis_schemas(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    """The role change and the invitation read the form with UserUpdate and InvitationCreate
+    (``Role``): anything else is the page's "choose the role", and nothing changes."""
+    admin = await page_client(tenant.admin)
+
+    changed = await admin.post(f"/users/{tenant.dev.user_id}/role", {"role": "owner"})
+    invited = await admin.post("/users/invitations", {"email": "Someone@BigDB.com", "role": "owner"})
+    both = await admin.post("/users/invitations", {"email": "not-an-address", "role": ""})
+
+    assert changed.status_code == 422 and "Choose the role: developer or admin." in changed.text
+    assert invited.status_code == 422 and 'id="e-role"' in invited.text and "Choose the role" in invited.text
+    assert 'id="e-email"' not in invited.text
+    assert both.status_code == 422 and 'id="e-role"' in both.text
+    assert "Email is not an email address (name@example.com)." in both.text
+    assert await audit_events(api, action="user.updated") == []
+    async with transaction(api.sessions) as session:
+        assert (await session.scalars(select(Invitation))).all() == []

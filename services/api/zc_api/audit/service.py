@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import false, select
+from sqlalchemy import ColumnElement, false, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -37,6 +39,18 @@ def record(
     )
 
 
+def _readable_by(caller: Principal) -> ColumnElement[bool]:
+    """The audit events ``caller`` may read: their own account's, and only as its admin.
+    Every read of the log goes through this one filter."""
+    if not caller.is_admin:
+        raise NotPermitted("only an admin can read the audit log")
+    return col(AuditEvent.account_id) == caller.account_id if caller.account_id is not None else false()
+
+
+def _newest_first() -> tuple[Any, Any]:
+    return col(AuditEvent.at).desc(), col(AuditEvent.id).desc()
+
+
 async def get_all(
     session: AsyncSession,
     *,
@@ -49,10 +63,7 @@ async def get_all(
     actor: str | None = None,
 ) -> tuple[list[AuditEvent], int]:
     """The audit log of the caller's account, newest first (admins only)."""
-    if not caller.is_admin:
-        raise NotPermitted("only an admin can read the audit log")
-    mine = col(AuditEvent.account_id) == caller.account_id if caller.account_id is not None else false()
-    query = select(AuditEvent).where(mine)
+    query = select(AuditEvent).where(_readable_by(caller))
     if subject_type is not None:
         query = query.where(col(AuditEvent.subject_type) == subject_type)
     if subject_id is not None:
@@ -65,4 +76,39 @@ async def get_all(
         if since.tzinfo is None:  # a time without a zone is read as UTC
             since = since.replace(tzinfo=timezone.utc)
         query = query.where(col(AuditEvent.at) >= since)
-    return await paginate(session, query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()), page)
+    return await paginate(session, query.order_by(*_newest_first()), page)
+
+
+async def newest_of_each(
+    session: AsyncSession, *, caller: Principal, action: str, subject_type: str, subject_ids: Iterable[int]
+) -> dict[int, AuditEvent]:
+    """The newest ``action`` event of each of these subjects in the caller's audit log
+    (admins only): one statement that reads only their events, however long the log."""
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return {}
+    events = await session.scalars(
+        select(AuditEvent)
+        .ext(distinct_on(col(AuditEvent.subject_id)))
+        .where(
+            _readable_by(caller), col(AuditEvent.action) == action,
+            col(AuditEvent.subject_type) == subject_type, col(AuditEvent.subject_id).in_(ids),
+        )
+        .order_by(col(AuditEvent.subject_id), *_newest_first())
+    )
+    return {event.subject_id: event for event in events if event.subject_id is not None}
+
+
+async def newest(
+    session: AsyncSession, *, caller: Principal, action: str, subject_type: str, subject_id: int
+) -> AuditEvent | None:
+    """The newest ``action`` event of one subject in the caller's audit log (admins only)."""
+    return await session.scalar(
+        select(AuditEvent)
+        .where(
+            _readable_by(caller), col(AuditEvent.action) == action,
+            col(AuditEvent.subject_type) == subject_type, col(AuditEvent.subject_id) == subject_id,
+        )
+        .order_by(*_newest_first())
+        .limit(1)
+    )

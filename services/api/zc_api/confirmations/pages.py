@@ -4,8 +4,6 @@ for action links: no session and no CSRF field are needed, and it works once."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -13,6 +11,7 @@ from zc_common.messages import utcnow
 
 from zc_api.confirmations import service
 from zc_api.deps import SessionDep
+from zc_api.display import stamp as _stamp
 from zc_api.single_use import LinkRefused
 from zc_api.web.render import page
 from zc_api.web.session import Viewer, ViewerDep
@@ -22,9 +21,6 @@ router = APIRouter(include_in_schema=False)
 # The token is in the URL: no other site may learn it from a Referer, no index keeps it.
 TOKEN_PAGE_HEADERS = {"Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex, nofollow"}
 
-
-def _stamp(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _refused(request: Request, viewer: Viewer | None, refusal: LinkRefused) -> HTMLResponse:

@@ -4,14 +4,13 @@ session needed); opening the page changes nothing."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from zc_common.messages import utcnow
 
 from zc_api.deps import RuntimeDep, SessionDep
+from zc_api.display import stamp as _stamp
 from zc_api.invitations import service
 from zc_api.single_use import LinkRefused
 from zc_api.web.login import sign_in_form_headers
@@ -24,9 +23,6 @@ router = APIRouter(include_in_schema=False)
 TOKEN_PAGE_HEADERS = {"Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex, nofollow"}
 
 
-
-def _stamp(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def refused(request: Request, viewer: Viewer | None, refusal: LinkRefused) -> HTMLResponse:

@@ -17,6 +17,7 @@ from zc_common.messages import LIVE_LEASE_STATUSES, LeaseChange, LeaseChanged, L
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
+from zc_api.display import human_duration, stamp
 from zc_api.leases import repository
 from zc_api.leases.messages import REAP_RETRY, lease_changed
 from zc_api.leases.policy import NEVER_EXPIRES, OwnerChoice, normalise_email
@@ -24,7 +25,6 @@ from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.service import visible_to
 from zc_api.models import Lease, User, UserPolicy
 from zc_api.outbox import service as outbox
-from zc_api.policies.service import human_duration
 
 RENEWABLE = frozenset({LeaseStatus.active, LeaseStatus.expired})
 # An exempt lease can be shut down or exempted again (to change the reason or the end).
@@ -117,13 +117,19 @@ async def record_change(
 # --- renew ----------------------------------------------------------------------------
 
 
+def latest_expiry(record: LeaseRecord, *, now: datetime) -> datetime:
+    """The furthest a renewal may take this lease: the owner's maximum lease from now.
+    What "renew to the maximum" renews to, and the bound every renewal is checked against."""
+    return now + timedelta(seconds=record.effective.max_lease_seconds)
+
+
 def _within_max(record: LeaseRecord, expires_at: datetime, *, now: datetime, field: str) -> None:
     maximum = record.effective.max_lease_seconds
-    if expires_at - now > timedelta(seconds=maximum):
-        latest = now + timedelta(seconds=maximum)
+    latest = latest_expiry(record, now=now)
+    if expires_at > latest:
         raise InvalidInput(
             f"a lease can run at most {human_duration(maximum)} ({maximum} s) from now, the maximum lease for "
-            f"{record.lease.owner_email}: ask for {latest:%Y-%m-%d %H:%M} UTC or earlier",
+            f"{record.lease.owner_email}: ask for {stamp(latest)} or earlier",
             field=field,
         )
 
@@ -156,19 +162,23 @@ async def renew(
     lease_id: int,
     extend_by_seconds: int | None = None,
     until: datetime | None = None,
+    to_maximum: bool = False,
     now: datetime | None = None,
 ) -> LeaseRecord:
-    """Renew by a duration (added to the current expiry, or to now once that has passed)
-    or to a time; never further than the owner's maximum lease from now."""
+    """Renew by a duration (added to the current expiry, or to now once that has passed),
+    to a time, or ``to_maximum`` (as far as allowed); never further than the owner's
+    maximum lease from now."""
     now = now or utcnow()
     record = await _visible(session, caller, lease_id)
     require_status(record, RENEWABLE, "renewed")
-    if until is not None and extend_by_seconds is not None:
+    if sum((until is not None, extend_by_seconds is not None, to_maximum)) > 1:
         raise InvalidInput("give extend_by_seconds or until, not both", field="until")
-    if until is not None:
+    if to_maximum:
+        expires_at, field = latest_expiry(record, now=now), "until"
+    elif until is not None:
         expires_at, field = as_utc(until), "until"
         if expires_at <= now:
-            raise InvalidInput(f"until ({expires_at:%Y-%m-%d %H:%M} UTC) has passed: give a time ahead", field=field)
+            raise InvalidInput(f"until ({stamp(expires_at)}) has passed: give a time ahead", field=field)
     elif extend_by_seconds is not None:
         expires_at, field = extended(record, extend_by_seconds, now=now), "extend_by_seconds"
     else:
@@ -189,7 +199,7 @@ def default_renewal(record: LeaseRecord, *, now: datetime) -> datetime:
     """Where a one-click renewal takes a lease: the owner's default lease more, never
     further than their maximum lease from now."""
     policy = record.effective
-    return min(extended(record, policy.lease_seconds, now=now), now + timedelta(seconds=policy.max_lease_seconds))
+    return min(extended(record, policy.lease_seconds, now=now), latest_expiry(record, now=now))
 
 
 # --- shut down ------------------------------------------------------------------------
@@ -250,7 +260,7 @@ async def exempt(
     if until is not None:
         expires_at = as_utc(until)
         if expires_at <= now:
-            raise InvalidInput(f"until ({expires_at:%Y-%m-%d %H:%M} UTC) has passed: give a time ahead", field="until")
+            raise InvalidInput(f"until ({stamp(expires_at)}) has passed: give a time ahead", field="until")
         if expires_at >= NEVER_EXPIRES:
             raise InvalidInput("until is too far ahead: leave it out to exempt without an end", field="until")
     lease = record.lease

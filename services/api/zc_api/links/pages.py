@@ -12,12 +12,12 @@ from fastapi.responses import HTMLResponse
 from zc_common.internal_api import LeaseAction
 from zc_common.messages import CloudAccountMode, LeaseSnapshot
 
+from zc_api.display import relative, stamp
 from zc_api.leases import actions
 from zc_api.leases.policy import NEVER_EXPIRES
 from zc_api.links.service import Done, Link
 from zc_api.single_use import LinkRefused
 from zc_api.web import lease_text
-from zc_api.web.formats import relative, stamp
 from zc_api.web.render import page
 
 # Stricter than the other pages: the token is in the URL, so no Referer at all; no robot

@@ -17,6 +17,7 @@ from zc_common.internal_api import ActionLinks, LeaseAction, LeaseRef
 from zc_common.messages import LeaseStatus, utcnow
 
 from zc_api import single_use
+from zc_api.display import stamp as _stamp
 from zc_api.leases import actions, repository
 from zc_api.leases.repository import LeaseRecord
 from zc_api.models import ActionToken, Lease
@@ -126,10 +127,6 @@ async def mint(
 
 
 # --- checking and using ---------------------------------------------------------------
-
-
-def _stamp(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 async def _find(session: AsyncSession, token: str, *, lock: bool, now: datetime) -> Link:

@@ -11,6 +11,7 @@ from zc_common.errors import InvalidInput, NotFound, NotPermitted
 
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
+from zc_api.display import human_duration
 from zc_api.leases.policy import effective_policy
 from zc_api.models import AccountPolicy, UserPolicy
 from zc_api.policies.schemas import (
@@ -25,16 +26,6 @@ from zc_api.users import service as users
 
 # Every policy field but the quota must hold a value; null is refused rather than guessed.
 _NULLABLE = {"max_instances_per_user"}
-
-
-def human_duration(seconds: int) -> str:
-    """'3 days', '90 minutes': the largest unit that says it exactly."""
-    for unit in (LeaseUnit.days, LeaseUnit.hours, LeaseUnit.minutes):
-        each = unit.seconds_each
-        if seconds % each == 0:
-            count = seconds // each
-            return f"{count} {unit.value if count != 1 else unit.value[:-1]}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def lease_seconds(amount: int | None, unit: LeaseUnit | None) -> int | None:

@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse
 from zc_api.audit import service as audit
 from zc_api.bounds import in_utc, parse_row_id
 from zc_api.deps import SessionDep
+from zc_api.display import actor_name
 from zc_api.models import AuditEvent
 from zc_api.pagination import PageParams
 from zc_api.users import service as users
-from zc_api.web.formats import actor_name
 from zc_api.web.render import page
 from zc_api.web.session import AdminDep
 

@@ -10,22 +10,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import distinct_on
-from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput
 from zc_common.messages import CloudAccountMode
 
+from zc_api.audit import service as audit
 from zc_api.bounds import RowId
 from zc_api.cloudaccounts import onboarding
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.cloudaccounts.schemas import CloudAccountCreate, CloudAccountUpdate, VerifyReport
 from zc_api.deps import RuntimeDep, SessionDep
+from zc_api.display import sentence
 from zc_api.models import AuditEvent, CloudAccount
 from zc_api.pagination import PageParams
 from zc_api.policies import service as policies
-from zc_api.web.formats import sentence
 from zc_api.web.forms import AdminFormDep, Form, read_form, validation_errors
 from zc_api.web.render import page
 from zc_api.web.session import AdminDep, Viewer
@@ -50,21 +48,11 @@ def _require_admin_of(viewer: Viewer, row: CloudAccount) -> None:
 
 
 async def _last_verifications(session: SessionDep, viewer: Viewer, cloud_account_ids: list[int]) -> dict[int, AuditEvent]:
-    """The newest verification of each of these cloud accounts, from the audit log: one
-    statement that reads only their events (by subject), however long the log."""
-    ids = sorted({i for i in cloud_account_ids if i is not None})
-    if not ids:
-        return {}
-    events = await session.scalars(
-        select(AuditEvent)
-        .ext(distinct_on(col(AuditEvent.subject_id)))
-        .where(
-            col(AuditEvent.subject_type) == "cloud_account", col(AuditEvent.subject_id).in_(ids),
-            col(AuditEvent.account_id) == viewer.user.account_id, col(AuditEvent.action) == "cloud_account.verified",
-        )
-        .order_by(col(AuditEvent.subject_id), col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+    """The newest verification of each of these cloud accounts, from the audit log."""
+    return await audit.newest_of_each(
+        session, caller=viewer.principal, action="cloud_account.verified", subject_type="cloud_account",
+        subject_ids=cloud_account_ids,
     )
-    return {event.subject_id: event for event in events if event.subject_id is not None}
 
 
 async def _list_notice(session: SessionDep, viewer: Viewer, code: str | None, subject: int | None) -> str | None:
@@ -74,14 +62,9 @@ async def _list_notice(session: SessionDep, viewer: Viewer, code: str | None, su
         return None
     event = None
     if subject is not None:
-        event = await session.scalar(
-            select(AuditEvent)
-            .where(
-                col(AuditEvent.account_id) == viewer.user.account_id, col(AuditEvent.action) == "cloud_account.removed",
-                col(AuditEvent.subject_type) == "cloud_account", col(AuditEvent.subject_id) == subject,
-            )
-            .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
-            .limit(1)
+        event = await audit.newest(
+            session, caller=viewer.principal, action="cloud_account.removed", subject_type="cloud_account",
+            subject_id=subject,
         )
     if event is None:
         return ("The cloud account was removed: its live leases were released and ZeroCloud no longer assumes its "

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from zc_common.errors import NotFound, NotPermitted
 
+from zc_api.display import whole_units
 from zc_api.policies.schemas import LeaseUnit
 from zc_api.web.session import CsrfDep, Viewer
 
@@ -98,10 +99,8 @@ def split_duration(seconds: int) -> tuple[str, str]:
     """A duration as the number and unit a form shows: the largest unit that says it exactly
     (seconds, for one set through the API that is not whole minutes: saved again unchanged,
     it stays what it was)."""
-    for unit in (LeaseUnit.days, LeaseUnit.hours, LeaseUnit.minutes):
-        if seconds % unit.seconds_each == 0:
-            return str(seconds // unit.seconds_each), unit.value
-    return str(seconds), LeaseUnit.seconds.value
+    count, unit = whole_units(seconds)
+    return str(count), unit.value
 
 
 def units_for(values: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -8,13 +8,8 @@ from datetime import datetime
 
 from zc_common.messages import ActionOnExpiry, CloudAccountMode
 
+from zc_api.display import instance_label, relative, stamp
 from zc_api.leases.repository import LeaseRecord
-from zc_api.web.formats import relative, stamp
-
-
-def instance_label(record: LeaseRecord) -> str:
-    resource = record.resource
-    return f"{resource.name} ({resource.instance_id})" if resource.name else resource.instance_id
 
 
 def _observed(record: LeaseRecord) -> bool:

@@ -5,22 +5,22 @@ through the same lease actions as the API. GET shows; only POST acts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.messages import LeaseStatus, utcnow
 
+from zc_api import display
 from zc_api.bounds import RowId, parse_count, parse_row_id
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.deps import SessionDep
+from zc_api.display import human_duration, sentence
 from zc_api.leases import actions, repository
 from zc_api.leases import service as leases
 from zc_api.leases.policy import NEVER_EXPIRES
@@ -28,11 +28,9 @@ from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.schemas import MAX_EXTENSION_SECONDS, runs_past_its_lease
 from zc_api.models import AuditEvent, CloudAccount, Lease, Resource, User
 from zc_api.pagination import PageParams
-from zc_api.policies.service import human_duration
 from zc_api.pricing import service as pricing
 from zc_api.users import service as users
-from zc_api.web import formats, lease_text
-from zc_api.web.formats import sentence
+from zc_api.web import lease_text
 from zc_api.web.render import page
 from zc_api.web.session import CsrfDep, MemberDep, Viewer
 
@@ -111,14 +109,14 @@ def view(record: LeaseRecord, now: datetime, *, stopped_at: datetime | None = No
     maximum = record.effective.max_lease_seconds
     return LeaseView(
         record=record,
-        instance=lease_text.instance_label(record),
-        time_left=formats.time_left(status=lease.status, expires_at=lease.expires_at, ended_at=lease.ended_at, now=now),
-        cost=formats.money(pricing.cost_so_far(resource, lease, now, stopped_at=stopped_at)),
-        hourly=f"{formats.money(price)} an hour" if price is not None else "no price for this type and region",
+        instance=display.instance_label(record),
+        time_left=display.time_left(status=lease.status, expires_at=lease.expires_at, ended_at=lease.ended_at, now=now),
+        cost=display.money(pricing.cost_so_far(resource, lease, now, stopped_at=stopped_at)),
+        hourly=f"{display.money(price)} an hour" if price is not None else "no price for this type and region",
         renewable=record.status in actions.RENEWABLE,
         adjustable=record.status in actions.ADJUSTABLE,
         max_words=human_duration(maximum),
-        latest=formats.stamp(now + timedelta(seconds=maximum)),
+        latest=display.stamp(actions.latest_expiry(record, now=now)),
         choices=choices,
         chosen=chosen if chosen is not None else default,
     )
@@ -251,13 +249,9 @@ async def _who(session: AsyncSession, viewer: Viewer, actors: set[str]) -> dict[
     people: dict[str, str] = {viewer.principal.actor: "you"}
     ids = {user_id for kind, _, rest in (actor.partition(":") for actor in actors - set(people))
            if kind == "user" and (user_id := parse_row_id(rest)) is not None}
-    if ids:
-        rows = await session.execute(
-            select(col(User.id), col(User.email))
-            .where(col(User.id).in_(sorted(ids)), col(User.account_id) == viewer.user.account_id)
-        )
-        people.update({f"user:{user_id}": email for user_id, email in rows.all()})
-    return {actor: formats.actor_name(actor, people) for actor in actors}
+    emails = await users.emails(session, caller=viewer.principal, user_ids=ids)
+    people.update({f"user:{user_id}": email for user_id, email in emails.items()})
+    return {actor: display.actor_name(actor, people) for actor in actors}
 
 
 def _details(event: AuditEvent) -> list[tuple[str, str]]:
@@ -268,7 +262,7 @@ def _details(event: AuditEvent) -> list[tuple[str, str]]:
             continue
         if key.endswith("expires_at") or key == "until":
             try:
-                value = formats.stamp(datetime.fromisoformat(str(value)))
+                value = display.stamp(datetime.fromisoformat(str(value)))
             except ValueError:
                 pass
         shown.append((key.replace("_", " "), str(value)))
@@ -322,7 +316,7 @@ async def renew_lease(
     extend: Annotated[str, Form(max_length=20)] = "",
     return_to: Annotated[str, Form(max_length=2000)] = "/leases",
 ) -> Response:
-    record = await _one(session, viewer, lease_id)
+    await _one(session, viewer, lease_id)  # not theirs to see: 404 before anything else
     seconds = parse_count(extend, maximum=MAX_EXTENSION_SECONDS) or None
     if extend != "max" and seconds is None:
         return await _detail_page(
@@ -332,8 +326,7 @@ async def renew_lease(
     try:
         async with session.begin_nested():
             if seconds is None:  # "max": as far as the owner's maximum lease allows
-                until = utcnow() + timedelta(seconds=record.effective.max_lease_seconds)
-                await actions.renew(session, caller=viewer.principal, lease_id=lease_id, until=until)
+                await actions.renew(session, caller=viewer.principal, lease_id=lease_id, to_maximum=True)
             else:
                 await actions.renew(session, caller=viewer.principal, lease_id=lease_id, extend_by_seconds=seconds)
     except Conflict as error:  # the lease's state: no renew form to point at

@@ -11,19 +11,17 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from zc_common.messages import utcnow
 from zc_common.settings import ApiSettings
 
-from zc_api.auth import github, signup
-from zc_api.auth.tokens import hash_token, same
+from zc_api.auth import github, signup, web_sessions
+from zc_api.auth.tokens import same
 from zc_api.deps import RuntimeDep, SessionDep
 from zc_api.invitations import service as invitations
 from zc_api.invitations.service import InvitationRefused
-from zc_api.models import LoginAttempt, WebSession
+from zc_api.models import LoginAttempt
 from zc_api.web.render import HEADERS, page
 from zc_api.web.session import CsrfDep, ViewerDep, end_session, start_session
 
@@ -162,13 +160,10 @@ async def start_github_sign_in(
     await _forget_old_attempts(session, now)
     state = secrets.token_urlsafe(32)
     verifier = github.new_code_verifier()
-    session.add(
-        LoginAttempt(
-            state_hash=hash_token(state), code_verifier=verifier, next_path=target, invitation_id=invitation_id,
-            expires_at=now + ATTEMPT_TTL,
-        )
+    await web_sessions.begin_attempt(
+        session, state=state, code_verifier=verifier, next_path=target, invitation_id=invitation_id,
+        expires_at=now + ATTEMPT_TTL,
     )
-    await session.flush()
     response = RedirectResponse(
         await github.authorize_url(settings, state=state, code_verifier=verifier), status_code=303,
         headers={"Cache-Control": "no-store"},
@@ -181,7 +176,7 @@ async def start_github_sign_in(
 
 
 async def _forget_old_attempts(session: AsyncSession, now: datetime) -> None:
-    await session.execute(delete(LoginAttempt).where(col(LoginAttempt.expires_at) < now - ATTEMPT_KEPT))
+    await web_sessions.forget_attempts_expired_before(session, now - ATTEMPT_KEPT)
 
 
 @router.get("/auth/github/callback")
@@ -214,7 +209,7 @@ async def github_callback(
         return _refused(request, settings, refusal.message, status=refusal.status_code, next_path=attempt.next_path)
     if viewer is not None:
         # Whoever was signed in on this browser before is not any more.
-        await session.execute(update(WebSession).where(col(WebSession.id) == viewer.session_id).values(ended_at=now))
+        await web_sessions.end(session, session_id=viewer.session_id, now=now)
     response = RedirectResponse(attempt.next_path, status_code=303, headers={"Cache-Control": "no-store"})
     await start_session(session, user=admission.user, settings=settings, response=response)
     _forget_state(response, settings)
@@ -229,16 +224,7 @@ async def _use_attempt(
     remembered = request.cookies.get(state_cookie_name(settings))
     if not state or not remembered or not same(state, remembered):
         return None
-    row = await session.scalar(
-        update(LoginAttempt)
-        .where(
-            col(LoginAttempt.state_hash) == hash_token(state), col(LoginAttempt.used_at).is_(None),
-            col(LoginAttempt.expires_at) > now,
-        )
-        .values(used_at=now)
-        .returning(LoginAttempt)
-    )
-    return row
+    return await web_sessions.use_attempt(session, state=state, now=now)
 
 
 @router.post("/logout")

@@ -14,16 +14,15 @@ from zc_common.messages import Role, utcnow
 
 from zc_api.bounds import RowId
 from zc_api.deps import RuntimeDep, SessionDep
+from zc_api.display import human_duration, sentence, stamp
 from zc_api.invitations import service as invitations
-from zc_api.invitations.schemas import status_of
+from zc_api.invitations.schemas import InvitationCreate, status_of
 from zc_api.models import User
 from zc_api.pagination import PageParams
 from zc_api.policies import service as policies
 from zc_api.policies.schemas import UserPolicyPut
-from zc_api.policies.service import human_duration
 from zc_api.users import service as users
 from zc_api.users.schemas import UserUpdate
-from zc_api.web.formats import sentence
 from zc_api.web.forms import AdminFormDep, Form, read_form, split_duration, units_for, validation_errors
 from zc_api.web.render import page
 from zc_api.web.session import AdminDep, Viewer
@@ -32,6 +31,7 @@ router = APIRouter(include_in_schema=False)
 
 ALL = PageParams(limit=500, offset=0)
 ROLES = [(Role.dev.value, "developer"), (Role.admin.value, "admin")]
+CHOOSE_ROLE = "Choose the role: developer or admin."
 
 
 async def _notice(session: SessionDep, viewer: Viewer, code: str | None, subject: int | None) -> str | None:
@@ -51,7 +51,7 @@ async def _notice(session: SessionDep, viewer: Viewer, code: str | None, subject
         if code == "revoked":
             return f"The invitation of {invitation.email} was revoked: its link no longer works."
         return (f"{invitation.email} is invited as {invitation.role.in_words}: "
-                f"the mail with the link is on its way. The link works until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.")
+                f"the mail with the link is on its way. The link works until {stamp(invitation.expires_at)}.")
     return None
 
 
@@ -86,12 +86,12 @@ async def list_people(
 async def change_role(user_id: RowId, request: Request, session: SessionDep, viewer: AdminFormDep) -> Response:
     form = await read_form(request)
     try:
-        role = Role(form.text("role"))
-    except ValueError:
-        return await _people_page(request, session, viewer, status=422, problem="Choose the role: developer or admin.")
+        update = UserUpdate(role=form.text("role"))
+    except ValidationError:
+        return await _people_page(request, session, viewer, status=422, problem=CHOOSE_ROLE)
     try:
         async with session.begin_nested():
-            await users.update(session, caller=viewer.principal, user_id=user_id, update=UserUpdate(role=role))
+            await users.update(session, caller=viewer.principal, user_id=user_id, update=update)
     except (Conflict, InvalidInput) as error:
         return await _people_page(request, session, viewer, status=error.status_code, problem=sentence(error.message))
     return RedirectResponse(f"/users?notice=role&subject={user_id}", status_code=303)
@@ -100,21 +100,35 @@ async def change_role(user_id: RowId, request: Request, session: SessionDep, vie
 # --- invitations ------------------------------------------------------------------------------
 
 
+def _invitation(form: Form) -> InvitationCreate | None:
+    """The invitation the form asks for, read by the API's own schema (the address checked
+    and lower-cased, the role one of ``Role``); None, with the fields marked, when it is not one."""
+    if not form.text("email"):
+        form.fail("email", "Enter the email address to invite.")
+    try:
+        new = InvitationCreate(email=form.text("email"), role=form.text("role"))
+    except ValidationError as error:
+        for name, message in validation_errors(error).items():
+            if name == "role":
+                form.fail("role", CHOOSE_ROLE)
+            elif name == "email":
+                form.fail("email", f"Email {message[:1].lower()}{message[1:]}")
+        return None
+    return new if form.ok else None
+
+
 @router.post("/users/invitations", response_class=HTMLResponse)
 async def invite(request: Request, session: SessionDep, viewer: AdminFormDep, runtime: RuntimeDep) -> Response:
     principal = viewer.principal
     assert principal.account_id is not None
     form = await read_form(request)
-    if not form.text("email"):
-        form.fail("email", "Enter the email address to invite.")
-    if form.text("role") not in (Role.dev.value, Role.admin.value):
-        form.fail("role", "Choose the role: developer or admin.")
-    if form.ok:
+    new = _invitation(form)
+    if new is not None:
         try:
             async with session.begin_nested():
                 invitation = await invitations.create(
-                    session, caller=principal, account_id=principal.account_id, email=form.text("email"),
-                    role=form.text("role"), ttl_seconds=runtime.settings.invitation_ttl_seconds,
+                    session, caller=principal, account_id=principal.account_id, email=new.email,
+                    role=new.role, ttl_seconds=runtime.settings.invitation_ttl_seconds,
                 )
             return RedirectResponse(f"/users?notice=invited&subject={invitation.id}#invitations", status_code=303)
         except (InvalidInput, Conflict) as error:

@@ -14,10 +14,10 @@ from zc_common.errors import InvalidInput
 from zc_common.messages import ActionOnExpiry
 
 from zc_api.deps import SessionDep
+from zc_api.display import sentence
 from zc_api.models import AccountPolicy
 from zc_api.policies import service as policies
 from zc_api.policies.schemas import AccountPolicyUpdate
-from zc_api.web.formats import sentence
 from zc_api.web.forms import (
     AdminFormDep,
     Form,

@@ -10,13 +10,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from zc_api.web import formats
+from zc_api import display
 from zc_api.web.session import Viewer
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Environment(loader=PackageLoader("zc_api.web", "templates"), autoescape=select_autoescape(default=True))
-templates.filters.update(stamp=formats.stamp, money=formats.money)
+templates.filters.update(stamp=display.stamp, money=display.money)
 
 HEADERS = {
     "Cache-Control": "no-store",

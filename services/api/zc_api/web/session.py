@@ -10,25 +10,24 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from zc_common.errors import NotFound, NotPermitted, ZeroCloudError
 from zc_common.messages import Role, utcnow
 from zc_common.settings import ApiSettings
 
+from zc_api.auth import web_sessions
 from zc_api.auth.principal import Principal
-from zc_api.auth.tokens import hash_token, same
+from zc_api.auth.tokens import same
+from zc_api.auth.web_sessions import SESSION_MAX_AGE
 from zc_api.deps import RuntimeDep, SessionDep
-from zc_api.models import User, WebSession
+from zc_api.models import User
 
 SESSION_COOKIE = "zc_session"
 # Touch last_seen_at (and slide the expiry) at most this often, not on every request.
 _TOUCH_EVERY = timedelta(minutes=5)
 # A sign-in ends after session_ttl_seconds without use (the server slides that on every
-# use), and at the latest this long after it began: then GitHub is asked again.
-SESSION_MAX_AGE = timedelta(days=30)
+# use), and at the latest SESSION_MAX_AGE after it began: then GitHub is asked again.
 
 
 def cookie_name(settings: ApiSettings) -> str:
@@ -77,16 +76,10 @@ class Viewer:
 async def start_session(session: AsyncSession, *, user: User, settings: ApiSettings, response: Response) -> None:
     """Sign ``user`` in on this browser: a new random session token in an HttpOnly,
     SameSite=Lax cookie (Secure over https); the table keeps only its hash."""
-    assert user.id is not None
     token = secrets.token_urlsafe(32)
-    now = utcnow()
-    session.add(
-        WebSession(
-            token_hash=hash_token(token), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
-            expires_at=now + timedelta(seconds=settings.session_ttl_seconds), last_seen_at=now,
-        )
+    await web_sessions.start(
+        session, user=user, token=token, idle=timedelta(seconds=settings.session_ttl_seconds), now=utcnow()
     )
-    await session.flush()
     response.set_cookie(
         # The cookie lives as long as a sign-in can; the server decides when it ended.
         cookie_name(settings), token, max_age=int(SESSION_MAX_AGE.total_seconds()), path="/",
@@ -95,9 +88,7 @@ async def start_session(session: AsyncSession, *, user: User, settings: ApiSetti
 
 
 async def end_session(session: AsyncSession, *, viewer: Viewer, settings: ApiSettings, response: Response) -> None:
-    await session.execute(
-        update(WebSession).where(col(WebSession.id) == viewer.session_id).values(ended_at=utcnow())
-    )
+    await web_sessions.end(session, session_id=viewer.session_id, now=utcnow())
     response.delete_cookie(cookie_name(settings), path="/", secure=settings.cookie_secure, httponly=True, samesite="lax")
 
 
@@ -107,28 +98,15 @@ async def get_viewer(request: Request, session: SessionDep, runtime: RuntimeDep)
     if not token:
         return None
     now = utcnow()
-    row = (
-        await session.execute(
-            select(WebSession, User)
-            .join(User, col(User.id) == col(WebSession.user_id))
-            .where(
-                col(WebSession.token_hash) == hash_token(token),
-                col(WebSession.ended_at).is_(None),
-                col(WebSession.expires_at) > now,
-                col(WebSession.created_at) > now - SESSION_MAX_AGE,
-            )
-        )
-    ).first()
-    if row is None:
+    found = await web_sessions.find(session, token=token, now=now)
+    if found is None:
         return None
-    web_session, user = row
-    if web_session.last_seen_at is None or now - web_session.last_seen_at > _TOUCH_EVERY:
-        await session.execute(
-            update(WebSession)
-            .where(col(WebSession.id) == web_session.id)
-            .values(last_seen_at=now, expires_at=now + timedelta(seconds=settings.session_ttl_seconds))
-        )
+    web_session, user = found
     assert web_session.id is not None
+    if web_session.last_seen_at is None or now - web_session.last_seen_at > _TOUCH_EVERY:
+        await web_sessions.touch(
+            session, session_id=web_session.id, idle=timedelta(seconds=settings.session_ttl_seconds), now=now
+        )
     # Detached, so a rollback (any refused request: a CSRF refusal, a domain error) does not
     # expire it: the error page rendered after the rollback still reads the viewer's name and role.
     session.expunge(user)

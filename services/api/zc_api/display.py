@@ -1,14 +1,25 @@
-"""How pages write times, durations and money for a person: "in 2 h", "ended 5 min ago",
-"2026-11-25 14:00 UTC", "$1.23"."""
+"""How ZeroCloud writes things for a person — times, durations, money, who did what — in
+one place, so pages, templates, action links and the domain's own error messages say
+them the same way: "in 2 h", "ended 5 min ago", "3 days", "2026-11-25 14:00 UTC", "$1.23"."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+from zc_common.messages import LeaseStatus
 
 from zc_api.leases.policy import NEVER_EXPIRES
+from zc_api.policies.schemas import LeaseUnit
 
-ENDED_STATUSES = frozenset({"reaped", "released"})
+if TYPE_CHECKING:
+    from zc_api.leases.repository import LeaseRecord
+
+ENDED_STATUSES = frozenset({LeaseStatus.reaped, LeaseStatus.released})
+
+
+# --- times ------------------------------------------------------------------------------
 
 
 def stamp(moment: datetime | None) -> str:
@@ -55,6 +66,26 @@ def time_left(*, status: str, expires_at: datetime, ended_at: datetime | None, n
     return f"ended {relative(expires_at, now)}"
 
 
+# --- durations --------------------------------------------------------------------------
+
+
+def whole_units(seconds: int) -> tuple[int, LeaseUnit]:
+    """``seconds`` in the largest unit that says it exactly: (3, days), (90, minutes), (7, seconds)."""
+    for unit in (LeaseUnit.days, LeaseUnit.hours, LeaseUnit.minutes):
+        if seconds % unit.seconds_each == 0:
+            return seconds // unit.seconds_each, unit
+    return seconds, LeaseUnit.seconds
+
+
+def human_duration(seconds: int) -> str:
+    """'3 days', '90 minutes': the largest unit that says it exactly."""
+    count, unit = whole_units(seconds)
+    return f"{count} {unit.value if count != 1 else unit.value[:-1]}"
+
+
+# --- money ------------------------------------------------------------------------------
+
+
 def money(amount: Decimal | None) -> str:
     if amount is None:
         return "no price"
@@ -66,6 +97,8 @@ def money(amount: Decimal | None) -> str:
     return f"${cents:,.2f}"
 
 
+# --- words ------------------------------------------------------------------------------
+
 
 def sentence(message: str) -> str:
     """A domain error's message ("lease 3 cannot be renewed: …") as a sentence on a page."""
@@ -73,6 +106,12 @@ def sentence(message: str) -> str:
     if not message:
         return message
     return message[:1].upper() + message[1:] + ("" if message.endswith((".", "!", "?")) else ".")
+
+
+def instance_label(record: LeaseRecord) -> str:
+    """A lease's instance as pages name it: "web-1 (i-0abc…)", or its id when it has no name."""
+    resource = record.resource
+    return f"{resource.name} ({resource.instance_id})" if resource.name else resource.instance_id
 
 
 # Actors that are ZeroCloud itself: its services, and the messages ingestion acted on.
