@@ -49,8 +49,13 @@ lint: venv
 	$(BIN)/ruff check libs services cli tests bench
 	$(BIN)/mypy --strict
 
+# The suite on TEST_WORKERS processes (pytest-xdist; each has its own database and each
+# test its own exchange, so they are independent), a file's tests on one worker; then
+# what stops a shared server (the broker restart), alone. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 test: venv services tools lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/pytest -m serial
 
 # The sandbox. Options pass through, e.g. make run SANDBOX_ARGS="--port 8080 --data-dir /tmp/zc"
 # (or set ZC_SANDBOX_PORT, ZC_SANDBOX_MOTO_PORT, ZC_SANDBOX_DIR).

@@ -12,7 +12,10 @@ from zc_common.cloudevents import state_change_event
 
 from tests.e2e.conftest import CUSTOMER, REGION, Stack, eventually
 
-pytestmark = pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs the local RabbitMQ's rabbitmqctl")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs the local RabbitMQ's rabbitmqctl"),
+    pytest.mark.serial,  # it stops the RabbitMQ every other test uses
+]
 
 
 def restart_rabbitmq() -> None:
