@@ -143,9 +143,11 @@ SHIPPED_PLACEHOLDERS = [
     "abcdefghijklmnopqrstuvwxyz0123456789",  # a keyboard walk
     secrets.token_hex(12),  # random, but 96 bits
 ]
+# Stable test ids: every pytest-xdist worker must collect the same names.
+PLACEHOLDER_IDS = ["shipped", "changeme", "one-character", "test-token", "keyboard-walk", "random-96-bits"]
 
 
-@pytest.mark.parametrize("value", SHIPPED_PLACEHOLDERS)
+@pytest.mark.parametrize("value", SHIPPED_PLACEHOLDERS, ids=PLACEHOLDER_IDS)
 @pytest.mark.parametrize("name", ["ZC_INGESTOR_TOKEN", "ZC_NOTIFIER_TOKEN", "ZC_REAPER_TOKEN", "ZC_BOOTSTRAP_ADMIN_TOKEN"])
 def test_the_api_refuses_to_start_with_a_placeholder_or_guessable_credential(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
@@ -163,7 +165,7 @@ def test_the_api_refuses_to_start_with_a_placeholder_or_guessable_credential(
     assert f"setting {name} is invalid" in line and "openssl rand" in line
 
 
-@pytest.mark.parametrize("value", SHIPPED_PLACEHOLDERS)
+@pytest.mark.parametrize("value", SHIPPED_PLACEHOLDERS, ids=PLACEHOLDER_IDS)
 @pytest.mark.parametrize(("cls", "service"), [(IngestorSettings, "ingestor"), (NotifierSettings, "notifier"),
                                                (ReaperSettings, "reaper")])
 def test_no_service_starts_with_a_placeholder_credential(
