@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from zc_api import bulk
 from zc_api.models import UNVERIFIED_CLAIM_SECONDS, CloudAccount
 
 
@@ -24,14 +29,29 @@ class ClaimStatus(str, enum.Enum):
     expired = "expired"
 
 
-def in_force_sql(alias: str) -> str:
-    """A SQL condition on ``alias`` (a cloud_account row): the claim is in force."""
-    fresh = f"created_at > now() - interval '{UNVERIFIED_CLAIM_SECONDS} seconds'"
-    return (
-        f"({alias}.removed_at IS NULL AND ({alias}.verified_at IS NOT NULL OR ({alias}.{fresh} AND NOT EXISTS ("
-        f"SELECT 1 FROM cloud_account rival WHERE rival.upstream_account_id = {alias}.upstream_account_id"
-        f" AND rival.id <> {alias}.id AND rival.removed_at IS NULL"
-        f" AND (rival.verified_at IS NOT NULL OR rival.{fresh})))))"
+# Inline, as the text form had it: the statement keeps one text whatever the setting.
+_FRESHNESS = sa.literal_column(f"interval '{UNVERIFIED_CLAIM_SECONDS} seconds'", sa.Interval)
+
+
+def in_force(cloud: sa.FromClause | None = None) -> ColumnElement[bool]:
+    """The condition on ``cloud`` (the cloud_account table or an alias of it, the table by
+    default) that the claim is in force; correlated to it in the statement that uses it."""
+    c = bulk.table(CloudAccount) if cloud is None else cloud
+    rival = bulk.table(CloudAccount).alias("rival")
+
+    def fresh(t: sa.FromClause) -> ColumnElement[bool]:
+        created: ColumnElement[Any] = t.c.created_at
+        return created > sa.func.now() - _FRESHNESS
+
+    contested = sa.exists().where(
+        rival.c.upstream_account_id == c.c.upstream_account_id,
+        rival.c.id != c.c.id,
+        rival.c.removed_at.is_(None),
+        sa.or_(rival.c.verified_at.is_not(None), fresh(rival)),
+    )
+    return sa.and_(
+        c.c.removed_at.is_(None),
+        sa.or_(c.c.verified_at.is_not(None), sa.and_(fresh(c), sa.not_(contested))),
     )
 
 

@@ -9,17 +9,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.cloudevents import UnusableEvent, parse_event
 from zc_common.errors import InvalidInput, NotPermitted, PayloadTooLarge
-from zc_common.messages import LIVE_LEASE_STATUSES, CloudEventReceived
+from zc_common.messages import CloudEventReceived
 
+from zc_api import bulk
 from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
-from zc_api.cloudaccounts.claims import in_force_sql
+from zc_api.cloudaccounts.claims import in_force
 from zc_api.cloudevents.schemas import CloudEventAccepted
 from zc_api.models import CloudAccount, Lease, Resource
 from zc_api.outbox import service as outbox
@@ -46,7 +47,7 @@ async def _require_own_instances(
                 col(Resource.cloud_account_id) == cloud_account.id,
                 col(Resource.instance_id).in_(list(instance_ids)),
                 col(Lease.owner_user_id) == caller.user_id,
-                col(Lease.status).in_([status.value for status in LIVE_LEASE_STATUSES]),
+                bulk.is_live(col(Lease.status)),  # as the live-lease index is written
             )
         )
     )
@@ -75,7 +76,7 @@ async def accept(
             select(CloudAccount).where(
                 col(CloudAccount.upstream_account_id) == hint.account_id,
                 col(CloudAccount.account_id) == caller.account_id,
-                text(in_force_sql("cloud_account")),  # the claim its events would go to
+                in_force(),  # the claim its events would go to
             )
         )
     if cloud_account is None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zc_common.messages import ActionOnExpiry, CloudAccountMode, InstanceState, LeaseStatus, ResourceChange
 
 from zc_api import bulk
-from zc_api.cloudaccounts.claims import in_force_sql
+from zc_api.cloudaccounts.claims import in_force
 from zc_api.ingest.owners import NewLease
 from zc_api.models import AccountPolicy, AuditEvent, CloudAccount, Lease, Resource
 
@@ -54,7 +54,7 @@ class KnownResource:
     last_lease_ended_at: datetime | None
 
 
-_CLOUD = bulk.table(CloudAccount).alias("c")  # the alias in_force_sql names
+_CLOUD = bulk.table(CloudAccount).alias("c")
 _POLICY = bulk.table(AccountPolicy)
 _CLOUD_ACCOUNTS = (
     sa.select(
@@ -63,7 +63,7 @@ _CLOUD_ACCOUNTS = (
     )
     .select_from(_CLOUD.outerjoin(_POLICY, _POLICY.c.account_id == _CLOUD.c.account_id))
     .where(_CLOUD.c.upstream_account_id == sa.any_(bulk.array("ids", _CLOUD.c.upstream_account_id)))
-    .where(sa.text(in_force_sql("c")))
+    .where(in_force(_CLOUD))
 )
 
 

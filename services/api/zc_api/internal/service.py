@@ -3,7 +3,9 @@ cloudaccounts/claims.py) and the instances it holds as not gone."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, text
+import sqlalchemy as sa
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -11,8 +13,9 @@ from zc_common.errors import NotFound
 from zc_common.internal_api import CloudAccountRecord, CloudAccountRecords, EventArrivals, KnownInstances
 from zc_common.messages import CloudAccountMode
 
-from zc_api.cloudaccounts.claims import in_force_sql
-from zc_api.models import CloudAccount, Resource
+from zc_api import bulk
+from zc_api.cloudaccounts.claims import in_force
+from zc_api.models import CloudAccount, EventFlow, Resource
 
 
 def _record(row: CloudAccount) -> CloudAccountRecord:
@@ -29,7 +32,7 @@ async def cloud_accounts(
 ) -> CloudAccountRecords:
     # Only claims in force: removed, expired and contested ones get no events, no sweep
     # and no reaping; their role is not assumed.
-    query = select(CloudAccount).where(text(in_force_sql("cloud_account"))).order_by(col(CloudAccount.id))
+    query = select(CloudAccount).where(in_force()).order_by(col(CloudAccount.id))
     if upstream_account_id is not None:
         query = query.where(col(CloudAccount.upstream_account_id) == upstream_account_id)
     rows = (await session.scalars(query)).all()
@@ -52,15 +55,28 @@ async def known_instances(session: AsyncSession, *, cloud_account_id: int, regio
     return KnownInstances(cloud_account_id=cloud_account_id, region=region, instance_ids=list(ids))
 
 
-_ARRIVED = text(
-    "INSERT INTO event_flow (cloud_account_id, region, topic_arn, last_event_at, last_probe)"
-    " SELECT c.id, t.key, t.value, CAST(:at AS timestamptz), :probe"
-    " FROM cloud_account c, jsonb_each_text(c.topic_arns) t"
-    f" WHERE t.value = :topic AND {in_force_sql('c')}"
-    " ON CONFLICT (cloud_account_id, region) DO UPDATE SET"
-    " topic_arn = EXCLUDED.topic_arn,"
-    " last_event_at = GREATEST(event_flow.last_event_at, EXCLUDED.last_event_at),"
-    " last_probe = COALESCE(EXCLUDED.last_probe, event_flow.last_probe)"
+_CLOUD = bulk.table(CloudAccount).alias("c")
+_FLOW = bulk.table(EventFlow)
+_TOPICS = sa.func.jsonb_each_text(_CLOUD.c.topic_arns).table_valued(
+    sa.column("key", sa.Text), sa.column("value", sa.Text)
+).alias("t")
+_ARRIVING = pg.insert(_FLOW).from_select(
+    ["cloud_account_id", "region", "topic_arn", "last_event_at", "last_probe"],
+    sa.select(
+        _CLOUD.c.id, _TOPICS.c.key, _TOPICS.c.value,
+        sa.bindparam("at", type_=_FLOW.c.last_event_at.type), sa.bindparam("probe", type_=_FLOW.c.last_probe.type),
+    )
+    .join_from(_CLOUD, _TOPICS, sa.true())  # a function in FROM sees the rows before it
+    .where(_TOPICS.c.value == sa.bindparam("topic", type_=sa.Text), in_force(_CLOUD)),
+    include_defaults=False,
+)
+_ARRIVED = _ARRIVING.on_conflict_do_update(
+    index_elements=[_FLOW.c.cloud_account_id, _FLOW.c.region],
+    set_={
+        "topic_arn": _ARRIVING.excluded.topic_arn,
+        "last_event_at": sa.func.greatest(_FLOW.c.last_event_at, _ARRIVING.excluded.last_event_at),
+        "last_probe": sa.func.coalesce(_ARRIVING.excluded.last_probe, _FLOW.c.last_probe),
+    },
 )
 
 
