@@ -3,23 +3,38 @@ them sent after, so a re-delivered message never mails anyone twice."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zc_common.errors import InvalidInput
 from zc_common.internal_api import AccountWebhook, NoticeRecipient, NoticeRecipients
 
+from zc_api import bulk
+from zc_api.models import Account, Notification, User
+
 MAX_KEYS = 10_000
 MAX_KEY_LENGTH = 512
 
-_RESERVE = text(
-    "INSERT INTO notification (key, state) SELECT k, 'reserved' FROM unnest(CAST(:keys AS text[])) AS k"
-    " ON CONFLICT (key) DO NOTHING"
+_NOTIFICATION = bulk.table(Notification)
+_KEYS = sa.func.unnest(bulk.array("keys", _NOTIFICATION.c.key)).column_valued("k")
+_RESERVE = (
+    pg.insert(_NOTIFICATION)
+    .from_select(["key", "state"], sa.select(_KEYS, sa.literal("reserved", _NOTIFICATION.c.state.type)),
+                 include_defaults=False)
+    .on_conflict_do_nothing(index_elements=[_NOTIFICATION.c.key])
 )
-_SENT_ALREADY = text("SELECT key FROM notification WHERE key = ANY(CAST(:keys AS text[])) AND state = 'sent'")
-_MARK_SENT = text(
-    "INSERT INTO notification (key, state, sent_at) SELECT k, 'sent', now() FROM unnest(CAST(:keys AS text[])) AS k"
-    " ON CONFLICT (key) DO UPDATE SET state = 'sent', sent_at = COALESCE(notification.sent_at, now())"
+_SENT_ALREADY = sa.select(_NOTIFICATION.c.key).where(
+    _NOTIFICATION.c.key == sa.any_(bulk.array("keys", _NOTIFICATION.c.key)), _NOTIFICATION.c.state == "sent"
+)
+_SENDING = pg.insert(_NOTIFICATION).from_select(
+    ["key", "state", "sent_at"],
+    sa.select(_KEYS, sa.literal("sent", _NOTIFICATION.c.state.type), sa.func.now()),
+    include_defaults=False,
+)
+_MARK_SENT = _SENDING.on_conflict_do_update(
+    index_elements=[_NOTIFICATION.c.key],
+    set_={"state": "sent", "sent_at": sa.func.coalesce(_NOTIFICATION.c.sent_at, sa.func.now())},
 )
 
 
@@ -52,13 +67,14 @@ async def mark_sent(session: AsyncSession, *, keys: list[str]) -> None:
 
 
 # Emails are stored lower-case, so the (account_id, email) unique index answers this.
-_CONFIRMED = text(
-    "SELECT u.account_id, u.email FROM app_user u"
-    " WHERE (u.account_id, u.email) IN (SELECT * FROM unnest(CAST(:account_ids AS int[]), CAST(:emails AS text[])))"
-    " AND u.email_confirmed_at IS NOT NULL"
+_USER = bulk.table(User)
+_ASKED = bulk.unnest("k", _USER.c.account_id, _USER.c.email)
+_CONFIRMED = sa.select(_USER.c.account_id, _USER.c.email).where(
+    sa.tuple_(_USER.c.account_id, _USER.c.email).in_(sa.select(*_ASKED.c)), _USER.c.email_confirmed_at.is_not(None)
 )
-_WEBHOOKS = text(
-    "SELECT id, webhook_url FROM account WHERE id = ANY(CAST(:account_ids AS int[])) AND webhook_url IS NOT NULL"
+_ACCOUNT = bulk.table(Account)
+_WEBHOOKS = sa.select(_ACCOUNT.c.id, _ACCOUNT.c.webhook_url).where(
+    _ACCOUNT.c.id == sa.any_(bulk.array("account_ids", _ACCOUNT.c.id)), _ACCOUNT.c.webhook_url.is_not(None)
 )
 
 
@@ -71,7 +87,7 @@ async def recipients(
     if asked:
         rows = await session.execute(
             _CONFIRMED,
-            {"account_ids": [r.account_id for r in asked], "emails": [r.email.strip().lower() for r in asked]},
+            {"account_id": [r.account_id for r in asked], "email": [r.email.strip().lower() for r in asked]},
         )
         found = {(row.account_id, row.email) for row in rows.all()}
         confirmed = [r for r in asked if (r.account_id, r.email.strip().lower()) in found]
