@@ -7,26 +7,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text
+import sqlalchemy as sa
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.messages import BlastRadiusHalted, Role
 
-from zc_api.models import LIVE_STATUSES_SQL, AccountPolicy, AuditEvent, CloudAccount, User
+from zc_api import bulk
+from zc_api.models import AccountPolicy, AuditEvent, CloudAccount, Lease, User
 from zc_api.outbox import service as outbox
 
 WINDOW = timedelta(hours=1)
 HALTED = "cloud_account.reaping_halted"
 
-_COUNTS = text(
-    f"""
-    SELECT count(*) FILTER (WHERE claimed_at >= :since) AS acted,
-           count(*) FILTER (WHERE {LIVE_STATUSES_SQL} OR claimed_at >= :since) AS managed
-    FROM lease
-    WHERE cloud_account_id = :cloud_account_id AND ({LIVE_STATUSES_SQL} OR claimed_at >= :since)
-    """
-)
+_LEASE = bulk.table(Lease)
+_ACTED = _LEASE.c.claimed_at >= sa.bindparam("since", type_=_LEASE.c.claimed_at.type)
+_MANAGED = sa.or_(bulk.is_live(_LEASE.c.status), _ACTED)  # live as the live-lease index is written
+_COUNTS = sa.select(
+    sa.func.count().filter(_ACTED).label("acted"), sa.func.count().filter(_MANAGED).label("managed")
+).where(_LEASE.c.cloud_account_id == sa.bindparam("cloud_account_id", type_=_LEASE.c.cloud_account_id.type), _MANAGED)
 
 
 @dataclass(frozen=True)
