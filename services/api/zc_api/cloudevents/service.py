@@ -47,7 +47,7 @@ async def _require_own_instances(
                 col(Resource.cloud_account_id) == cloud_account.id,
                 col(Resource.instance_id).in_(list(instance_ids)),
                 col(Lease.owner_user_id) == caller.user_id,
-                bulk.is_live(col(Lease.status)),  # as the live-lease index is written
+                bulk.is_live(bulk.table(Lease).c.status),  # as the live-lease index is written
             )
         )
     )
