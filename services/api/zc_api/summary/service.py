@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import TextClause, func, select, text
+import sqlalchemy as sa
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from zc_common.errors import NotFound
 from zc_common.messages import utcnow
 
+from zc_api import bulk
 from zc_api.auth.principal import Principal
-from zc_api.models import Lease
+from zc_api.models import Lease, Resource
 from zc_api.pricing.service import AVOIDED_CAP, hourly_price
 
 # The states the daily chart tells apart. reaped/released count only the leases that
@@ -61,36 +63,52 @@ class Day:
 # written into the statement, so the planner knows the series has that many rows (with
 # bound values it guesses 1,000, and with 20,000 leases the cost it then foresees makes
 # PostgreSQL compile the query with JIT: 4 times as slow).
-_STATES_PER_DAY = """
-    WITH moments AS (
-        SELECT CAST(:first AS timestamptz) + n * interval '24 hours' AS day_start,
-               least(CAST(:first AS timestamptz) + (n + 1) * interval '24 hours', CAST(:now AS timestamptz)) AS at
-        FROM generate_series(0, {last}) AS n
-    ), leases AS (
-        SELECT l.created_at, l.expires_at, l.ended_at, l.reaped_at, l.status
-        FROM lease l
-        WHERE l.account_id = :account_id AND l.created_at < CAST(:now AS timestamptz)
-          AND (l.ended_at IS NULL OR l.ended_at >= CAST(:first AS timestamptz))
+_LEASE = bulk.table(Lease)
+_FIRST = sa.bindparam("first", type_=_LEASE.c.created_at.type)
+_NOW = sa.bindparam("now", type_=_LEASE.c.created_at.type)
+_DAY = sa.literal_column("interval '24 hours'", sa.Interval)
+
+
+def _state_at(lease: sa.FromClause, at: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
+    def state(name: str) -> sa.ColumnElement[str]:
+        return sa.literal_column(f"'{name}'", sa.String)
+
+    return sa.case(
+        (sa.and_(lease.c.reaped_at.is_not(None), lease.c.reaped_at < at), state("reaped")),
+        (sa.and_(lease.c.ended_at.is_not(None), lease.c.ended_at < at), state("released")),
+        (lease.c.status == sa.literal_column("'exempt'"), state("exempt")),
+        (lease.c.expires_at <= at, state("expired")),
+        else_=state("active"),
     )
-    SELECT m.day_start, s.state, count(*) AS n
-    FROM moments m
-    JOIN leases l ON l.created_at < m.at AND (l.ended_at IS NULL OR l.ended_at >= m.day_start)
-    CROSS JOIN LATERAL (
-        SELECT CASE
-            WHEN l.reaped_at IS NOT NULL AND l.reaped_at < m.at THEN 'reaped'
-            WHEN l.ended_at IS NOT NULL AND l.ended_at < m.at THEN 'released'
-            WHEN l.status = 'exempt' THEN 'exempt'
-            WHEN l.expires_at <= m.at THEN 'expired'
-            ELSE 'active'
-        END AS state
-    ) s
-    GROUP BY m.day_start, s.state
-"""
 
 
 @functools.lru_cache(maxsize=8)
-def _states_per_day(days: int) -> TextClause:
-    return text(_STATES_PER_DAY.format(last=int(days) - 1))
+def _states_per_day(days: int) -> sa.Select[datetime, str, int]:
+    n = sa.func.generate_series(sa.literal_column("0"), sa.literal_column(str(int(days) - 1))).column_valued("n")
+    moments = sa.select(
+        (_FIRST + n * _DAY).label("day_start"),
+        sa.func.least(_FIRST + (n + sa.literal_column("1")) * _DAY, _NOW).label("at"),
+    ).cte("moments")
+    leases = (
+        sa.select(_LEASE.c.created_at, _LEASE.c.expires_at, _LEASE.c.ended_at, _LEASE.c.reaped_at, _LEASE.c.status)
+        .where(
+            _LEASE.c.account_id == sa.bindparam("account_id", type_=_LEASE.c.account_id.type),
+            _LEASE.c.created_at < _NOW,
+            sa.or_(_LEASE.c.ended_at.is_(None), _LEASE.c.ended_at >= _FIRST),
+        )
+        .cte("leases")
+    )
+    m, lease = moments.alias("m"), leases.alias("l")
+    s = sa.select(_state_at(lease, m.c.at).label("state")).correlate(m, lease).lateral("s")
+    return (
+        sa.select(m.c.day_start, s.c.state, sa.func.count().label("n"))
+        .select_from(
+            m.join(lease, sa.and_(lease.c.created_at < m.c.at,
+                                  sa.or_(lease.c.ended_at.is_(None), lease.c.ended_at >= m.c.day_start)))
+            .join(s, sa.true())
+        )
+        .group_by(m.c.day_start, s.c.state)
+    )
 
 
 async def states_per_day(
@@ -128,34 +146,48 @@ class SpendAvoided:
 # same resource created after the reap), in all and this month. The restarts are one hash
 # join of the reaped leases with the account's leases, not a lookup per reaped lease (there
 # is no index on lease.resource_id for all statuses: that was a scan of the table each).
-_AVOIDED = text(
-    """
-    WITH reaped AS (
-        SELECT l.id, l.resource_id, l.reaped_at
-        FROM lease l
-        WHERE l.account_id = :account_id AND l.status = 'reaped' AND l.reaped_at IS NOT NULL
-    ), restarted AS (
-        SELECT p.id, min(n.created_at) AS at
-        FROM reaped p
-        JOIN lease n ON n.resource_id = p.resource_id AND n.created_at > p.reaped_at
-        WHERE n.account_id = :account_id
-        GROUP BY p.id
-    ), windows AS (
-        SELECT p.resource_id, p.reaped_at, greatest(p.reaped_at, least(
-            CAST(:now AS timestamptz), p.reaped_at + make_interval(secs => :cap_seconds), s.at
-        )) AS until
-        FROM reaped p
-        LEFT JOIN restarted s ON s.id = p.id
+def _avoided() -> sa.Select[str | None, str, int, Decimal | None, Decimal | None]:
+    account_id = sa.bindparam("account_id", type_=_LEASE.c.account_id.type)
+    reaped = (
+        sa.select(_LEASE.c.id, _LEASE.c.resource_id, _LEASE.c.reaped_at)
+        .where(_LEASE.c.account_id == account_id, _LEASE.c.status == sa.literal_column("'reaped'"),
+               _LEASE.c.reaped_at.is_not(None))
+        .cte("reaped")
     )
-    SELECT r.instance_type, r.region, count(*) AS reaped,
-           sum(extract(epoch FROM w.until - w.reaped_at)) AS seconds,
-           sum(extract(epoch FROM greatest(w.until - greatest(w.reaped_at, CAST(:month AS timestamptz)),
-                                           interval '0'))) AS month_seconds
-    FROM windows w
-    JOIN resource r ON r.id = w.resource_id
-    GROUP BY r.instance_type, r.region
-    """
-)
+    p, n = reaped.alias("p"), _LEASE.alias("n")
+    restarted = (
+        sa.select(p.c.id, sa.func.min(n.c.created_at).label("at"))
+        .join_from(p, n, sa.and_(n.c.resource_id == p.c.resource_id, n.c.created_at > p.c.reaped_at))
+        .where(n.c.account_id == account_id)
+        .group_by(p.c.id)
+        .cte("restarted")
+    )
+    s = restarted.alias("s")
+    cap = sa.bindparam("cap", type_=sa.Interval)
+    windows = (
+        sa.select(
+            p.c.resource_id, p.c.reaped_at,
+            sa.func.greatest(p.c.reaped_at, sa.func.least(_NOW, p.c.reaped_at + cap, s.c.at)).label("until"),
+        )
+        .select_from(p.outerjoin(s, s.c.id == p.c.id))
+        .cte("windows")
+    )
+    w, r = windows.alias("w"), bulk.table(Resource).alias("r")
+    month = sa.bindparam("month", type_=_LEASE.c.created_at.type)
+    in_month = sa.func.greatest(w.c.until - sa.func.greatest(w.c.reaped_at, month),
+                                sa.literal_column("interval '0'", sa.Interval))
+    return (
+        sa.select(
+            r.c.instance_type, r.c.region, sa.func.count().label("reaped"),
+            sa.func.sum(sa.extract("epoch", w.c.until - w.c.reaped_at), type_=sa.Numeric()).label("seconds"),
+            sa.func.sum(sa.extract("epoch", in_month), type_=sa.Numeric()).label("month_seconds"),
+        )
+        .join_from(w, r, r.c.id == w.c.resource_id)
+        .group_by(r.c.instance_type, r.c.region)
+    )
+
+
+_AVOIDED = _avoided()
 
 
 async def spend_avoided(session: AsyncSession, *, caller: Principal, now: datetime | None = None) -> SpendAvoided:
@@ -164,8 +196,7 @@ async def spend_avoided(session: AsyncSession, *, caller: Principal, now: dateti
     now = now or utcnow()
     month = datetime.combine(now.astimezone(timezone.utc).date().replace(day=1), time(), tzinfo=timezone.utc)
     rows = await session.execute(
-        _AVOIDED, {"account_id": account_id, "now": now, "month": month,
-         "cap_seconds": AVOIDED_CAP.total_seconds()}
+        _AVOIDED, {"account_id": account_id, "now": now, "month": month, "cap": AVOIDED_CAP}
     )
     result = SpendAvoided()
     for instance_type, region, reaped, seconds, month_seconds in rows.all():
