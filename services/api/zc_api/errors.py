@@ -41,7 +41,8 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 # Paths that answer JSON; everything else is a page for a person and answers HTML.
 JSON_PREFIXES = ("/api/", "/internal/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
-_TITLES = {401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Too large",
+_TITLES = {401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Conflict", 410: "No longer valid",
+           413: "Too large",
            422: "Please check what you entered"}
 
 
