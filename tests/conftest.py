@@ -159,20 +159,43 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
             await admin.close()
 
 
+# Empties the public tables that have rows and rewinds the sequences that were used, in
+# one round trip. A TRUNCATE of every table (~150 ms: new files for each table and index)
+# was the largest cost of most tests; a DELETE of the few tables a test wrote takes a few
+# ms. Foreign keys are not checked meanwhile (replica role): every row of them goes.
+_EMPTY_DATABASE = """
+DO $$
+DECLARE
+    name text;
+    used record;
+    has_rows boolean;
+BEGIN
+    SET LOCAL session_replication_role = replica;
+    FOR name IN
+        SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%alembic_version'
+    LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM public.%I)', name) INTO has_rows;
+        IF has_rows THEN
+            EXECUTE format('DELETE FROM public.%I', name);
+        END IF;
+    END LOOP;
+    FOR used IN
+        SELECT sequencename, start_value FROM pg_sequences WHERE schemaname = 'public' AND last_value IS NOT NULL
+    LOOP
+        PERFORM setval(format('public.%I', used.sequencename), used.start_value, false);
+    END LOOP;
+END
+$$
+"""
+
+
 @pytest.fixture
 async def clean_database(database_url: str) -> str:
     """The run's database with every table emptied (identities restarted): the api's and
     the scheduler's, which may share it. Only the migration bookkeeping stays."""
     connection = await asyncpg.connect(database_url)
     try:
-        tables = sorted(
-            row["tablename"]
-            for row in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-            if not row["tablename"].endswith("alembic_version")
-        )
-        if tables:
-            names = ", ".join(f'"{table}"' for table in tables)
-            await connection.execute(f"TRUNCATE TABLE {names} RESTART IDENTITY CASCADE")
+        await connection.execute(_EMPTY_DATABASE)
     finally:
         await connection.close()
     return database_url
