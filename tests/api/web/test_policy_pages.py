@@ -86,6 +86,20 @@ async def test_wrong_fields_are_marked_and_what_was_typed_is_kept(
     assert policy["default_lease_seconds"] == 3 * 86400
 
 
+async def test_an_action_on_expiry_other_than_stop_or_terminate_is_refused(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    admin = await page_client(tenant.admin)
+
+    for hostile in ("delete", "TERMINATE", "x" * 10_000):
+        refused = await admin.post("/policy", {**GOOD, "action_on_expiry": hostile})
+
+        assert refused.status_code == 422
+        assert 'id="e-action_on_expiry"' in refused.text and "Choose stop or terminate." in refused.text
+    policy = (await api.client.get(f"/api/v1/accounts/{tenant.account_id}/policy", headers=tenant.admin.headers)).json()
+    assert policy["action_on_expiry"] == "stop"
+
+
 async def test_a_pattern_with_spaces_and_a_default_above_the_max_are_refused_by_the_policy_rules(
     api: Api, tenant: Tenant, page_client: PageClientFactory
 ) -> None:

@@ -81,8 +81,10 @@ async def show_policy(
 def read_policy(form: Form) -> dict[str, Any]:
     """The AccountPolicyUpdate fields the form holds; what is wrong goes to ``form.errors``."""
     patterns = [p.strip() for line in form.text("allowed_email_patterns").splitlines() for p in line.split(",")]
-    action = form.text("action_on_expiry")
-    if action not in set(ActionOnExpiry):
+    try:
+        action: ActionOnExpiry | None = ActionOnExpiry(form.text("action_on_expiry"))
+    except ValueError:
+        action = None
         form.fail("action_on_expiry", "Choose stop or terminate.")
     owner_tag = form.text("owner_tag")
     if not owner_tag:
@@ -95,7 +97,7 @@ def read_policy(form: Form) -> dict[str, Any]:
         "max_instances_per_user": form.integer("max_instances_per_user", label="the number of instances",
                                                minimum=0, optional=True),
         "over_quota_grace_seconds": form.duration("over_quota_grace", label="the grace period"),
-        "action_on_expiry": ActionOnExpiry(action) if action in set(ActionOnExpiry) else None,
+        "action_on_expiry": action,
         "warning_seconds": form.durations("warning_times", label="warning times"),
         "blast_radius_percent": form.integer("blast_radius_percent", label="the share", minimum=0, maximum=100),
         "blast_radius_per_hour": form.integer("blast_radius_per_hour", label="the number per hour", minimum=0),
