@@ -15,7 +15,7 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 PIP_COMPILE := $(BIN)/pip-compile --quiet --resolver=backtracking --strip-extras --no-header \
                --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --no-emit-options
 
-.PHONY: venv services tools lint test run requirements clean
+.PHONY: venv services tools lint test run bench requirements clean
 
 # Programs the tests drive, from the distribution's packages (never a downloaded browser):
 # Chromium for the web UI, docker-compose to check the compose file, kubectl for kustomize.
@@ -63,14 +63,34 @@ SANDBOX_ARGS ?=
 run: $(RUNTIME_STAMP)
 	$(BIN)/zerocloud-cli sandbox run $(SANDBOX_ARGS)
 
+# The side-by-side bench (bench/side_by_side.py; not part of `make test`): ZeroCloud's
+# services as processes beside Cloud Custodian, which runs from its own virtualenv (it
+# pins its own boto3), on one call-counting moto server. Writes bench/results/.
+# Options pass through, e.g. make bench BENCH_ARGS="--sizes 1000 --runs 1".
+C7N_VENV    := bench/.venv-c7n
+BENCH_STAMP := $(VENV)/.bench
+BENCH_ARGS  ?=
+$(C7N_VENV)/.installed: requirements/c7n.txt
+	test -x $(C7N_VENV)/bin/python || $(PYTHON) -m venv $(C7N_VENV)
+	$(C7N_VENV)/bin/pip install --quiet -r requirements/c7n.txt
+	touch $@
+
+$(BENCH_STAMP): $(STAMP) requirements/bench.txt
+	$(BIN)/pip install --quiet -r requirements/bench.txt
+	touch $@
+
+bench: $(BENCH_STAMP) $(C7N_VENV)/.installed services
+	$(BIN)/python bench/side_by_side.py --custodian $(C7N_VENV)/bin/custodian $(BENCH_ARGS)
+
 # Recompile the pinned files from the .in files (needs only pip-tools).
 requirements:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/pip-compile || $(BIN)/pip install --quiet pip-tools
 	$(PIP_COMPILE) --output-file requirements/runtime.txt requirements/runtime.in
 	$(PIP_COMPILE) --output-file requirements/dev.txt requirements/dev.in
-	! grep -nE 'https?://|^ *--(index-url|extra-index-url|find-links|trusted-host)' \
-		requirements/runtime.txt requirements/dev.txt
+	$(PIP_COMPILE) --output-file requirements/bench.txt requirements/bench.in
+	$(PIP_COMPILE) --output-file requirements/c7n.txt requirements/c7n.in
+	! grep -nE 'https?://|^ *--(index-url|extra-index-url|find-links|trusted-host)' requirements/*.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
