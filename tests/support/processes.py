@@ -66,7 +66,9 @@ def wait_http(url: str, *, timeout: float = 60, alive: subprocess.Popen[bytes] |
 
 class ProcessStack:
     """The five services as processes, and what they run on. ``overrides`` are ZC_*
-    settings for every service; ``per_service`` for one (e.g. {"reaper": {...}})."""
+    settings for every service; ``per_service`` for one (e.g. {"reaper": {...}}). A
+    service may run as several replicas (``start(name, replica=1)``): each its own process
+    and port, competing for the same queue and timers."""
 
     def __init__(
         self,
@@ -74,12 +76,17 @@ class ProcessStack:
         overrides: Mapping[str, str] | None = None,
         per_service: Mapping[str, Mapping[str, str]] | None = None,
         log_dir: Path | None = None,
+        smtp_port: int | None = None,
     ) -> None:
         self.database = f"zc_stack_{secrets.token_hex(4)}"
         self.database_url = f"{POSTGRES}/{self.database}"
         self.exchange = f"zc-stack-{secrets.token_hex(4)}"
         self.tokens = {name: secrets.token_hex(32) for name in CALLERS}
         self.ports = {name: free_port() for name in (*SERVICES, "internal", "moto", "proxy", "smtp")}
+        # A mail sink of the caller's (one it can stop, to see mail wait), else one spawned here.
+        self._own_smtp = smtp_port is None
+        if smtp_port is not None:
+            self.ports["smtp"] = smtp_port
         self.moto_url = f"http://127.0.0.1:{self.ports['moto']}"
         self.aws_url = f"http://127.0.0.1:{self.ports['proxy']}"
         self.api_url = f"http://127.0.0.1:{self.ports['api']}"
@@ -98,7 +105,8 @@ class ProcessStack:
             self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.ports["moto"])])
             self._spawn("proxy", [sys.executable, "-m", "tests.support.aws_proxy", "--upstream", self.moto_url,
                                   "--port", str(self.ports["proxy"])], cwd=ROOT)
-            self._spawn("smtp", [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.ports['smtp']}"])
+            if self._own_smtp:
+                self._spawn("smtp", [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.ports['smtp']}"])
             wait_http(f"{self.moto_url}/moto-api/", alive=self.processes["moto"])
             wait_http(f"{self.aws_url}/_proxy/calls", alive=self.processes["proxy"])
             self._run([str(BIN / "zerocloud-api"), "migrate"])
@@ -111,7 +119,7 @@ class ProcessStack:
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
 
-    def env(self, service: str | None = None) -> dict[str, str]:
+    def env(self, service: str | None = None, replica: int = 0) -> dict[str, str]:
         values = {
             **os.environ,
             "ZC_DATABASE_URL": self.database_url, "ZC_AMQP_URL": AMQP, "ZC_AMQP_EXCHANGE": self.exchange,
@@ -123,26 +131,44 @@ class ProcessStack:
             **self.overrides,
         }
         if service is not None:
-            values["ZC_HTTP_PORT"] = str(self.ports[service])
+            values["ZC_HTTP_PORT"] = str(self.port(service, replica))
             if service in self.tokens:
                 values["ZC_SERVICE_TOKEN"] = self.tokens[service]
             values.update(self.per_service.get(service, {}))
         return values
 
     # --- the services -------------------------------------------------------------------
+    @staticmethod
+    def key(name: str, replica: int = 0) -> str:
+        return name if replica == 0 else f"{name}-{replica}"
+
+    def port(self, name: str, replica: int = 0) -> int:
+        key = self.key(name, replica)
+        if key not in self.ports:
+            self.ports[key] = free_port()
+        return self.ports[key]
+
     def start_services(self, *names: str) -> None:
         """Start these services (all five by default) and wait until each is ready."""
         for name in names or SERVICES:
             self.start(name)
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, replica: int = 0, *, wait: bool = True) -> None:
+        """Start a service (or another replica of it); by default wait until it is ready."""
+        if name == "api" and replica:
+            raise ValueError("the api's listeners are on fixed ports: one api process per stack")
         command = [str(BIN / f"zerocloud-{name}"), *(["serve"] if name == "api" else [])]
-        process = self._spawn(name, command, env=self.env(name))
-        wait_http(f"http://127.0.0.1:{self.ports[name]}/readyz", alive=process, timeout=90)
+        process = self._spawn(self.key(name, replica), command, env=self.env(name, replica))
+        if wait:
+            wait_http(f"http://127.0.0.1:{self.port(name, replica)}/readyz", alive=process, timeout=90)
 
-    def kill(self, name: str) -> None:
+    def running(self, name: str, replica: int = 0) -> bool:
+        process = self.processes.get(self.key(name, replica))
+        return process is not None and process.poll() is None
+
+    def kill(self, name: str, replica: int = 0) -> None:
         """kill -9: no drain, no goodbye."""
-        process = self.processes.pop(name)
+        process = self.processes.pop(self.key(name, replica))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
 
@@ -168,10 +194,11 @@ class ProcessStack:
         httpx.post(f"{self.moto_url}/moto-api/reset", timeout=60).raise_for_status()
 
     def close(self) -> None:
-        for name in [n for n in SERVICES if n in self.processes]:
-            self.processes[name].send_signal(signal.SIGTERM)
-        for name, process in list(self.processes.items()):
-            if name not in SERVICES:
+        services = [key for key in self.processes if key.split("-")[0] in SERVICES]
+        for key in services:
+            self.processes[key].send_signal(signal.SIGTERM)
+        for key, process in list(self.processes.items()):
+            if key not in services:
                 process.terminate()
         for process in self.processes.values():
             try:
