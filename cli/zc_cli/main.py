@@ -20,6 +20,7 @@ from zc_cli.errors import EXIT_API_ERROR, fail
 from zc_cli.lease import lease_app
 from zc_cli.options import ApiUrl, Json, Token
 from zc_cli.output import emit_json, emit_record, table
+from zc_cli.policy import get_policy  # noqa: F401 - adds `get policy`, `update policy`
 from zc_cli.read import get_app, list_app
 from zc_cli.sweep import sweep
 
