@@ -1,5 +1,5 @@
-"""`zerocloud-cli`: the root command, login, verify, the ingestor's poller in the foreground,
-and the sub-apps (create, get, list, update, revoke, delete, lease, sandbox)."""
+"""`zerocloud-cli`: the root command, login, verify, sweep, the ingestor's poller in the
+foreground, and the sub-apps (create, get, list, update, revoke, delete, lease, sandbox)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ from zc_cli.errors import EXIT_API_ERROR, fail
 from zc_cli.lease import lease_app
 from zc_cli.options import ApiUrl, Json, Token
 from zc_cli.output import emit_json, emit_record, table
+from zc_cli.policy import get_policy  # noqa: F401 - adds `get policy`, `update policy`
 from zc_cli.read import get_app, list_app
+from zc_cli.sweep import sweep
 
 app = typer.Typer(
     name="zerocloud-cli",
-    help="ZeroCloud from the command line: accounts, cloud accounts, users, invitations, leases, events.",
+    help="ZeroCloud from the command line: accounts, cloud accounts, users, invitations, leases, events, sweeps.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals would include API tokens
 )
@@ -38,6 +40,7 @@ app.add_typer(revoke_app, name="revoke")
 app.add_typer(delete_app, name="delete")
 app.add_typer(lease_app, name="lease")
 app.add_typer(verify_app, name="verify")
+app.command("sweep")(sweep)
 
 
 def _sandbox_app() -> typer.Typer | None:

@@ -82,6 +82,7 @@ _OBJECTS = {
     "user": ("/users/{id}", "a user"),
     "lease": ("/leases/{id}", "a lease"),
     "resource": ("/resources/{id}", "a resource (an EC2 instance)"),
+    "sweep": ("/sweeps/{id}", "a sweep (admins): its state and, once done, what it counted"),
 }
 
 

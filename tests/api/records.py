@@ -23,7 +23,8 @@ M = TypeVar("M", bound=Message)
 
 # Whose work each internal route is: the only credential it answers.
 _ROUTE_SERVICES = {"/leases/": "reaper", "/notifications/": "notifier", "/action-links": "notifier",
-                   "/people-links": "notifier", "/cloudaccounts": "ingestor"}
+                   "/people-links": "notifier", "/cloudaccounts": "ingestor",
+                   "/sweeps/": "ingestor"}
 
 
 @asynccontextmanager

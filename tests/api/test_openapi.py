@@ -21,8 +21,9 @@ SPEC_ROUTES = {
     "POST /api/v1/tokens", "GET /api/v1/tokens", "DELETE /api/v1/tokens/{token_id}",
     "GET /api/v1/resources", "GET /api/v1/resources/{resource_id}",
     "GET /api/v1/leases", "GET /api/v1/leases/{lease_id}", "GET /api/v1/audit-events",
-    "POST /api/v1/cloudevents",
+    "POST /api/v1/cloudevents", "POST /api/v1/sweeps", "GET /api/v1/sweeps/{sweep_id}",
     "GET /internal/v1/cloudaccounts", "GET /internal/v1/cloudaccounts/{cloud_account_id}/instances",
+    "POST /internal/v1/sweeps/{sweep_id}/report",
 }
 
 
@@ -68,6 +69,8 @@ async def test_error_codes_a_route_can_answer_are_declared(api: Api) -> None:
     assert "403" in operations["PATCH /api/v1/accounts/{account_id}/policy"]["responses"]
     assert "413" in operations["POST /api/v1/cloudevents"]["responses"]
     assert "requestBody" in operations["POST /api/v1/cloudevents"]
+    assert {"202", "403", "404", "413", "422"} <= operations["POST /api/v1/sweeps"]["responses"].keys()
+    assert {"200", "403", "404"} <= operations["GET /api/v1/sweeps/{sweep_id}"]["responses"].keys()
 
 
 async def test_every_public_route_declares_the_refusals_any_request_can_get(api: Api) -> None:

@@ -67,7 +67,7 @@ async def _victim_token(api: Api, token: str) -> int:
 
 @pytest.fixture
 async def seeded(api_settings: Callable[..., ApiSettings]) -> AsyncIterator[tuple[ApiSettings, Seeded]]:
-    """Two tenants with a cloud account, a lease, a spare user and an invitation each,
+    """Two tenants with a cloud account, a lease, a spare user, an invitation and a sweep each,
     written by one api instance; the fuzzed one (below) then serves the same database."""
     settings = api_settings()
     async with running_api(settings) as api:
@@ -81,9 +81,12 @@ async def seeded(api_settings: Callable[..., ApiSettings]) -> AsyncIterator[tupl
             json={"email": "someone-new@example.com", "role": "dev"}, headers=mine.admin.headers,
         )
         assert invited.status_code == 201, invited.text
+        swept = await api.client.post("/api/v1/sweeps", json={"cloud_account_id": cloud["id"]}, headers=mine.admin.headers)
+        assert swept.status_code == 202, swept.text
         mine_ids = {
             "account_id": mine.account_id, "cloud_account_id": cloud["id"], "resource_id": resource_id,
             "lease_id": lease_id, "user_id": spare.user_id, "invitation_id": invited.json()["id"],
+            "sweep_id": swept.json()["data"][0]["id"],
         }
         tokens: dict[str, str | None] = {
             "anonymous": None, "developer": mine.dev.token, "admin": mine.admin.token,

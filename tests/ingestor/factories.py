@@ -9,11 +9,11 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 
 from zc_common.aws import AwsAccess
 from zc_common.bus.memory import InProcessBus
-from zc_common.internal_api import CloudAccountRecord, EventArrival, EventArrivals
+from zc_common.internal_api import CloudAccountRecord, EventArrival, EventArrivals, SweepReport
 from zc_common.messages import CloudAccountMode, Message, ResourceChange
 from zc_common.settings import IngestorSettings
 
@@ -104,7 +104,17 @@ class FakeApi(FakeInternalApi):
         self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
         self.app.get("/internal/v1/cloudaccounts/{cloud_account_id}/instances")(self._instances)
         self.app.post("/internal/v1/cloudaccounts/event-arrivals", status_code=204)(self._arrivals)
+        self.app.post("/internal/v1/sweeps/{sweep_id}/report", status_code=204)(self._sweep_report)
         self.arrivals: list[EventArrival] = []
+        self.sweep_reports: list[tuple[int, SweepReport]] = []  # (sweep id, report), in order
+        self.failing: set[str] = set()  # route names that answer 500
+
+    async def _sweep_report(self, request: Request, sweep_id: int, body: SweepReport) -> None:
+        self._authorize(request)
+        self.requests["sweep_report"] += 1
+        if "sweep_report" in self.failing:
+            raise HTTPException(500, "the api is having a bad day")
+        self.sweep_reports.append((sweep_id, body))
 
     async def _cloud_accounts(
         self, request: Request, upstream_account_id: str | None = None
@@ -122,6 +132,8 @@ class FakeApi(FakeInternalApi):
     async def _instances(self, request: Request, cloud_account_id: int, region: str) -> dict[str, Any]:
         self._authorize(request)
         self.requests["instances"] += 1
+        if "instances" in self.failing:
+            raise HTTPException(500, "the api is having a bad day")
         ids = self.known.get((cloud_account_id, region), [])
         return {"cloud_account_id": cloud_account_id, "region": region, "instance_ids": ids}
 

@@ -12,10 +12,11 @@ import pytest_asyncio
 
 from zc_common.bus import Bus, topology
 from zc_common.cloudevents import state_change_event
+from zc_common.internal_api import SweepState
 from zc_common.messages import CloudEventReceived, ResourceChange, SweepRequested
 
 from tests.ingestor.conftest import IngestorFactory
-from tests.ingestor.factories import CUSTOMER, NOT_ONBOARDED, REGION, CustomerAccount
+from tests.ingestor.factories import CUSTOMER, NOT_ONBOARDED, REGION, CustomerAccount, FakeApi
 from tests.support.waiting import eventually
 from zc_ingestor import handlers
 from zc_ingestor.service import Ingestor
@@ -74,6 +75,18 @@ async def test_sweep_requested_for_a_removed_account_is_dropped(
 
     await eventually(lambda: ingestor_on_bus.counters["sweeps"] == 1, timeout=30)
     assert await dead_letters(bus) == []
+
+
+async def test_sweep_requested_with_a_sweep_id_is_reported_to_the_api(
+    api_queue: ApiQueue, bus: Bus, customer: CustomerAccount, fake_api: FakeApi
+) -> None:
+    await customer.launch(2)
+
+    await bus.publish(SweepRequested(cloud_account_id=1, region=REGION, sweep_id=5))
+
+    await eventually(lambda: any(r.state is SweepState.done for _, r in fake_api.sweep_reports), timeout=30)
+    assert [(i, r.state) for i, r in fake_api.sweep_reports] == [(5, SweepState.running), (5, SweepState.done)]
+    assert fake_api.sweep_reports[-1][1].instances_seen == 2
 
 
 async def test_event_posted_to_the_api_is_followed(

@@ -78,6 +78,38 @@ class KnownInstances(BaseModel):
     instance_ids: list[str]
 
 
+class SweepState(enum.StrEnum):
+    """A sweep an admin asked for: requested (published to the ingestor), running, then
+    done or failed."""
+
+    requested = "requested"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+    @property
+    def in_progress(self) -> bool:
+        return self in (SweepState.requested, SweepState.running)
+
+
+MAX_SWEEP_ERROR_CHARS = 1000
+SweepCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class SweepReport(BaseModel):
+    """What the ingestor tells the api of a sweep it was asked for by id: that it runs,
+    then how it ended (the counts when done; why, when failed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: SweepState = Field(description="running, done or failed (never requested)")
+    instances_seen: SweepCount | None = Field(None, description="instances AWS listed, each published")
+    instances_gone: SweepCount | None = Field(
+        None, description="instances the api held that AWS no longer lists, published as gone (their leases released)"
+    )
+    error: str | None = Field(None, min_length=1, max_length=MAX_SWEEP_ERROR_CHARS, description="why it failed")
+
+
 class LeaseRef(BaseModel):
     """A lease at one version: what a timer, a claim or a link is bound to."""
 
@@ -268,6 +300,10 @@ class InternalApi:
     async def events_arrived(self, arrivals: list[EventArrival]) -> None:
         """Tell the api events came through these topics (the ingestor)."""
         await self._post("/cloudaccounts/event-arrivals", EventArrivals(arrivals=arrivals))
+
+    async def report_sweep(self, sweep_id: int, report: SweepReport) -> None:
+        """Tell the api how the sweep it asked for by id is going (the ingestor)."""
+        await self._post(f"/sweeps/{sweep_id}/report", report)
 
     async def _post(self, path: str, body: BaseModel) -> Any:
         response = await self._http.post(path, content=body.model_dump_json(), headers={"Content-Type": "application/json"})

@@ -197,11 +197,14 @@ class CloudEventReceived(Message):
 
 
 class SweepRequested(Message):
-    """Run the inventory sweep now: for one cloud account and region, or everything."""
+    """Run the inventory sweep now: for one cloud account and region, or everything. An
+    admin's request (POST /api/v1/sweeps) carries its ``sweep_id``, and the ingestor
+    reports on it; the scheduler's timer sends none."""
 
     type: Literal["SweepRequested"] = "SweepRequested"
     cloud_account_id: int | None = None
     region: str | None = None
+    sweep_id: int | None = Field(None, ge=1, description="The api's sweep row to report to (POST /internal/v1/sweeps/{id}/report)")
 
 
 # --- leases ----------------------------------------------------------------------------

@@ -219,6 +219,11 @@ class ApiSettings(ZeroCloudSettings):
     past_lease_digest_check_seconds: float = Field(
         600.0, gt=0, le=86400, description="How often the api looks whether a day's list of them is due."
     )
+    sweep_stale_seconds: int = Field(
+        900, ge=60, le=24 * 3600,
+        description="A sweep an admin asked for (POST /api/v1/sweeps) that the ingestor has not finished after this "
+        "many seconds no longer holds back a new one for its cloud account and region: it is marked failed.",
+    )
     sandbox_mailbox_dir: str | None = Field(
         None, description="Sandbox only: a folder of .eml files the web UI shows as the mailbox page."
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import typer
 
@@ -38,20 +40,31 @@ def migrate_command() -> None:
 
 
 @app.command("create-admin")
-def create_admin_command(email: str = typer.Option(..., help="The admin's email address.")) -> None:
+def create_admin_command(
+    email: str = typer.Option(..., help="The admin's email address."),
+    as_json: bool = typer.Option(False, "--json", help="Print the admin and the token as JSON (for scripts)."),
+) -> None:
     """Create an admin and print their API token (shown only this once)."""
     from zc_api.auth.bootstrap import create_admin
 
     settings = load_settings(ApiSettings, "api")
 
-    async def create() -> str:
+    async def create() -> dict[str, Any]:
         engine = create_engine(settings.database_url, pool_size=1)
         try:
             async with transaction(session_maker(engine)) as session:
-                _, token = await create_admin(session, email, token_name="create-admin")
-            return token
+                user, token = await create_admin(session, email, token_name=TOKEN_NAME)
+            return {"id": user.id, "email": user.email, "role": user.role, "account_id": user.account_id,
+                    "token_name": TOKEN_NAME, "token": token}
         finally:
             await engine.dispose()
 
-    token = asyncio.run(create())
-    typer.echo(f"admin {email.lower()} created; API token (shown once): {token}")
+    created = asyncio.run(create())
+    if as_json:
+        # As `zerocloud-cli ... --json` prints: the object alone on stdout, indented.
+        typer.echo(json.dumps(created, indent=2, ensure_ascii=False))
+        return
+    typer.echo(f"admin {created['email']} created; API token (shown once): {created['token']}")
+
+
+TOKEN_NAME = "create-admin"

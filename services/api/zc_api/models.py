@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import Mapped
 from sqlmodel import Field, SQLModel, col
 
-from zc_common.internal_api import LeaseAction
+from zc_common.internal_api import LeaseAction, SweepState
 from zc_common.messages import (
     LIVE_LEASE_STATUSES,
     ActionOnExpiry,
@@ -307,6 +307,37 @@ class Lease(SQLModel, table=True):
     exempt_reason: str | None = Field(default=None, sa_type=sa.Text)
     claimed_at: datetime | None = Field(default=None, sa_type=TZ, description="when the reaper claimed it")
     reaped_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+# A sweep the ingestor has not finished: at most one per cloud account and region.
+SWEEP_IN_PROGRESS_SQL = "state IN ('requested', 'running')"
+
+
+class Sweep(SQLModel, table=True):
+    """An inventory sweep of one cloud account and region an admin asked for: its state
+    as the ingestor reported it, and what it counted."""
+
+    __tablename__ = "sweep"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('requested', 'running', 'done', 'failed')", name="state"),
+        # Two racing requests cannot both insert: the second finds the first.
+        sa.Index(
+            "uq_sweep_in_progress", "cloud_account_id", "region", unique=True,
+            postgresql_where=sa.text(SWEEP_IN_PROGRESS_SQL),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    cloud_account_id: int = Field(foreign_key="cloud_account.id", ondelete="CASCADE")
+    region: str = Field(max_length=32)
+    requested_by: str = Field(max_length=200)
+    state: SweepState = _enum(SweepState, SweepState.requested)
+    instances_seen: int | None = None
+    instances_gone: int | None = None
+    error: str | None = Field(default=None, max_length=1000)
+    requested_at: datetime | None = _now_column()
+    started_at: datetime | None = Field(default=None, sa_type=TZ)
+    finished_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
 class ActionToken(SQLModel, table=True):

@@ -21,12 +21,16 @@ from zc_api.notifications.endpoints import router as notifications
 from zc_api.policies.endpoints import router as policies
 from zc_api.reaping.endpoints import router as reaping
 from zc_api.resources.endpoints import router as resources
+from zc_api.sweeps.endpoints import internal_router as sweep_reports
+from zc_api.sweeps.endpoints import router as sweeps
 from zc_api.tokens.endpoints import router as tokens
 from zc_api.users.endpoints import router as users
 from zc_api.web.routes import router as web_pages
 
-PUBLIC = (accounts, policies, cloudaccounts, users, invitations, tokens, resources, leases, audit, cloudevents)
-INTERNAL = (internal, reaping, action_links, notifications, people_links)
+PUBLIC = (
+    accounts, policies, cloudaccounts, users, invitations, tokens, resources, leases, audit, cloudevents, sweeps,
+)
+INTERNAL = (internal, reaping, action_links, notifications, people_links, sweep_reports)
 
 # No JSON body the API takes comes near this (a cloud event is at most
 # ZC_MAX_CLOUDEVENT_BYTES, capped below it); without a cap anyone, even without a token,

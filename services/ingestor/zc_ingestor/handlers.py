@@ -12,7 +12,6 @@ from zc_common.messages import CloudEventReceived, SweepRequested
 
 from zc_ingestor.hints import Verdict
 from zc_ingestor.service import Ingestor
-from zc_ingestor.sweep import NothingToSweep
 
 log = logging.getLogger("zc.ingestor.handlers")
 
@@ -30,9 +29,15 @@ def subscribe(bus: Bus, ingestor: Ingestor) -> None:
         await cloud_events_received(ingestor, messages)
 
     async def sweeps(requests: Sequence[SweepRequested]) -> None:
-        # One sweep per target however often the batch asks for it.
-        for target in dict.fromkeys((m.cloud_account_id, m.region) for m in requests):
-            await sweep_requested(ingestor, *target)
+        # One sweep per target however often the batch asks for it, reported to every
+        # sweep id that asked.
+        targets: dict[tuple[int | None, str | None], list[int]] = {}
+        for m in requests:
+            sweep_ids = targets.setdefault((m.cloud_account_id, m.region), [])
+            if m.sweep_id is not None and m.sweep_id not in sweep_ids:
+                sweep_ids.append(m.sweep_id)
+        for (cloud_account_id, region), sweep_ids in targets.items():
+            await sweep_requested(ingestor, cloud_account_id, region, sweep_ids)
 
     # Events first: if one fails the bus handles the batch again message by message, and
     # the sweeps, much dearer than a re-published change, have not run yet.
@@ -40,12 +45,12 @@ def subscribe(bus: Bus, ingestor: Ingestor) -> None:
     bus.subscribe(topology.INGESTOR, routes, batch_size=BATCH_SIZE, max_wait=0.2)
 
 
-async def sweep_requested(ingestor: Ingestor, cloud_account_id: int | None, region: str | None) -> None:
-    try:
-        await ingestor.sweep(cloud_account_id, region)
-    except NothingToSweep as error:
-        # A job for an account removed since it was scheduled: nothing is left to do.
-        log.warning("sweep request ignored: %s", error)
+async def sweep_requested(
+    ingestor: Ingestor, cloud_account_id: int | None, region: str | None, sweep_ids: Sequence[int] = ()
+) -> None:
+    # A job for an account removed since it was scheduled leaves nothing to do: reported
+    # failed to whoever asked, not retried.
+    await ingestor.sweeper.requested(cloud_account_id, region, sweep_ids)
 
 
 async def cloud_events_received(ingestor: Ingestor, messages: Sequence[CloudEventReceived]) -> None:

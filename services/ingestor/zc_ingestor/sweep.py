@@ -1,6 +1,8 @@
 """The inventory sweep: list every instance of each cloud account and region, publish
 what AWS lists, and publish as gone what the api still holds but AWS no longer lists.
-It catches what events missed (lost events, accounts onboarded with instances running)."""
+It catches what events missed (lost events, accounts onboarded with instances running).
+A sweep an admin asked for carries the api's sweep ids: it is reported running, then done
+with its counts or failed with the reason."""
 
 from __future__ import annotations
 
@@ -8,12 +10,19 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from zc_common.aws import AwsAccess
 from zc_common.bus import Bus
-from zc_common.internal_api import CloudAccountRecord, InternalApi
+from zc_common.internal_api import (
+    MAX_SWEEP_ERROR_CHARS,
+    CloudAccountRecord,
+    InternalApi,
+    SweepReport,
+    SweepState,
+)
 from zc_common.logging import log_context
 from zc_common.messages import ResourceChange, utcnow
 
@@ -67,7 +76,10 @@ class Sweeper:
             if region is None or target_region == region
         ]
         if not targets and (cloud_account_id is not None or region is not None):
-            raise NothingToSweep(f"no onboarded cloud account {cloud_account_id} with region {region}")
+            raise NothingToSweep(
+                f"nothing to sweep for cloud account {cloud_account_id}, region {region}: it is removed, does "
+                "not watch that region, or its claim is not in force (verify it)"
+            )
         limit = asyncio.Semaphore(CONCURRENT_REGIONS)
 
         async def bounded(record: CloudAccountRecord, target_region: str) -> tuple[int, int] | RegionFailure:
@@ -90,6 +102,43 @@ class Sweeper:
             result.regions, result.instances, result.gone, len(result.failures), result.seconds,
         )
         return result
+
+    async def requested(
+        self, cloud_account_id: int | None, region: str | None, sweep_ids: Sequence[int] = ()
+    ) -> SweepResult | None:
+        """Run a requested sweep and report on each of ``sweep_ids`` (none for the
+        scheduler's timer): running, then done, or failed when any region failed. None
+        when there was nothing to sweep (a cloud account or region since removed)."""
+        await self._report(sweep_ids, SweepReport(state=SweepState.running))
+        try:
+            result = await self.sweep(cloud_account_id, region)
+        except NothingToSweep as error:
+            log.warning("sweep request ignored: %s", error)
+            await self._report(sweep_ids, SweepReport(state=SweepState.failed, error=_bounded(str(error))))
+            return None
+        except Exception as error:
+            # The bus retries the request; the operator learns now rather than after the
+            # api's stale bound (a retried run does not revive a sweep reported failed).
+            await self._report(sweep_ids, SweepReport(state=SweepState.failed, error=_bounded(_reason(error))))
+            raise
+        counts = {"instances_seen": result.instances, "instances_gone": result.gone}
+        if result.failures:
+            reasons = "; ".join(f"{f.region}: {f.reason}" for f in result.failures)
+            report = SweepReport(state=SweepState.failed, error=_bounded(reasons), **counts)
+        else:
+            report = SweepReport(state=SweepState.done, **counts)
+        await self._report(sweep_ids, report)
+        return result
+
+    async def _report(self, sweep_ids: Sequence[int], report: SweepReport) -> None:
+        # A report that cannot be made must not undo the sweep: the api gives a sweep it
+        # hears nothing more of up after its bound (ZC_SWEEP_STALE_SECONDS).
+        for sweep_id in sweep_ids:
+            try:
+                await self.api.report_sweep(sweep_id, report)
+            except Exception as error:  # noqa: BLE001 - logged; the sweep itself is what matters
+                self.counters["sweep_reports_failed"] += 1
+                log.warning("could not report sweep %d %s: %s", sweep_id, report.state, _reason(error))
 
     async def _sweep_region(self, record: CloudAccountRecord, region: str) -> tuple[int, int] | RegionFailure:
         """(instances published, gone published) for one region, or why it failed."""
@@ -140,3 +189,12 @@ def _sweep_change(
         event_time=swept_at,
         event_source=SWEEP_EVENT_SOURCE,
     )
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _bounded(text: str) -> str:
+    text = text.replace("\x00", "") or "failed"
+    return text if len(text) <= MAX_SWEEP_ERROR_CHARS else text[: MAX_SWEEP_ERROR_CHARS - 1] + "…"

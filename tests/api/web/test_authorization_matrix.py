@@ -133,6 +133,9 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/audit-events"): Case(("401", "403", "ok", "ok", "404")),
     # An event for an account nobody onboarded: a person may hand it in, it is then refused (422).
     ("POST", "/api/v1/cloudevents"): Case(("401", "in", "in", "in", "404"), body=_none),
+    # Sweeps: A's admin only; B's admin does not find A's cloud account (sweep_id is A's).
+    ("POST", "/api/v1/sweeps"): Case(API_ADMIN_OF_A, body=lambda w: {"cloud_account_id": w.ids["cloud_account_id"]}),
+    ("GET", "/api/v1/sweeps/{sweep_id}"): Case(API_ADMIN_OF_A),
     # The internal API: the service token only.
     ("GET", "/internal/v1/cloudaccounts"): Case(("401", "404", "404", "404", "ok")),
     # (without its required region: 422, past authorization)
@@ -145,6 +148,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/internal/v1/notifications/sent"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/notifications/recipients"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/people-links"): Case(API_INTERNAL, body=_none),
+    ("POST", "/internal/v1/sweeps/{sweep_id}/report"): Case(API_INTERNAL, body=_none),
     # Pages anyone may open; links whose token is the credential.
     ("GET", "/"): Case(("303", "ok", "ok", "ok", "303")),  # to /login, or to the person's start page
     ("GET", "/login"): Case(OPEN),
@@ -250,11 +254,15 @@ async def _world(api: Api) -> World:
         f"/api/v1/accounts/{a.account_id}/invitations", json={"email": "invitee@example.com", "role": "dev"},
         headers=a.admin.headers,
     )
+    sweep = await api.client.post(
+        "/api/v1/sweeps", json={"cloud_account_id": cloud["id"]}, headers=a.admin.headers
+    )
     assert spare.status_code == 201 and invitation.status_code == 201, (spare.text, invitation.text)
+    assert sweep.status_code == 202, sweep.text
     ids = {
         "account_id": a.account_id, "cloud_account_id": cloud["id"], "lease_id": lease_id,
         "resource_id": resource_id, "user_id": a.dev.user_id, "token_id": spare.json()["id"],
-        "invitation_id": invitation.json()["id"],
+        "invitation_id": invitation.json()["id"], "sweep_id": sweep.json()["data"][0]["id"],
     }
     return World(a=a, b=b, ids=ids)
 
@@ -307,7 +315,7 @@ def _service_of(path: str) -> str:
     """The service whose work an internal route is."""
     if path.startswith("/internal/v1/leases/"):
         return "reaper"
-    return "ingestor" if path.startswith("/internal/v1/cloudaccounts") else "notifier"
+    return "ingestor" if path.startswith(("/internal/v1/cloudaccounts", "/internal/v1/sweeps")) else "notifier"
 
 
 # The callers who are refused go first, so an allowed call cannot change what they see.

@@ -41,10 +41,12 @@ def _role_arn(value: str) -> str:
     return value
 
 
-def _region(value: str) -> str:
+def region_name(value: str) -> str:
+    """An AWS region's name, such as us-east-1 (its form only: AWS adds regions)."""
     if not _REGION.match(value):
         raise ValueError(f"{value!r} is not an AWS region such as us-east-1")
     return value
+
 
 
 def _unique(value: list[str]) -> list[str]:
@@ -57,10 +59,10 @@ UpstreamAccountId = Annotated[
 ]
 RoleArn = Annotated[str, Field(max_length=2048), AfterValidator(_role_arn)]
 Regions = Annotated[
-    list[Annotated[str, AfterValidator(_region)]], Field(min_length=1, max_length=40), AfterValidator(_unique)
+    list[Annotated[str, AfterValidator(region_name)]], Field(min_length=1, max_length=40), AfterValidator(_unique)
 ]
 TopicArns = Annotated[
-    dict[Annotated[str, AfterValidator(_region)], Annotated[str, Field(min_length=1, max_length=512)]],
+    dict[Annotated[str, AfterValidator(region_name)], Annotated[str, Field(min_length=1, max_length=512)]],
     Field(
         max_length=40,
         description="Region -> the ARN of the SNS topic the ZeroCloud stack made there (its TopicArn output). "

@@ -25,7 +25,8 @@ from zc_api.web.session import AdminDep
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
-SUBJECT_TYPES = ["lease", "resource", "cloud_account", "user", "invitation", "account_policy", "account", "api_token"]
+SUBJECT_TYPES = ["lease", "resource", "cloud_account", "user", "invitation", "account_policy", "account", "api_token",
+                 "sweep"]
 # Where a subject has a page of its own.
 _LINKS = {"lease": "/leases/{}", "cloud_account": "/cloud-accounts/{}", "user": "/users/{}"}
 
