@@ -15,7 +15,7 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 PIP_COMPILE := $(BIN)/pip-compile --quiet --resolver=backtracking --strip-extras --no-header \
                --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --no-emit-options
 
-.PHONY: venv services tools lint test run bench requirements clean
+.PHONY: venv services tools lint test test-reliability run bench requirements clean
 
 # Programs the tests drive, from the distribution's packages (never a downloaded browser):
 # Chromium for the web UI, docker-compose to check the compose file, kubectl for kustomize.
@@ -53,9 +53,16 @@ lint: venv
 # test its own exchange, so they are independent), a file's tests on one worker; then
 # what stops a shared server (the broker restart), alone. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
+# The fault suite's short case runs here too; the whole of it is `make test-reliability`.
 test: venv services tools lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial and (not reliability or reliability_short)"
 	$(BIN)/pytest -m serial
+
+# The fault suite (tests/reliability): ZeroCloud's five processes under steady load, one
+# fault per case (kill -9 of each service, replicas, AWS failing, SMTP down), then every
+# invariant read from the database, moto, the mail sink and the dead letters.
+test-reliability: venv services
+	$(BIN)/pytest -n $(TEST_WORKERS) -m reliability tests/reliability
 
 # The sandbox. Options pass through, e.g. make run SANDBOX_ARGS="--port 8080 --data-dir /tmp/zc"
 # (or set ZC_SANDBOX_PORT, ZC_SANDBOX_MOTO_PORT, ZC_SANDBOX_DIR).

@@ -45,11 +45,19 @@ RENEW_BY_SECONDS = 3600
 LIVE = ("active", "expired", "reaping", "exempt")
 
 
-def aws(stack: ProcessStack, service: str) -> Any:
-    """A client straight to moto (the customer's own calls are not ZeroCloud's, and are
-    never failed by the proxy)."""
-    return boto3.client(service, endpoint_url=stack.moto_url, region_name=REGION,
-                        aws_access_key_id="customer", aws_secret_access_key="customer")
+def aws(stack: ProcessStack, service: str, *, customer: bool = True) -> Any:
+    """A client straight to moto (never failed by the proxy, never counted): of the
+    customer's own account, or (``customer=False``) of ZeroCloud's, where the event queue is."""
+    sts = boto3.client("sts", endpoint_url=stack.moto_url, region_name=REGION,
+                       aws_access_key_id="zerocloud", aws_secret_access_key="zerocloud")
+    if not customer:
+        return boto3.client(service, endpoint_url=stack.moto_url, region_name=REGION,
+                            aws_access_key_id="zerocloud", aws_secret_access_key="zerocloud")
+    credentials = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="customer-admin")["Credentials"]
+    return boto3.client(
+        service, endpoint_url=stack.moto_url, region_name=REGION, aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"], aws_session_token=credentials["SessionToken"],
+    )
 
 
 @dataclass
@@ -68,7 +76,7 @@ class Workload:
     # --- set up ---------------------------------------------------------------------------
     @classmethod
     def event_queue(cls, stack: ProcessStack) -> str:
-        return str(aws(stack, "sqs").create_queue(QueueName=f"events-{stack.exchange}")["QueueUrl"])
+        return str(aws(stack, "sqs", customer=False).create_queue(QueueName=f"events-{stack.exchange}")["QueueUrl"])
 
     def onboard(self) -> None:
         self.admin_token = self.stack.create_admin(ADMIN)
@@ -93,7 +101,7 @@ class Workload:
         renewer.start()
         faulting = threading.Thread(target=lambda: (time.sleep(fault_at), fault and fault()), name="fault", daemon=True)
         faulting.start()
-        ec2, sqs = aws(self.stack, "ec2"), aws(self.stack, "sqs")
+        ec2, sqs = aws(self.stack, "ec2"), aws(self.stack, "sqs", customer=False)
         started = time.monotonic()
         launched = 0
         while time.monotonic() - started < seconds:
@@ -243,10 +251,7 @@ class Workload:
             [lease] = by_instance.get(instance_id, [None])  # type: ignore[list-item]
             if lease is None or lease["reaped_at"] is None:
                 continue
-            warned = [
-                parsedate_to_datetime(str(m.message["Date"])) for m in mails
-                if instance_id in _text(m.message) and "expires" in _text(m.message).lower()
-            ]
+            warned = [parsedate_to_datetime(str(m.message["Date"])) for m in mails if _warns_of(m.message, instance_id)]
             # The warning precedes the reap by its lead (the Date header has whole seconds).
             latest_allowed = lease["reaped_at"] - timedelta(seconds=WARNING_SECONDS - 2)
             if not any(at <= latest_allowed for at in warned):
@@ -255,6 +260,14 @@ class Workload:
                     f"{WARNING_SECONDS} s before (warnings: {[f'{w:%H:%M:%S}' for w in warned]})"
                 )
         return problems
+
+
+def _warns_of(message: Any, instance_id: str) -> bool:
+    """Whether the mail holds a warning about this instance (a digest holds one item per
+    notice: notices/warning.txt starts its item with '* Lease expiring: <label>')."""
+    return any(
+        line.startswith("* Lease expiring: ") and instance_id in line for line in _text(message).splitlines()
+    )
 
 
 def _text(message: Any) -> str:
