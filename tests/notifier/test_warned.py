@@ -16,8 +16,18 @@ from zc_common.internal_api import DeferOutcome, WarningUndelivered
 from zc_common.messages import LeaseExpiringSoon
 
 from tests.notifier.conftest import StartNotifier
-from tests.notifier.factories import OWNER, FakeApi, SmtpSink, expiring_soon, lease_snapshot, utcnow
+from tests.notifier.factories import (
+    OWNER,
+    FakeApi,
+    SmtpSink,
+    expiring_soon,
+    lease_snapshot,
+    notifier_settings,
+    utcnow,
+)
 from tests.support.waiting import eventually
+from zc_notifier.mail import Mail
+from zc_notifier.service import Notifier
 
 SETTLE = 1.0
 
@@ -168,3 +178,29 @@ async def test_a_warning_not_yet_delivered_is_not_reported(
     smtp_sink.start()
     await eventually(lambda: fake_api.requests["warned"] == 1, timeout=20)
     assert len(smtp_sink.mails) == 1 and fake_api.warned[0].undelivered is None
+
+
+async def test_a_warning_the_mail_server_accepted_too_late_moves_the_reap_too(
+    smtp_sink: SmtpSink, fake_api: FakeApi
+) -> None:
+    skew = [timedelta(0)]
+    api = fake_api.client()
+    notifier = Notifier(notifier_settings(smtp_sink), api, clock=lambda: utcnow() + skew[0])
+    channel = notifier.deliveries[0].channel
+    send = channel.send
+
+    async def slow_send(mail: Mail) -> None:
+        await send(mail)
+        skew[0] = timedelta(minutes=20)  # the tries took that long
+
+    channel.send = slow_send  # type: ignore[method-assign]
+    warning = late_warning(left=timedelta(hours=1))
+    try:
+        await notifier.handle([warning])
+    finally:
+        await notifier.close()
+        await api.close()
+
+    assert len(smtp_sink.mails) == 1, "it went, but short of its lead"
+    assert fake_api.warned == []
+    assert [(w.lease_id, w.warning_at) for w in fake_api.deferred] == [(warning.lease.lease_id, warning.warning_at)]

@@ -300,13 +300,15 @@ class LeaseExpiringSoon(Message):
     def lead(self) -> timedelta:
         return self.lease.expires_at - self.warning_at
 
-    def too_late(self, now: datetime) -> bool:
-        """Whether, sent ``now``, it would reach the owner short of its lead (beyond the
-        tolerance): then the reap must move instead (the api's /leases/defer)."""
+    def too_late(self, now: datetime, *, batching: timedelta = timedelta(0)) -> bool:
+        """Whether, sent ``now``, it reaches the owner short of its lead beyond the
+        tolerance and ``batching`` (the delay the notifier adds on purpose: its digest
+        window, which every warning waits through, a re-sent one too): then the reap
+        must move instead (the api's /leases/defer)."""
         left, lead = self.lease.expires_at - now, self.lead
         if left <= timedelta(0) or lead <= timedelta(0):
             return True
-        return left < lead - warning_tolerance(lead)
+        return left < lead - warning_tolerance(lead) - batching
 
 
 class LeaseExpired(Message):

@@ -7,7 +7,7 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from zc_common.internal_api import LeaseRef
@@ -109,7 +109,7 @@ def recipient_address(email: str) -> str:
     return email.strip().lower()
 
 
-def notices_for(message: Message, now: datetime) -> list[Notice]:
+def notices_for(message: Message, now: datetime, *, batching: timedelta = timedelta(0)) -> list[Notice]:
     """The notices a message asks for; none for changes people made themselves (renewed,
     released …) and none for a warning too late for its lead (``late_warnings``: the api
     moves the reap instead, and the new version warns at once)."""
@@ -119,7 +119,7 @@ def notices_for(message: Message, now: datetime) -> list[Notice]:
             return []
         return [_lease_notice(message, message.lease, kind, reason=message.reason, change=message.change)]
     if isinstance(message, LeaseExpiringSoon):
-        if message.too_late(now):
+        if message.too_late(now, batching=batching):
             return []
         return [_lease_notice(message, message.lease, NoticeKind.warning, warning_at=message.warning_at)]
     if isinstance(message, LeasesPastTheirEnd):
@@ -175,9 +175,19 @@ def _lease_notice(
     )
 
 
-def late_warnings(messages: Iterable[Message], now: datetime) -> list[LeaseExpiringSoon]:
+def late_warnings(
+    messages: Iterable[Message], now: datetime, *, batching: timedelta = timedelta(0)
+) -> list[LeaseExpiringSoon]:
     """The warnings of a batch that, sent now, would reach their owner short of their lead."""
-    return [m for m in messages if isinstance(m, LeaseExpiringSoon) and m.too_late(now)]
+    return [m for m in messages if isinstance(m, LeaseExpiringSoon) and m.too_late(now, batching=batching)]
+
+
+def as_warning(notice: Notice) -> LeaseExpiringSoon:
+    """The warning a warning notice was made from."""
+    assert notice.lease is not None and notice.warning_at is not None, "a warning notice names its lease and moment"
+    return LeaseExpiringSoon(
+        message_id=notice.message_id, occurred_at=notice.occurred_at, lease=notice.lease, warning_at=notice.warning_at
+    )
 
 
 def unique(notices: Iterable[Notice]) -> list[Notice]:

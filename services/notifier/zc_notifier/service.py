@@ -8,7 +8,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from zc_common.bus import Bus, PermanentFailure
 from zc_common.bus.topology import NotifierMessage
@@ -20,7 +20,7 @@ from zc_common.internal_api import (
     NoticeRecipient,
     WarningUndelivered,
 )
-from zc_common.messages import utcnow
+from zc_common.messages import LeaseExpiringSoon, utcnow
 from zc_common.service import ReadinessCheck
 from zc_common.settings import NotifierSettings
 
@@ -28,7 +28,15 @@ from zc_notifier import warned
 from zc_notifier.channels import Channel, RecipientRefused, SendFailed, build_channels
 from zc_notifier.delivery import Delivery
 from zc_notifier.mail import Mail
-from zc_notifier.notices import Notice, NoticeKind, is_mail_address, late_warnings, notices_for, unique
+from zc_notifier.notices import (
+    Notice,
+    NoticeKind,
+    as_warning,
+    is_mail_address,
+    late_warnings,
+    notices_for,
+    unique,
+)
 from zc_notifier.people import PersonalNotice, personal_notices
 from zc_notifier.render import Renderer
 
@@ -91,6 +99,8 @@ class Notifier:
         self.clock = clock
         self.renderer = Renderer(mail_from=settings.mail_from)
         self.bus = bus  # the one it consumes (handlers.py), for /readyz
+        # Every warning waits through the digest window on purpose: not counted as late.
+        self.batching = timedelta(seconds=settings.digest_window)
         self.deliveries = [
             Delivery(
                 channel,
@@ -121,8 +131,8 @@ class Notifier:
         reap of those too late for their lead; raises (so the bus retries or dead-letters)
         when some could not be."""
         now = self.clock()
-        found = unique(notice for message in messages for notice in notices_for(message, now))
-        late = late_warnings(messages, now)
+        found = unique(notice for message in messages for notice in notices_for(message, now, batching=self.batching))
+        late = late_warnings(messages, now, batching=self.batching)
         notices = [notice for notice in found if is_mail_address(notice.recipient)]
         personal = personal_notices(messages)
         mailable = [notice for notice in personal if is_mail_address(notice.recipient)]
@@ -137,7 +147,7 @@ class Notifier:
         failure: Exception | None = None
         if notices:
             try:
-                await self._mail(notices, settled)
+                await self._mail(notices, settled, late)
             except Exception as error:  # noqa: BLE001 - raised below, after the rest had its go
                 failure = error
         try:
@@ -155,11 +165,14 @@ class Notifier:
             # Nothing to retry: dead-lettered with the reason, for someone to fix the address.
             raise PermanentFailure(f"not a mail address: {', '.join(repr(a) for a in unmailable)}")
 
-    async def _mail(self, notices: Sequence[Notice], settled: list[warned.Warned]) -> None:
+    async def _mail(
+        self, notices: Sequence[Notice], settled: list[warned.Warned], late: list[LeaseExpiringSoon]
+    ) -> None:
         """Lease notices: mail (to confirmed addresses only, with renew / shut-down links)
         and chat webhooks (the operator's and each account's own, never with links).
         Appends to ``settled`` the warnings that went out (or never can), once the mail
-        server accepted them and they are marked sent."""
+        server accepted them and they are marked sent; to ``late`` those the mail server
+        accepted too late for their lead (slow tries): their reap must move all the same."""
         targets = await self._targets(notices)
         wanted = [(index, notice) for index, delivery in enumerate(self.deliveries)
                   for notice in notices if targets.reaches(delivery.channel, notice)]
@@ -195,9 +208,14 @@ class Notifier:
                 mail = replace(mail, destination=targets.webhooks[account_id] if account_id is not None else None)
             mails.append((self.deliveries[index], mail))
         outcome = await self._send_and_record(mails)
-        settled.extend(self._warnings_settled(
+        now = self.clock()
+        for item in self._warnings_settled(
             notices, wanted, targets, earlier=earlier, sent=set(outcome.sent_keys), refused=set(outcome.refused_keys),
-        ))
+        ):
+            if item.reason == "in_time" and (warning := as_warning(item.notice)).too_late(now, batching=self.batching):
+                late.append(warning)
+            else:
+                settled.append(item)
         outcome.raise_for(len(mails))
 
     def _warnings_settled(

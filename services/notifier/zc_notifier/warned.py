@@ -30,18 +30,18 @@ class Warned:
     """A warning settled in this batch, and how it is counted once the api has it."""
 
     report: WarningDelivered
-    recipient: str
+    notice: Notice
     outcome: str  # delivered | settled
     reason: str
 
 
 def delivered(notice: Notice, *, now: datetime, again: bool) -> Warned:
     """Mailed to the owner's own mailbox (``again``: in an earlier delivery of the message)."""
-    return Warned(_report(notice, now, None), notice.recipient, "delivered", "redelivered" if again else "in_time")
+    return Warned(_report(notice, now, None), notice, "delivered", "redelivered" if again else "in_time")
 
 
 def undeliverable(notice: Notice, why: WarningUndelivered, *, now: datetime) -> Warned:
-    return Warned(_report(notice, now, why), notice.recipient, "settled", why.value)
+    return Warned(_report(notice, now, why), notice, "settled", why.value)
 
 
 def _report(notice: Notice, now: datetime, why: WarningUndelivered | None) -> WarningDelivered:
@@ -64,7 +64,7 @@ async def report(api: InternalApi, warned: Sequence[Warned]) -> None:
                 log.warning(
                     "the warning for lease %d (version %d) due at %s can never reach %s (%s): reported, so its "
                     "reap is not held for it", item.report.lease_id, item.report.version,
-                    item.report.warning_at.isoformat(), item.recipient, item.reason,
+                    item.report.warning_at.isoformat(), item.notice.recipient, item.reason,
                 )
 
 

@@ -17,7 +17,7 @@ from zc_common.internal_api import (
     WarningDelivered,
     WarningsRecorded,
 )
-from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus, utcnow, warning_tolerance
+from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus, utcnow
 from zc_common.metrics import WARNING_DEFERRALS, WARNING_REPORTS
 
 from zc_api.audit import service as audit
@@ -35,15 +35,14 @@ def last_lead(record: LeaseRecord) -> timedelta | None:
     return None if lease.warn_by is None else lease.expires_at - lease.warn_by
 
 
-def owes_warning(record: LeaseRecord, *, now: datetime) -> bool:
-    """Whether an active lease's last planned warning has not reached its owner its lead
-    (within the tolerance) before ``now``: the reap must wait. A lease that planned none
-    (the policy warns of nothing, or the lease was shorter than the warning) owes none."""
-    lead = last_lead(record)
-    if record.status is not LeaseStatus.active or lead is None:
-        return False
-    warned_at = record.lease.warned_at
-    return warned_at is None or warned_at + lead > now + warning_tolerance(lead)
+def owes_warning(record: LeaseRecord) -> bool:
+    """Whether an active lease's last planned warning is not reported delivered yet: the
+    reap must wait. A lease that planned none (the policy warns of nothing, or the lease
+    was shorter than the warning) owes none. Whether a warning went out in time for its
+    lead is the notifier's to judge (it knows the delay its digest window adds, which
+    every warning, a re-sent one too, waits through): it reports only those that did,
+    and has the reap of the others moved (``defer_late``)."""
+    return record.status is LeaseStatus.active and record.lease.warn_by is not None and record.lease.warned_at is None
 
 
 def defer(

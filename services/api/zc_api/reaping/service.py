@@ -58,7 +58,7 @@ def _refusal(record: LeaseRecord | None, ref: LeaseRef, *, now: datetime) -> str
         return "not_live"
     if record.status in (LeaseStatus.active, LeaseStatus.exempt) and record.lease.expires_at > now:
         return "not_expired"
-    if warning_due.owes_warning(record, now=now):
+    if warning_due.owes_warning(record):
         return WARNING_PENDING  # observe mode too: its "would have" mail follows a warning as well
     return None
 
