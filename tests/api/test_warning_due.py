@@ -28,7 +28,7 @@ from zc_common.internal_api import (
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseStatus
 
 from tests.api.factories import Api, Tenant, make_cloud_account, make_lease
-from tests.api.records import audit_events, internal_client, lease_row, outbox
+from tests.api.records import audit_events, internal_client, lease_row, outbox, post_internal
 from zc_api.database import migrate, transaction
 from zc_api.models import Lease
 
@@ -304,6 +304,25 @@ async def test_the_warning_routes_are_for_the_notifier_only(api: Api, tenant: Te
     ]
 
     assert all(status in (401, 404) for status in answers)
+
+
+async def test_the_warning_routes_refuse_what_they_cannot_hold(api: Api, tenant: Tenant) -> None:
+    moment = "2026-12-04T12:00:00+00:00"
+    bodies = [
+        ("warned", {"warnings": [{"lease_id": 1, "version": 1, "warning_at": "9999-12-31T23:59:59-14:00",
+                                  "delivered_at": moment}]}),
+        ("warned", {"warnings": [{"lease_id": 2**31, "version": 1, "warning_at": moment, "delivered_at": moment}]}),
+        ("warned", {"warnings": [{"lease_id": 1, "version": 1, "warning_at": "2026-12-04T12:00:00",
+                                  "delivered_at": moment}]}),  # no zone: whose noon?
+        ("defer", {"warnings": [{"lease_id": 1, "version": 0, "warning_at": moment}]}),
+        ("defer", {"warnings": [{"lease_id": 1, "version": 1, "warning_at": moment}] * 10_001}),
+    ]
+
+    answers = [
+        (await post_internal(api, f"/leases/{route}", body)).status_code for route, body in bodies
+    ]
+
+    assert answers == [422] * len(bodies)
 
 
 # --- migration 0012 -----------------------------------------------------------------------------

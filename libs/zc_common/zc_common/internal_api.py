@@ -5,11 +5,11 @@ internal listener, and each route accepts only the credential of the service it 
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from zc_common.aws import CloudAccountRole
 from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseSnapshot
@@ -136,6 +136,17 @@ LeaseIdValue = Annotated[int, Field(ge=1, le=2**31 - 1)]
 VersionValue = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
+def _in_utc(moment: datetime) -> datetime:
+    # 9999-12-31T23:59:59-14:00 is valid ISO 8601 that no datetime holds in UTC: a 422, not a 500.
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of range once converted to UTC") from None
+
+
+UtcMoment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 class WarningUndelivered(str, enum.Enum):
     """Why a warning can never reach its owner, so waiting for it would hold the reap forever."""
 
@@ -153,8 +164,8 @@ class WarningDelivered(BaseModel):
 
     lease_id: LeaseIdValue
     version: VersionValue
-    warning_at: AwareDatetime = Field(description="the warning's moment, as its timer fired it")
-    delivered_at: AwareDatetime = Field(description="when the mail server accepted it (or it was found undeliverable)")
+    warning_at: UtcMoment = Field(description="the warning's moment, as its timer fired it")
+    delivered_at: UtcMoment = Field(description="when the mail server accepted it (or it was found undeliverable)")
     undelivered: WarningUndelivered | None = None
 
 
@@ -179,7 +190,7 @@ class LateWarning(BaseModel):
 
     lease_id: LeaseIdValue
     version: VersionValue
-    warning_at: AwareDatetime
+    warning_at: UtcMoment
 
 
 class DeferRequest(BaseModel):
