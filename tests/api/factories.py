@@ -177,8 +177,11 @@ async def make_lease(
     status: str = "active",
     expires_in: timedelta = timedelta(days=3),
     instance_id: str | None = None,
+    warned_before: timedelta | None = None,
 ) -> tuple[int, int]:
-    """A resource and its lease, as ingestion would record them: (resource id, lease id)."""
+    """A resource and its lease, as ingestion would record them: (resource id, lease id).
+    ``warned_before``: its last warning was planned that long before the expiry (warn_by),
+    and not reported delivered yet; None: no warning planned."""
     instance_id = instance_id or f"i-{secrets.token_hex(8)}"
     now = datetime.now(timezone.utc)
     async with transaction(api.sessions) as session:
@@ -194,6 +197,7 @@ async def make_lease(
             resource_id=resource.id, account_id=cloud_account["account_id"],
             cloud_account_id=cloud_account["id"], owner_user_id=owner.user_id, owner_email=owner.email,
             owner_reason=f"owner tag names {owner.email}", expires_at=now + expires_in, status=status,
+            warn_by=None if warned_before is None else now + expires_in - warned_before,
         )
         session.add(lease)
         await session.flush()

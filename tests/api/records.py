@@ -22,9 +22,9 @@ from zc_api.models import ActionToken, AuditEvent, Lease, OutboxMessage
 M = TypeVar("M", bound=Message)
 
 # Whose work each internal route is: the only credential it answers.
-_ROUTE_SERVICES = {"/leases/": "reaper", "/notifications/": "notifier", "/action-links": "notifier",
-                   "/people-links": "notifier", "/cloudaccounts": "ingestor",
-                   "/sweeps/": "ingestor"}
+_ROUTE_SERVICES = {"/leases/warned": "notifier", "/leases/defer": "notifier", "/leases/": "reaper",
+                   "/notifications/": "notifier", "/action-links": "notifier", "/people-links": "notifier",
+                   "/cloudaccounts": "ingestor", "/sweeps/": "ingestor"}
 
 
 @asynccontextmanager

@@ -207,6 +207,8 @@ async def test_new_running_instance_is_leased_to_the_user_its_owner_tag_names(se
     assert message.warn_at == [lease.expires_at - timedelta(days=1), lease.expires_at - timedelta(hours=1)]
     assert message.expire_at == lease.expires_at
     assert (message.lease.mode, message.lease.action_on_expiry) == ("observe", "stop")
+    # The reaper's claim waits for the last of them to be delivered.
+    assert (lease.warn_by, lease.warned_at) == (message.warn_at[-1], None)
 
 
 async def test_lease_messages_carry_the_cloud_accounts_mode_and_the_policys_action(sessions: Sessions) -> None:
@@ -219,6 +221,8 @@ async def test_lease_messages_carry_the_cloud_accounts_mode_and_the_policys_acti
 
     created, released = await outbox(sessions)
 
+    [lease] = await leases(sessions)
+    assert (lease.status, lease.warn_by, lease.warned_at) == ("released", None, None), "no warning owed any more"
     for message in (created, released):
         assert (message.lease.mode, message.lease.action_on_expiry) == ("enforce", "terminate")
         assert message.lease.cloud_account_name == "prod"

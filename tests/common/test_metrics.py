@@ -140,6 +140,9 @@ async def test_metrics_parse_and_carry_help_and_type() -> None:
         ("zc_aws_calls", "counter"),
         ("zc_scheduler_timer_lag_seconds", "histogram"),
         ("zc_notifier_mails", "counter"),
+        ("zc_notifier_warnings", "counter"),
+        ("zc_api_warning_deferrals", "counter"),
+        ("zc_api_warning_reports", "counter"),
     ]:
         assert families[name].type == kind, name
         assert families[name].documentation, f"{name} has no help text"

@@ -26,9 +26,18 @@ from fastapi import HTTPException, Request
 from zc_common.internal_api import (
     AccountWebhook,
     ActionLinksRequest,
+    DeferOutcome,
+    Deferral,
+    DeferRequest,
+    DeferResult,
+    LateWarning,
+    LeaseRef,
     NoticeRecipients,
     NoticeRecipientsRequest,
     NotificationKeys,
+    WarningDelivered,
+    WarningsDelivered,
+    WarningsRecorded,
 )
 from zc_common.messages import (
     BlastRadiusHalted,
@@ -129,11 +138,38 @@ class FakeApi(FakeInternalApi):
         self.links_fail_with: int | None = None  # answer action-links with this status
         self.unconfirmed: set[str] = set()  # addresses not confirmed (everyone else is)
         self.webhooks: dict[int, str] = {}  # accounts' own webhooks
+        self.warned: list[WarningDelivered] = []  # every warning reported, in order (repeats too)
+        self.sent_when_warned: list[set[str]] = []  # the keys marked sent when each report came
+        self.deferred: list[LateWarning] = []  # every late warning the api was asked to move the reap for
+        self.defer_answer: DeferOutcome = DeferOutcome.deferred
         self._tokens = itertools.count(1)
         self.app.post("/internal/v1/notifications/reserve")(self._reserve)
         self.app.post("/internal/v1/notifications/sent")(self._sent)
         self.app.post("/internal/v1/action-links")(self._action_links)
         self.app.post("/internal/v1/notifications/recipients")(self._recipients)
+        self.app.post("/internal/v1/leases/warned")(self._warned)
+        self.app.post("/internal/v1/leases/defer")(self._defer)
+
+    async def _warned(self, request: Request, body: WarningsDelivered) -> WarningsRecorded:
+        self._authorize(request)
+        self.requests["warned"] += 1
+        self.warned.extend(body.warnings)
+        self.sent_when_warned.append(set(self.sent))
+        return WarningsRecorded(recorded=[LeaseRef(lease_id=w.lease_id, version=w.version) for w in body.warnings])
+
+    async def _defer(self, request: Request, body: DeferRequest) -> DeferResult:
+        self._authorize(request)
+        self.requests["defer"] += 1
+        self.deferred.extend(body.warnings)
+        deferred = self.defer_answer is DeferOutcome.deferred
+        return DeferResult(data=[
+            Deferral(
+                lease_id=w.lease_id, version=w.version, warning_at=w.warning_at, outcome=self.defer_answer,
+                new_version=w.version + 1 if deferred else None,
+                expires_at=utcnow() + timedelta(hours=1) if deferred else None,
+            )
+            for w in body.warnings
+        ])
 
     async def _reserve(self, request: Request, body: NotificationKeys) -> NotificationKeys:
         self._authorize(request)

@@ -144,22 +144,27 @@ async def test_the_same_message_delivered_twice_is_mailed_once(
     assert fake_api.sent == {f"{message.message_id}:{OWNER}"}
 
 
-async def test_a_warning_for_a_lease_that_already_expired_is_not_mailed(
+async def test_a_warning_for_a_lease_that_already_expired_is_not_mailed_but_the_reap_moves(
     start_notifier: StartNotifier, memory_bus: InProcessBus, smtp_sink: SmtpSink, fake_api: FakeApi
 ) -> None:
     await start_notifier(memory_bus)
-    late = expiring_soon(lease_snapshot(expires_at=utcnow() - timedelta(minutes=1)))
+    late = expiring_soon(lease_snapshot(expires_at=utcnow() - timedelta(minutes=1)),
+                         warning_at=utcnow() - timedelta(hours=1, minutes=1))
     timely = expiring_soon(lease_snapshot(expires_at=utcnow() + timedelta(minutes=50)))
 
     await memory_bus.publish(late, timely)
 
-    await eventually(lambda: len(smtp_sink.mails) >= 1)
+    await eventually(lambda: len(smtp_sink.mails) >= 1 and fake_api.requests["defer"] >= 1)
     await asyncio.sleep(SETTLE)
     [mail] = smtp_sink.mails
     assert timely.lease.instance_id in mail.text
     assert late.lease.instance_id not in mail.text
     assert "49 minutes left" in mail.text or "50 minutes left" in mail.text
     assert not any(key.startswith(str(late.message_id)) for key in fake_api.reserved)
+    # Not dropped: the api is asked to move the reap (its new version warns at once).
+    assert [(w.lease_id, w.version, w.warning_at) for w in fake_api.deferred] == [
+        (late.lease.lease_id, 1, late.warning_at)
+    ]
 
 
 async def test_observe_mode_expiry_says_what_would_have_happened_and_that_nothing_was_stopped(

@@ -100,6 +100,7 @@ class FakeApi(FakeInternalApi):
         self.reported: list[ReapOutcome] = []
         self.failing_outcomes = 0  # answer 503 to this many outcome reports
         self.claims_regardless_of_mode = False  # a broken api: claims in observe mode too
+        self.warning_owed: set[int] = set()  # leases whose last warning was never delivered
         self.app.get("/internal/v1/cloudaccounts")(self._cloud_accounts)
         self.app.post("/internal/v1/leases/claim")(self._claim)
         self.app.post("/internal/v1/leases/outcomes")(self._outcomes)
@@ -157,6 +158,9 @@ class FakeApi(FakeInternalApi):
                 refuse = "not_expired"
             elif lease.status not in (LeaseStatus.active, LeaseStatus.exempt, LeaseStatus.expired, LeaseStatus.reaping):
                 refuse = "not_live"
+            elif lease.lease_id in self.warning_owed:
+                refuse = "warning_pending"  # the api moved the reap: a new version, a new timer
+                self.renew(lease)
             if refuse is not None or lease is None:
                 result.refused.append(ClaimRefusal(lease_id=ref.lease_id, version=ref.version, reason=refuse or "unknown"))
                 continue

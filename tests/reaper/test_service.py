@@ -74,6 +74,21 @@ async def test_renewed_lease_is_not_reaped(
     assert fake_api.reported == [] and lease.status is LeaseStatus.active
 
 
+async def test_a_lease_still_owed_its_warning_is_left_alone(
+    reaper: Reaper, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
+) -> None:
+    [instance_id] = await customer.launch()
+    lease = fake_api.lease(instance_id)
+    fake_api.warning_owed.add(lease.lease_id)
+
+    report = await reaper.reap(fake_api.expired(lease))
+
+    assert report.refused == 1 and report.refusals == {"warning_pending": 1} and report.claimed == 0
+    assert aws.writes == 0 and aws.calls["DescribeInstances"] == 0
+    assert await customer.states(instance_id) == {instance_id: "running"}
+    assert fake_api.reported == [], "nothing to report: the new version's timer asks again"
+
+
 async def test_observe_mode_writes_nothing(
     reaper: Reaper, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
 ) -> None:

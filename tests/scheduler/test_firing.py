@@ -49,6 +49,23 @@ async def test_warnings_then_expiry_fire_once_each_at_their_times(replicas: Repl
     assert (await scheduler.pending(limit=10)).count == 0
 
 
+async def test_a_schedule_that_warns_now_fires_its_warning_at_once(replicas: Replicas, observer: Observer) -> None:
+    # The api's answer to a warning that could not go out in time: a new version whose
+    # schedule warns at the moment it was made, with the reap its lead later.
+    await replicas.start()
+    warned_at, expire_at = now(), seconds_from_now(30)
+
+    await replicas.publish(
+        lease_changed(5, 4, expire_at=expire_at, warn_at=[warned_at], change=LeaseChange.warning_deferred)
+    )
+    await observer.wait_for(1, LeaseExpiringSoon, timeout=10)
+
+    [(warning, at)] = observer.of(LeaseExpiringSoon)
+    assert (warning.lease.version, warning.warning_at) == (4, warned_at)
+    assert at < warned_at + PROMPT + timedelta(seconds=1), "not held back for being due already"
+    assert observer.of(LeaseExpired) == []
+
+
 async def test_newer_version_cancels_the_older_versions_timers(replicas: Replicas, observer: Observer) -> None:
     scheduler = await replicas.start()
     await replicas.publish(lease_changed(1, 1, expire_at=seconds_from_now(1.2), warn_at=[seconds_from_now(0.8)]))

@@ -5,11 +5,11 @@ internal listener, and each route accepts only the credential of the service it 
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from zc_common.aws import CloudAccountRole
 from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseSnapshot
@@ -135,7 +135,10 @@ class ClaimedLease(BaseModel):
 class ClaimRefusal(BaseModel):
     lease_id: int
     version: int
-    reason: str = Field(description="stale_version | not_expired | not_live | blast_radius | unknown")
+    reason: str = Field(
+        description="stale_version | not_expired | not_live | blast_radius | warning_pending (the last warning "
+        "of this version was not delivered: the api moved the reap, its new version warns at once) | unknown"
+    )
 
 
 class ClaimResult(BaseModel):
@@ -156,6 +159,99 @@ class ReapOutcome(BaseModel):
 
 class ReapOutcomes(BaseModel):
     outcomes: list[ReapOutcome]
+
+
+# --- warnings: nobody is reaped without the warnings the policy promised ----------------
+
+MAX_WARNINGS = 10_000
+LeaseIdValue = Annotated[int, Field(ge=1, le=2**31 - 1)]
+VersionValue = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    # 9999-12-31T23:59:59-14:00 is valid ISO 8601 that no datetime holds in UTC: a 422, not a 500.
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of range once converted to UTC") from None
+
+
+UtcMoment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
+class WarningUndelivered(str, enum.Enum):
+    """Why a warning can never reach its owner, so waiting for it would hold the reap forever."""
+
+    unconfirmed = "unconfirmed"  # the owner's address is not confirmed: nothing is mailed to it
+    not_a_mail_address = "not_a_mail_address"
+    recipient_refused = "recipient_refused"  # the mail server refused the mailbox for good
+    no_channel = "no_channel"  # no channel reaches the owner's own mailbox
+
+
+class WarningDelivered(BaseModel):
+    """A warning (LeaseExpiringSoon) of one lease version went out (the mail server
+    accepted it), or can never go out (``undelivered`` says why)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease_id: LeaseIdValue
+    version: VersionValue
+    warning_at: UtcMoment = Field(description="the warning's moment, as its timer fired it")
+    delivered_at: UtcMoment = Field(description="when the mail server accepted it (or it was found undeliverable)")
+    undelivered: WarningUndelivered | None = None
+
+
+class WarningsDelivered(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    warnings: list[WarningDelivered] = Field(max_length=MAX_WARNINGS)
+
+
+class WarningsRecorded(BaseModel):
+    """``recorded``: the versions whose last warning is now (or was already) on record;
+    everything else was ignored (an earlier warning of the version, or a version that moved on)."""
+
+    recorded: list[LeaseRef] = Field(default_factory=list)
+    ignored: int = 0
+
+
+class LateWarning(BaseModel):
+    """A warning that cannot reach its owner its lead before the lease ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease_id: LeaseIdValue
+    version: VersionValue
+    warning_at: UtcMoment
+
+
+class DeferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    warnings: list[LateWarning] = Field(max_length=MAX_WARNINGS)
+
+
+class DeferOutcome(str, enum.Enum):
+    deferred = "deferred"  # a new version: the reap moved by the warning's lead, warned at once
+    superseded = "superseded"  # the lease is at another version (renewed, claimed …): that version's warnings stand
+    not_active = "not_active"  # being reaped, reaped, released or exempt: there is no reap to move
+    no_warning = "no_warning"  # the policy no longer warns
+    unknown = "unknown"
+
+
+class Deferral(BaseModel):
+    lease_id: int
+    version: int = Field(description="the version asked about")
+    warning_at: datetime
+    outcome: DeferOutcome
+    new_version: int | None = None
+    expires_at: datetime | None = Field(None, description="the new expiry, when deferred")
+
+
+class DeferResult(BaseModel):
+    """One answer per warning asked about (repeats once), in the order asked."""
+
+    data: list[Deferral]
 
 
 class ActionLinksRequest(BaseModel):
@@ -316,6 +412,15 @@ class InternalApi:
 
     async def report_outcomes(self, outcomes: list[ReapOutcome]) -> None:
         await self._post("/leases/outcomes", ReapOutcomes(outcomes=outcomes))
+
+    async def warnings_delivered(self, warnings: list[WarningDelivered]) -> WarningsRecorded:
+        """Tell the api these warnings went out (or never can): the claim stops waiting."""
+        body = await self._post("/leases/warned", WarningsDelivered(warnings=warnings))
+        return WarningsRecorded.model_validate(body)
+
+    async def defer_for_warnings(self, warnings: list[LateWarning]) -> list[Deferral]:
+        """These warnings are too late for their lead: ask the api to move the reap."""
+        return DeferResult.model_validate(await self._post("/leases/defer", DeferRequest(warnings=warnings))).data
 
     async def action_links(self, leases: list[LeaseRef], actions: list[LeaseAction] | None = None) -> list[ActionLinks]:
         request = ActionLinksRequest(leases=leases) if actions is None else ActionLinksRequest(leases=leases, actions=actions)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
@@ -261,6 +261,9 @@ class LeaseChange(str, enum.Enum):
     expired = "expired"  # observe mode: what would have been reaped
     reaped = "reaped"
     reap_skipped = "reap_skipped"
+    # A warning could not reach its owner in time: the expiry moved so that it still
+    # precedes the reap by its lead, and the new version warns at once.
+    warning_deferred = "warning_deferred"
 
 
 class LeaseChanged(Message):
@@ -279,10 +282,36 @@ class LeaseChanged(Message):
     reason: str | None = None
 
 
+# How late a warning may reach its owner and still count as given its lead: a minute, or
+# a tenth of the lead for short ones (the bus, the digest window and SMTP take a moment).
+MAX_WARNING_TOLERANCE = timedelta(seconds=60)
+
+
+def warning_tolerance(lead: timedelta) -> timedelta:
+    return min(MAX_WARNING_TOLERANCE, lead / 10)
+
+
 class LeaseExpiringSoon(Message):
+    """A warning timer fired: ``warning_at`` is its moment, ``lease.expires_at -
+    warning_at`` the lead the policy promised the owner before the reap."""
+
     type: Literal["LeaseExpiringSoon"] = "LeaseExpiringSoon"
     lease: LeaseSnapshot
     warning_at: datetime
+
+    @property
+    def lead(self) -> timedelta:
+        return self.lease.expires_at - self.warning_at
+
+    def too_late(self, now: datetime, *, batching: timedelta = timedelta(0)) -> bool:
+        """Whether, sent ``now``, it reaches the owner short of its lead beyond the
+        tolerance and ``batching`` (the delay the notifier adds on purpose: its digest
+        window, which every warning waits through, a re-sent one too): then the reap
+        must move instead (the api's /leases/defer)."""
+        left, lead = self.lease.expires_at - now, self.lead
+        if left <= timedelta(0) or lead <= timedelta(0):
+            return True
+        return left < lead - warning_tolerance(lead) - batching
 
 
 class LeaseExpired(Message):

@@ -33,6 +33,9 @@ __all__ = [
     "MESSAGES_CONSUMED",
     "MESSAGES_PUBLISHED",
     "TIMER_LAG",
+    "WARNINGS",
+    "WARNING_DEFERRALS",
+    "WARNING_REPORTS",
     "exposition",
 ]
 
@@ -85,6 +88,34 @@ MAILS = Counter(
     "Mails handed to a delivery channel, by channel (smtp, ses, webhook) and outcome: ok, or "
     "failed (every try failed, the channel was presumed down, or the recipient was refused).",
     ["channel", "outcome"],
+)
+
+WARNINGS = Counter(
+    "zc_notifier_warnings",
+    "Lease warnings (LeaseExpiringSoon) by what became of them. outcome delivered: mailed and "
+    "reported to the api (reason in_time, or redelivered: mailed earlier, reported again); "
+    "settled: can never reach the owner, reported so the reap is not held (reason unconfirmed, "
+    "not_a_mail_address, recipient_refused, no_channel); deferred: too late for its lead, the "
+    "api moved the reap (reason late); dropped: too late and nothing to move (reason superseded, "
+    "not_active, no_warning, unknown).",
+    ["outcome", "reason"],
+)
+
+# --- the api ------------------------------------------------------------------------------
+
+WARNING_DEFERRALS = Counter(
+    "zc_api_warning_deferrals",
+    "Reaps moved so that a lease's warning still precedes it by its lead, by reason: late_warning "
+    "(the notifier could not send it in time) or warning_pending (the reaper's claim found the last "
+    "warning of the version not delivered).",
+    ["reason"],
+)
+WARNING_REPORTS = Counter(
+    "zc_api_warning_reports",
+    "Warnings the notifier reported, by outcome: delivered or settled (the last warning of the "
+    "version, now on record: the claim may go ahead), or ignored (an earlier warning, a repeat, or a "
+    "version that moved on).",
+    ["outcome"],
 )
 
 

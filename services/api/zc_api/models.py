@@ -307,6 +307,15 @@ class Lease(SQLModel, table=True):
     exempt_reason: str | None = Field(default=None, sa_type=sa.Text)
     claimed_at: datetime | None = Field(default=None, sa_type=TZ, description="when the reaper claimed it")
     reaped_at: datetime | None = Field(default=None, sa_type=TZ)
+    # Nobody is reaped without the warnings the policy promised: the claim waits for the
+    # final warning of this version (warn_by) to be reported sent (warned_at).
+    warn_by: datetime | None = Field(
+        default=None, sa_type=TZ, description="the last warning planned for this version; NULL: none planned"
+    )
+    warned_at: datetime | None = Field(
+        default=None, sa_type=TZ,
+        description="when this version's last warning was delivered (or found undeliverable); NULL: not yet",
+    )
 
 
 # A sweep the ingestor has not finished: at most one per cloud account and region.

@@ -7,7 +7,7 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from zc_common.internal_api import LeaseRef
@@ -66,6 +66,7 @@ class Notice:
     change: LeaseChange | None = None
     past: LeasesPastTheirEnd | None = None
     past_items: tuple[PastLeaseItem, ...] = ()  # the digest's leases this recipient sees
+    warning_at: datetime | None = None  # a warning's moment: what the api is told once it went out
 
     @property
     def key(self) -> str:
@@ -108,18 +109,19 @@ def recipient_address(email: str) -> str:
     return email.strip().lower()
 
 
-def notices_for(message: Message, now: datetime) -> list[Notice]:
+def notices_for(message: Message, now: datetime, *, batching: timedelta = timedelta(0)) -> list[Notice]:
     """The notices a message asks for; none for changes people made themselves (renewed,
-    released …) and none for a warning about a lease that has already expired."""
+    released …) and none for a warning too late for its lead (``late_warnings``: the api
+    moves the reap instead, and the new version warns at once)."""
     if isinstance(message, LeaseChanged):
         kind = _MAILED_CHANGES.get(message.change)
         if kind is None:
             return []
         return [_lease_notice(message, message.lease, kind, reason=message.reason, change=message.change)]
     if isinstance(message, LeaseExpiringSoon):
-        if message.lease.expires_at <= now:
-            return []  # the lease ran out before the warning could go: nothing left to warn of
-        return [_lease_notice(message, message.lease, NoticeKind.warning)]
+        if message.too_late(now, batching=batching):
+            return []
+        return [_lease_notice(message, message.lease, NoticeKind.warning, warning_at=message.warning_at)]
     if isinstance(message, LeasesPastTheirEnd):
         return _past_lease_notices(message)
     if isinstance(message, BlastRadiusHalted):
@@ -159,6 +161,7 @@ def _lease_notice(
     *,
     reason: str | None = None,
     change: LeaseChange | None = None,
+    warning_at: datetime | None = None,
 ) -> Notice:
     return Notice(
         message_id=message.message_id,
@@ -168,6 +171,22 @@ def _lease_notice(
         lease=lease,
         reason=reason,
         change=change,
+        warning_at=warning_at,
+    )
+
+
+def late_warnings(
+    messages: Iterable[Message], now: datetime, *, batching: timedelta = timedelta(0)
+) -> list[LeaseExpiringSoon]:
+    """The warnings of a batch that, sent now, would reach their owner short of their lead."""
+    return [m for m in messages if isinstance(m, LeaseExpiringSoon) and m.too_late(now, batching=batching)]
+
+
+def as_warning(notice: Notice) -> LeaseExpiringSoon:
+    """The warning a warning notice was made from."""
+    assert notice.lease is not None and notice.warning_at is not None, "a warning notice names its lease and moment"
+    return LeaseExpiringSoon(
+        message_id=notice.message_id, occurred_at=notice.occurred_at, lease=notice.lease, warning_at=notice.warning_at
     )
 
 

@@ -8,19 +8,35 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from zc_common.bus import Bus, PermanentFailure
 from zc_common.bus.topology import NotifierMessage
-from zc_common.internal_api import InternalApi, InternalApiError, LeaseAction, LeaseRef, NoticeRecipient
-from zc_common.messages import utcnow
+from zc_common.internal_api import (
+    InternalApi,
+    InternalApiError,
+    LeaseAction,
+    LeaseRef,
+    NoticeRecipient,
+    WarningUndelivered,
+)
+from zc_common.messages import LeaseExpiringSoon, utcnow
 from zc_common.service import ReadinessCheck
 from zc_common.settings import NotifierSettings
 
+from zc_notifier import warned
 from zc_notifier.channels import Channel, RecipientRefused, SendFailed, build_channels
 from zc_notifier.delivery import Delivery
 from zc_notifier.mail import Mail
-from zc_notifier.notices import Notice, is_mail_address, notices_for, unique
+from zc_notifier.notices import (
+    Notice,
+    NoticeKind,
+    as_warning,
+    is_mail_address,
+    late_warnings,
+    notices_for,
+    unique,
+)
 from zc_notifier.people import PersonalNotice, personal_notices
 from zc_notifier.render import Renderer
 
@@ -58,6 +74,14 @@ class _Round:
     sent_keys: list[str] = field(default_factory=list)
     retryable: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    refused_keys: list[str] = field(default_factory=list)
+
+    def raise_for(self, mails: int) -> None:
+        """Raise for what did not go out: retried, or dead-lettered when refused for good."""
+        if self.retryable:
+            raise DeliveryIncomplete(f"{len(self.retryable)} of {mails} mails not delivered: {self.retryable[0]}")
+        if self.refused:
+            raise PermanentFailure(f"recipient refused: {'; '.join(self.refused)}")
 
 
 class Notifier:
@@ -75,6 +99,8 @@ class Notifier:
         self.clock = clock
         self.renderer = Renderer(mail_from=settings.mail_from)
         self.bus = bus  # the one it consumes (handlers.py), for /readyz
+        # Every warning waits through the digest window on purpose: not counted as late.
+        self.batching = timedelta(seconds=settings.digest_window)
         self.deliveries = [
             Delivery(
                 channel,
@@ -101,20 +127,36 @@ class Notifier:
 
     async def handle(self, messages: Sequence[NotifierMessage]) -> None:
         """Mail one batch. Returns once every notice of it is delivered and recorded as
-        sent; raises (so the bus retries or dead-letters) when some could not be."""
-        found = unique(notice for message in messages for notice in notices_for(message, self.clock()))
+        sent, the api told of the warnings that went out (or never can) and has moved the
+        reap of those too late for their lead; raises (so the bus retries or dead-letters)
+        when some could not be."""
+        now = self.clock()
+        found = unique(notice for message in messages for notice in notices_for(message, now, batching=self.batching))
+        late = late_warnings(messages, now, batching=self.batching)
         notices = [notice for notice in found if is_mail_address(notice.recipient)]
         personal = personal_notices(messages)
         mailable = [notice for notice in personal if is_mail_address(notice.recipient)]
         everyone = {notice.recipient for notice in found} | {notice.recipient for notice in personal}
         unmailable = sorted(everyone - {n.recipient for n in notices} - {n.recipient for n in mailable})
-        # Lease mail and people mail fail apart: one kind's trouble does not hold the other.
+        settled = [
+            warned.undeliverable(notice, WarningUndelivered.not_a_mail_address, now=now)
+            for notice in found if notice.kind is NoticeKind.warning and not is_mail_address(notice.recipient)
+        ]
+        # Lease mail, the api's warning records and people mail fail apart: one's trouble
+        # does not hold the others.
         failure: Exception | None = None
         if notices:
             try:
-                await self._mail(notices)
-            except Exception as error:  # noqa: BLE001 - raised below, after the people mail had its go
+                await self._mail(notices, settled, late)
+            except Exception as error:  # noqa: BLE001 - raised below, after the rest had its go
                 failure = error
+        try:
+            if settled:
+                await warned.report(self.api, settled)
+            if late:
+                await warned.defer(self.api, late, now=now)
+        except Exception as error:  # noqa: BLE001 - raised below, after the people mail had its go
+            failure = failure or error
         if mailable:
             await self._mail_people(mailable)
         if failure is not None:
@@ -123,9 +165,14 @@ class Notifier:
             # Nothing to retry: dead-lettered with the reason, for someone to fix the address.
             raise PermanentFailure(f"not a mail address: {', '.join(repr(a) for a in unmailable)}")
 
-    async def _mail(self, notices: Sequence[Notice]) -> None:
+    async def _mail(
+        self, notices: Sequence[Notice], settled: list[warned.Warned], late: list[LeaseExpiringSoon]
+    ) -> None:
         """Lease notices: mail (to confirmed addresses only, with renew / shut-down links)
-        and chat webhooks (the operator's and each account's own, never with links)."""
+        and chat webhooks (the operator's and each account's own, never with links).
+        Appends to ``settled`` the warnings that went out (or never can), once the mail
+        server accepted them and they are marked sent; to ``late`` those the mail server
+        accepted too late for their lead (slow tries): their reap must move all the same."""
         targets = await self._targets(notices)
         wanted = [(index, notice) for index, delivery in enumerate(self.deliveries)
                   for notice in notices if targets.reaches(delivery.channel, notice)]
@@ -134,13 +181,16 @@ class Notifier:
         if len(pending) < len(all_keys):
             log.info("%d of %d notifications already sent; not sending them again",
                      len(all_keys) - len(pending), len(all_keys))
+        earlier = set(all_keys) - pending
         work: dict[tuple[int, str, int | None], list[Notice]] = defaultdict(list)
         for index, notice in wanted:
             if self.deliveries[index].key(notice.key) in pending:
                 work[(index, notice.recipient, notice.account_id)].append(notice)
         if not work:
+            settled.extend(self._warnings_settled(notices, wanted, targets, earlier=earlier))
             return
         if not any(self.deliveries[index].breaker.allows() for index, _, _ in work):
+            settled.extend(self._warnings_settled(notices, wanted, targets, earlier=earlier))
             # Every channel needed is presumed down: fail before minting links that would
             # go unused (after a failed batch the bus hands each message back alone).
             raise DeliveryIncomplete(f"{len(work)} mails held: {', '.join(d.name for d in self.deliveries)} down")
@@ -157,7 +207,52 @@ class Notifier:
             if channel.per_account:
                 mail = replace(mail, destination=targets.webhooks[account_id] if account_id is not None else None)
             mails.append((self.deliveries[index], mail))
-        await self._deliver(mails)
+        outcome = await self._send_and_record(mails)
+        now = self.clock()
+        for item in self._warnings_settled(
+            notices, wanted, targets, earlier=earlier, sent=set(outcome.sent_keys), refused=set(outcome.refused_keys),
+        ):
+            if item.reason == "in_time" and (warning := as_warning(item.notice)).too_late(now, batching=self.batching):
+                late.append(warning)
+            else:
+                settled.append(item)
+        outcome.raise_for(len(mails))
+
+    def _warnings_settled(
+        self,
+        notices: Sequence[Notice],
+        wanted: Sequence[tuple[int, Notice]],
+        targets: _Targets,
+        *,
+        earlier: set[str],
+        sent: frozenset[str] | set[str] = frozenset(),
+        refused: frozenset[str] | set[str] = frozenset(),
+    ) -> list[warned.Warned]:
+        """The warnings of this batch that every channel they were for has settled: sent
+        (``earlier``, or now) or refused for good. One still to be retried is not settled:
+        the bus hands its message back. Delivered means mailed to the owner's own mailbox."""
+        now = self.clock()
+        keys: dict[str, list[tuple[Delivery, str]]] = defaultdict(list)
+        for index, notice in wanted:
+            keys[notice.key].append((self.deliveries[index], self.deliveries[index].key(notice.key)))
+        done = earlier | sent | refused
+        out: list[warned.Warned] = []
+        for notice in notices:
+            if notice.kind is not NoticeKind.warning:
+                continue
+            mine = keys.get(notice.key, [])
+            if any(key not in done for _, key in mine):
+                continue
+            mailed = [key for delivery, key in mine if delivery.channel.private and key in earlier | sent]
+            if mailed:
+                out.append(warned.delivered(notice, now=now, again=not any(key in sent for key in mailed)))
+            elif (notice.account_id, notice.recipient) not in targets.confirmed:
+                out.append(warned.undeliverable(notice, WarningUndelivered.unconfirmed, now=now))
+            elif any(key in refused for _, key in mine):
+                out.append(warned.undeliverable(notice, WarningUndelivered.recipient_refused, now=now))
+            else:
+                out.append(warned.undeliverable(notice, WarningUndelivered.no_channel, now=now))
+        return out
 
     async def _targets(self, notices: Sequence[Notice]) -> _Targets:
         """Ask the api which owners may be mailed and which accounts have a webhook."""
@@ -179,15 +274,14 @@ class Notifier:
 
     async def _deliver(self, mails: Sequence[tuple[Delivery, Mail]]) -> None:
         """Send, record what went out, and raise for what did not."""
+        (await self._send_and_record(mails)).raise_for(len(mails))
+
+    async def _send_and_record(self, mails: Sequence[tuple[Delivery, Mail]]) -> _Round:
+        """Send, and record what went out."""
         outcome = await self._send_all(mails)
         if outcome.sent_keys:
             await self._mark_sent(outcome.sent_keys)
-        if outcome.retryable:
-            raise DeliveryIncomplete(
-                f"{len(outcome.retryable)} of {len(mails)} mails not delivered: {outcome.retryable[0]}"
-            )
-        if outcome.refused:
-            raise PermanentFailure(f"recipient refused: {'; '.join(outcome.refused)}")
+        return outcome
 
     async def _mail_people(self, notices: Sequence[PersonalNotice]) -> None:
         """Invitations and address confirmations: one mail each, through the channels that
@@ -251,6 +345,7 @@ class Notifier:
                 except RecipientRefused as error:
                     log.error("%s refused %s for good: %s", delivery.name, mail.recipient, error)
                     outcome.refused.append(str(error))
+                    outcome.refused_keys.extend(delivery.key(key) for key in mail.keys)
                     return
                 except SendFailed as error:
                     outcome.retryable.append(str(error))

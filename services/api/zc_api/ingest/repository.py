@@ -20,6 +20,7 @@ from zc_common.messages import ActionOnExpiry, CloudAccountMode, InstanceState, 
 from zc_api import bulk
 from zc_api.cloudaccounts.claims import in_force
 from zc_api.ingest.owners import NewLease
+from zc_api.leases.policy import warn_at
 from zc_api.models import AccountPolicy, AuditEvent, CloudAccount, Lease, Resource
 
 # A snapshot-less change (AWS no longer lists the instance) is recorded as terminated.
@@ -178,7 +179,7 @@ async def upsert_resources(
 # lease for the same resource impossible, whoever else is inserting one right now.
 _PLANNED = bulk.unnest(
     "v", *(_LEASE.c[key] for key in ("resource_id", "account_id", "cloud_account_id", "owner_user_id", "owner_email",
-                                     "owner_reason", "expires_at", "over_quota", "created_by_message_id"))
+                                     "owner_reason", "expires_at", "over_quota", "created_by_message_id", "warn_by"))
 )
 _NOW = sa.bindparam("now", type_=_LEASE.c.created_at.type)
 _INSERT_LEASES = (
@@ -217,6 +218,11 @@ async def insert_leases(
             "expires_at": [lease.expires_at for lease in leases],
             "over_quota": [lease.over_quota for lease in leases],
             "created_by_message_id": [message_ids[lease.resource_id] for lease in leases],
+            # The last warning the lease's first schedule plans (what lease_changed puts in
+            # its warn_at): the reaper's claim waits for it to be delivered.
+            "warn_by": [
+                max(warn_at(lease.expires_at, lease.policy.warning_seconds, now=now), default=None) for lease in leases
+            ],
         },
     )
     planned = {lease.resource_id: lease for lease in leases}
@@ -233,7 +239,8 @@ _LIVE = (
 )
 _RELEASE_LEASES = (
     sa.update(_LEASE)
-    .values(status=LeaseStatus.released, version=_LEASE.c.version + 1, ended_at=_NOW, updated_at=_NOW)
+    .values(status=LeaseStatus.released, version=_LEASE.c.version + 1, ended_at=_NOW, updated_at=_NOW, warn_by=None,
+            warned_at=None)
     .where(_LEASE.c.id == _LIVE.c.id)
     .returning(*(_LEASE.c[key] for key in ("id", "resource_id", "version", "status", "owner_email", "expires_at",
                                            "account_id", "cloud_account_id")),

@@ -19,7 +19,7 @@ from zc_api.audit import service as audit
 from zc_api.auth.principal import Principal
 from zc_api.display import human_duration, stamp
 from zc_api.leases import repository
-from zc_api.leases.messages import REAP_RETRY, lease_changed
+from zc_api.leases.messages import REAP_RETRY, last_warning, lease_changed
 from zc_api.leases.policy import NEVER_EXPIRES, OwnerChoice, normalise_email
 from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.service import visible_to
@@ -77,19 +77,23 @@ def new_version(
     now: datetime,
     reason: str | None = None,
     retry_in: timedelta = REAP_RETRY,
+    warn_now: bool = False,
     **details: Any,
 ) -> LeaseChanged:
     """Make what the caller changed on ``record.lease`` a new version and audit it;
     answers its LeaseChanged (the new schedule) for the caller to put on the outbox in
     the same transaction (batches enqueue many at once). ``retry_in``: when the reaper
-    tries again after a reap_skipped."""
+    tries again after a reap_skipped; ``warn_now``: the new version warns at once too.
+    The version's last planned warning is kept on the lease (``warn_by``), not yet
+    delivered: the reaper's claim waits for it."""
     lease = record.lease
     lease.version += 1
     lease.updated_at = now
     message = lease_changed(
         change, record.snapshot(), actor=actor, now=now, warning_seconds=record.policy.warning_seconds,
-        reason=reason, retry_in=retry_in,
+        reason=reason, retry_in=retry_in, warn_now=warn_now,
     )
+    lease.warn_by, lease.warned_at = last_warning(message), None
     audit.record(
         session, account_id=lease.account_id, actor=actor, action=f"lease.{change.value}", subject_type="lease",
         subject_id=lease.id, reason=reason, message_id=message.message_id, version=lease.version,

@@ -91,17 +91,21 @@ def lease_changed(
     reason: str | None = None,
     message_id: UUID | None = None,
     retry_in: timedelta = REAP_RETRY,
+    warn_now: bool = False,
 ) -> LeaseChanged:
     """The message for a committed lease change; it is also the lease's schedule. An
     active lease carries the warnings still ahead of it and its expiry (the scheduler's
     timers); an exemption with an end date and a shutdown request carry only the expiry
     (a shutdown's is now: the reaper is asked at once); one the reaper skipped (or the
     blast-radius cap held) carries a retry ``retry_in`` from now; anything else carries none, which cancels the older
-    versions' timers."""
+    versions' timers. ``warn_now``: an active lease is also warned at once (a warning
+    that could not go out in time, sent again with the reap moved)."""
     warnings: list[datetime] = []
     expire_at = None
     if lease.status is LeaseStatus.active:
         warnings = warn_at(lease.expires_at, warning_seconds, now=now)
+        if warn_now:
+            warnings = sorted({now, *warnings})
         expire_at = lease.expires_at
     elif lease.status is LeaseStatus.exempt and lease.expires_at < NEVER_EXPIRES:
         expire_at = lease.expires_at
@@ -119,3 +123,9 @@ def lease_changed(
         actor=actor,
         reason=reason,
     )
+
+
+def last_warning(message: LeaseChanged) -> datetime | None:
+    """The last warning a lease version's schedule plans (the lease's ``warn_by``): the
+    one the reaper's claim waits for. None when the version plans none."""
+    return max(message.warn_at, default=None)

@@ -27,7 +27,8 @@ from zc_common.messages import (
 )
 
 from zc_api.audit import service as audit
-from zc_api.leases import repository
+from zc_api.display import stamp
+from zc_api.leases import repository, warning_due
 from zc_api.leases.actions import new_version
 from zc_api.leases.policy import owner_tag_value
 from zc_api.leases.repository import LeaseRecord
@@ -35,6 +36,7 @@ from zc_api.outbox import service as outbox
 from zc_api.reaping import blast_radius
 
 MAX_REFS = 10_000
+WARNING_PENDING = "warning_pending"
 _PAST = {ActionOnExpiry.stop: "stopped", ActionOnExpiry.terminate: "terminated"}
 
 
@@ -56,6 +58,8 @@ def _refusal(record: LeaseRecord | None, ref: LeaseRef, *, now: datetime) -> str
         return "not_live"
     if record.status in (LeaseStatus.active, LeaseStatus.exempt) and record.lease.expires_at > now:
         return "not_expired"
+    if warning_due.owes_warning(record):
+        return WARNING_PENDING  # observe mode too: its "would have" mail follows a warning as well
     return None
 
 
@@ -72,11 +76,14 @@ async def claim(
     records = await repository.load(session, (ref.lease_id for ref in wanted), lock=True)
     result = ClaimResult()
     due: dict[int, list[LeaseRecord]] = defaultdict(list)
+    outgoing: list[LeaseChanged] = []
     for ref in wanted:
         record = records.get(ref.lease_id)
         reason = _refusal(record, ref, now=now)
         if reason is not None:
             result.refused.append(ClaimRefusal(lease_id=ref.lease_id, version=ref.version, reason=reason))
+            if reason == WARNING_PENDING and record is not None:
+                outgoing.append(_defer_for_warning(session, record, actor=actor, now=now))
         elif record is not None and record.status is LeaseStatus.reaping:
             result.claimed.append(_claimed(record))
         elif record is not None:
@@ -84,7 +91,6 @@ async def claim(
 
     enforced = [cid for cid, group in due.items() if group[0].cloud_account.mode == CloudAccountMode.enforce.value]
     await blast_radius.lock_cloud_accounts(session, enforced)
-    outgoing: list[LeaseChanged] = []
     for cloud_account_id, group in sorted(due.items()):
         if cloud_account_id in enforced:
             await _enforce(session, group, result, actor=actor, now=now)
@@ -94,6 +100,17 @@ async def claim(
                 outgoing.append(_observe(session, record, actor=actor, now=now))
     await outbox.enqueue(session, outgoing)
     return result
+
+
+def _defer_for_warning(session: AsyncSession, record: LeaseRecord, *, actor: str, now: datetime) -> LeaseChanged:
+    """The last warning of this version never reached its owner: the reap moves by its
+    lead, and the new version warns at once (as when the notifier finds a warning late)."""
+    lead = warning_due.last_lead(record)
+    assert record.lease.warn_by is not None and lead is not None  # owes_warning said so
+    return warning_due.defer(
+        session, record, lead=lead, actor=actor, now=now, cause=WARNING_PENDING,
+        why=f"the last warning, due at {stamp(record.lease.warn_by)}, was not delivered before the reap",
+    )
 
 
 def _observe(session: AsyncSession, record: LeaseRecord, *, actor: str, now: datetime) -> LeaseChanged:

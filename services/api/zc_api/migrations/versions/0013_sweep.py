@@ -2,7 +2,7 @@
 and region, with the state and counts the ingestor reports
 
 Revision ID: 0013
-Revises: 0011 (to be re-chained onto 0012 when both branches meet)
+Revises: 0012
 Create Date: 2026-12-04 19:00:00
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
