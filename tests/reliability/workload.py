@@ -33,7 +33,8 @@ from zc_common.bus.rabbit import RabbitBus
 from zc_common.cloudevents import state_change_event
 
 from tests.notifier.factories import SmtpSink
-from tests.support.processes import AMQP, ProcessStack
+from tests.support.private_servers import PrivatePostgres, PrivateRabbit
+from tests.support.processes import ProcessStack
 
 CUSTOMER = "111111111111"
 REGION = "us-east-1"
@@ -71,6 +72,9 @@ class Workload:
     renew: set[str] = field(default_factory=set)
     renewed: dict[str, datetime] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # What the stack runs on, when it is the suite's own (to kill or crash).
+    rabbit: PrivateRabbit | None = None
+    postgres: PrivatePostgres | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # --- set up ---------------------------------------------------------------------------
@@ -191,7 +195,7 @@ class Workload:
             await connection.close()
 
     async def _dead_letters(self) -> list[str]:
-        bus = RabbitBus(AMQP, self.stack.exchange)
+        bus = RabbitBus(self.stack.amqp_url, self.stack.exchange)
         await bus.start()
         try:
             found = []

@@ -40,9 +40,9 @@ CALLERS = ("ingestor", "notifier", "reaper")
 _TOKEN = re.compile(r"API token \(shown once\): (\S+)")
 
 
-def _sql(statement: str, database: str = "postgres") -> None:
+def _sql(statement: str, server: str = POSTGRES) -> None:
     async def run() -> None:
-        connection = await asyncpg.connect(f"{POSTGRES}/{database}")
+        connection = await asyncpg.connect(f"{server}/postgres")
         try:
             await connection.execute(statement)
         finally:
@@ -77,9 +77,13 @@ class ProcessStack:
         per_service: Mapping[str, Mapping[str, str]] | None = None,
         log_dir: Path | None = None,
         smtp_port: int | None = None,
+        amqp_url: str = AMQP,
+        postgres_url: str = POSTGRES,
     ) -> None:
         self.database = f"zc_stack_{secrets.token_hex(4)}"
-        self.database_url = f"{POSTGRES}/{self.database}"
+        self.postgres_url = postgres_url  # the server (tests/support/private_servers.py has one to crash)
+        self.database_url = f"{postgres_url}/{self.database}"
+        self.amqp_url = amqp_url
         self.exchange = f"zc-stack-{secrets.token_hex(4)}"
         self.tokens = {name: secrets.token_hex(32) for name in CALLERS}
         self.ports = {name: free_port() for name in (*SERVICES, "internal", "moto", "proxy", "smtp")}
@@ -101,7 +105,7 @@ class ProcessStack:
     # --- what it runs on ----------------------------------------------------------------
     def __enter__(self) -> ProcessStack:
         try:
-            _sql(f"CREATE DATABASE {self.database}")
+            _sql(f"CREATE DATABASE {self.database}", self.postgres_url)
             self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.ports["moto"])])
             self._spawn("proxy", [sys.executable, "-m", "tests.support.aws_proxy", "--upstream", self.moto_url,
                                   "--port", str(self.ports["proxy"])], cwd=ROOT)
@@ -122,7 +126,7 @@ class ProcessStack:
     def env(self, service: str | None = None, replica: int = 0) -> dict[str, str]:
         values = {
             **os.environ,
-            "ZC_DATABASE_URL": self.database_url, "ZC_AMQP_URL": AMQP, "ZC_AMQP_EXCHANGE": self.exchange,
+            "ZC_DATABASE_URL": self.database_url, "ZC_AMQP_URL": self.amqp_url, "ZC_AMQP_EXCHANGE": self.exchange,
             "ZC_INTERNAL_PORT": str(self.ports["internal"]), "ZC_API_URL": self.internal_url,
             "ZC_PUBLIC_URL": self.api_url, "ZC_AWS_ENDPOINT_URL": self.aws_url, "ZC_SWEEP_INTERVAL": "0",
             "ZC_SMTP_HOST": "127.0.0.1", "ZC_SMTP_PORT": str(self.ports["smtp"]), "ZC_LOG_LEVEL": "WARNING",
@@ -210,7 +214,7 @@ class ProcessStack:
             log.close()
         self._logs.clear()
         with contextlib.suppress(Exception):
-            _sql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+            _sql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)", self.postgres_url)
 
     # --- plumbing -----------------------------------------------------------------------
     def _spawn(self, name: str, command: list[str], *, env: Mapping[str, str] | None = None,
