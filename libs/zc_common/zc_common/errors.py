@@ -35,3 +35,29 @@ class Conflict(ZeroCloudError):
 
 class PayloadTooLarge(ZeroCloudError):
     status_code = 413
+
+
+# SQLSTATE classes and codes of a database that is not there (rather than of a statement):
+# 08 connection exceptions; 57P01-57P03 admin/crash shutdown, cannot connect now.
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+_UNREACHABLE_NAMES = frozenset({"ConnectionDoesNotExistError", "CannotConnectNowError"})
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether this failure (or one it was raised from) says the database cannot be
+    reached now — refused, reset, restarting, shut down — rather than that the work is
+    wrong: retrying later will do. Read from the exception chain without importing a
+    driver (SQLAlchemy's ``orig`` and ``connection_invalidated``, asyncpg's ``sqlstate``)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (OSError, TimeoutError)) or getattr(seen, "connection_invalidated", False):
+            return True
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+            return True
+        if type(seen).__name__ in _UNREACHABLE_NAMES:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False

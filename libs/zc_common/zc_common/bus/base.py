@@ -9,7 +9,9 @@ Semantics, the same for both implementations:
   handler returns, the whole batch is acknowledged: handlers return only after their
   work is committed.
 - A body that cannot be decoded or validated is dead-lettered at once with the reason.
-- A handler raising ``PermanentFailure`` dead-letters; any other exception retries.
+- A handler raising ``PermanentFailure`` dead-letters; ``DependencyDown`` (the database
+  or another service cannot be reached) retries the whole batch with backoff for as long
+  as the outage lasts, never dead-lettering for it; any other exception retries.
   A failing batch is first split and each message handled alone, so one bad message
   never holds back the others. A single message is retried with backoff up to
   ``max_attempts`` and then dead-lettered with the last error as the reason.
@@ -56,6 +58,13 @@ SHUTDOWN_GRACE = 20.0
 
 class PermanentFailure(Exception):
     """Raised by a handler for a message that can never succeed: dead-letter it now."""
+
+
+class DependencyDown(Exception):
+    """Raised by a handler when what the work needs (its database, the api) cannot be
+    reached now: nothing is wrong with the messages, so the batch is retried whole, with
+    backoff (capped at a minute), until the outage ends; it never counts towards
+    ``max_attempts``, so an outage longer than the retry budget loses nothing."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,11 @@ async def _run_handler(
         return outcome
     except asyncio.CancelledError:
         raise
+    except DependencyDown as error:
+        # Splitting would only ask the missing dependency once per message.
+        log.warning("%d on %s wait: %s", len(messages), sub.queue, error)
+        outcome.retry.extend((index, f"DependencyDown: {error}") for index in range(len(messages)))
+        return outcome
     except Exception as error:  # noqa: BLE001 - the bus decides what a failure means
         if len(messages) > 1:
             log.warning(
@@ -237,6 +251,9 @@ def _single_failure(sub: Subscription, message: Message, attempt: int, error: Ex
         log.error("%s %s dead-lettered: %s", sub.queue, message.message_id, reason)
         outcome.dead.append((0, reason))
         outcome.dead_kinds[0] = "permanent"
+    elif isinstance(error, DependencyDown):
+        log.warning("%s %s waits (attempt %d): %s", sub.queue, message.message_id, attempt, reason)
+        outcome.retry.append((0, reason))
     elif attempt >= sub.max_attempts:
         log.error(
             "%s %s dead-lettered after %d attempts: %s", sub.queue, message.message_id, attempt, reason,

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import DBAPIError
 
-from zc_common.bus import Bus, PermanentFailure, topology
+from zc_common.bus import Bus, DependencyDown, PermanentFailure, topology
+from zc_common.errors import database_unreachable
 from zc_common.messages import ResourceChange, utcnow
 
 from zc_api.database import is_unstorable, transaction
@@ -28,7 +29,13 @@ def subscribe(bus: Bus, runtime: ApiRuntime) -> None:
     """Subscribe the api's queue; call before ``bus.start()``."""
 
     async def handle(changes: Sequence[ResourceChange]) -> None:
-        await ingest(runtime, changes)
+        try:
+            await ingest(runtime, changes)
+        except Exception as error:
+            if database_unreachable(error):
+                # The changes wait on the queue for the database, however long it is away.
+                raise DependencyDown(f"the database cannot be reached: {error}") from error
+            raise
 
     bus.subscribe(topology.API, handle, batch_size=runtime.settings.ingest_batch_size, max_wait=0.05)
 
