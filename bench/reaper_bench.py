@@ -5,7 +5,6 @@ the wall time from publish to the last outcome reported, and how many instances 
 shows stopped afterwards; then the median wall time.
 
     python bench/reaper_bench.py [--instances 1000] [--per-launch 100] [--runs 3] [--bus memory|rabbitmq]
-                                 [--protection-concurrency 25]
 
 Each run starts from an emptied moto server and launches its own instances (not timed);
 the api is an in-memory stand-in that claims every lease (enforce mode). The moto server
@@ -188,7 +187,6 @@ async def one_run(args: argparse.Namespace, moto_url: str, moto_pid: int, run: i
     settings = ReaperSettings(
         bus=args.bus, amqp_url=AMQP_URL, amqp_exchange=exchange, api_url="http://api.invalid",
         service_token=secrets.token_hex(32), aws_endpoint_url=moto_url,
-        protection_concurrency=args.protection_concurrency,
     )
     handlers.subscribe(bus, Reaper(settings, aws, api))
     await bus.start()
@@ -246,8 +244,6 @@ def main() -> None:
     parser.add_argument("--per-launch", type=int, default=100, help="instances per RunInstances call")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bus", choices=["memory", "rabbitmq"], default="memory")
-    parser.add_argument("--protection-concurrency", type=int, default=ReaperSettings.model_fields[
-        "protection_concurrency"].default, help="DescribeInstanceAttribute calls in flight")
     args = parser.parse_args()
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")

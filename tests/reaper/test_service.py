@@ -116,7 +116,8 @@ async def test_stop_protection_is_honoured(
     await reaper.reap(fake_api.expired(guarded, plain))
 
     assert await customer.states(protected, unprotected) == {protected: "running", unprotected: "stopped"}
-    assert aws.calls["StopInstances"] == 1  # the protected one was never in it
+    assert aws.calls["DescribeInstanceAttribute"] == 0  # AWS refuses the protected one itself
+    assert aws.calls["StopInstances"] == 2  # refused for the protected one, then the rest
     [skipped] = fake_api.outcomes_of(guarded)
     assert (skipped.outcome, skipped.reason) == (ReapOutcomeKind.skipped, "stop protection enabled")
     assert [o.outcome for o in fake_api.outcomes_of(plain)] == [ReapOutcomeKind.stopped]
@@ -131,7 +132,7 @@ async def test_termination_protection_is_honoured(
     await reaper.reap(fake_api.expired(lease))
 
     assert await customer.states(protected) == {protected: "running"}
-    assert aws.writes == 0
+    assert aws.calls["TerminateInstances"] == 1 and aws.calls["DescribeInstanceAttribute"] == 0
     [skipped] = fake_api.reported
     assert (skipped.outcome, skipped.reason) == (ReapOutcomeKind.skipped, "termination protection enabled")
 

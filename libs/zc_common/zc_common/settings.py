@@ -387,9 +387,6 @@ class ReaperSettings(ApiCallerSettings):
     aws_retry_delay: float = Field(
         1.0, ge=0, le=60, description="Seconds before the second try; doubles each try, capped at 20 s."
     )
-    protection_concurrency: int = Field(
-        25, ge=1, le=200, description="DescribeInstanceAttribute calls in flight at once per account and region."
-    )
     account_cache_seconds: float = Field(60.0, ge=0, description="How long cloud account records are reused.")
     message_attempts: int = Field(
         10, ge=1, le=100, description="Deliveries of one LeaseExpired before it is dead-lettered."

@@ -188,7 +188,6 @@ class Reaper:
                     account_id=record.upstream_account_id,
                     action=group.action,
                     retry=self.retry,
-                    concurrency=self.settings.protection_concurrency,
                 )
                 settle(live.settled)
                 async for done in act(ec2, group.action, live.actionable, retry=self.retry):
