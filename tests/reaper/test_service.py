@@ -4,6 +4,8 @@ reported to the api."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from zc_common.internal_api import ReapOutcomeKind
@@ -313,5 +315,21 @@ async def test_outcomes_the_api_missed_are_reported_on_retry_without_acting_agai
     await reaper.reap(messages)  # the bus's retry: the claim answers the same version again
 
     assert aws.calls["StopInstances"] == 1
+    assert [o.outcome for o in fake_api.reported] == [ReapOutcomeKind.stopped]
+    assert lease.status is LeaseStatus.reaped
+
+
+async def test_a_lease_in_two_batches_at_once_is_acted_on_by_one(
+    reaper: Reaper, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
+) -> None:
+    # A duplicate LeaseExpired in a batch running alongside: acting twice could see the
+    # instance "already stopping" and report a skip for what this reaper stopped.
+    [instance_id] = await customer.launch()
+    lease = fake_api.lease(instance_id)
+    messages = fake_api.expired(lease)
+
+    await asyncio.gather(reaper.reap(messages), reaper.reap(messages))
+
+    assert aws.calls["StopInstances"] == 1 and fake_api.requests["claim"] == 1
     assert [o.outcome for o in fake_api.reported] == [ReapOutcomeKind.stopped]
     assert lease.status is LeaseStatus.reaped

@@ -1,6 +1,7 @@
 """The reaper as a plain object: a batch of LeaseExpired is claimed through the api
 (compare-and-set), checked live in AWS, stopped or terminated in as few calls as AWS
-allows, and the outcomes reported in one api call."""
+allows, and the outcomes reported in one api call. The bus may run several batches at once
+(``batches_in_flight``); a lease version is worked on by one batch at a time."""
 
 from __future__ import annotations
 
@@ -79,6 +80,11 @@ class Reaper:
         self.retry = RetryPolicy(attempts=settings.aws_attempts, delay=settings.aws_retry_delay)
         self.bus = bus  # the one it consumes (handlers.py), for /readyz
         self._unreported: OrderedDict[LeaseRef, ReapOutcome] = OrderedDict()
+        # Lease versions a batch is working on now. The bus runs several batches at once; a
+        # duplicate LeaseExpired in another batch is left to the batch that has it (which
+        # settles it, or fails and is retried by the bus), else both would act and the
+        # later live check could report "already stopping" for what this reaper stopped.
+        self._in_hand: set[LeaseRef] = set()
         # (cloud account, region) -> until when AWS is left alone after it kept failing.
         self._resting: dict[tuple[int, str], float] = {}
 
@@ -91,6 +97,13 @@ class Reaper:
         """Claim, check, act, report. Returns once the outcomes are with the api; raises
         (the bus retries the batch) when the api or AWS cannot be reached now."""
         refs, resting = self._to_claim(expired)
+        self._in_hand.update(refs)
+        try:
+            return await self._reap(refs, resting)
+        finally:
+            self._in_hand.difference_update(refs)
+
+    async def _reap(self, refs: list[LeaseRef], resting: int) -> ReapReport:
         report = ReapReport()
         outcomes: dict[LeaseRef, ReapOutcome] = {}
         failures: list[BaseException] = []
@@ -117,14 +130,18 @@ class Reaper:
         return report
 
     def _to_claim(self, expired: Sequence[LeaseExpired]) -> tuple[list[LeaseRef], int]:
-        """The lease versions to claim, once each, and how many wait for a resting account."""
+        """The lease versions to claim, once each and none another batch has in hand, and
+        how many wait for a resting account."""
         refs: dict[LeaseRef, None] = {}
         resting = 0
         for message in expired:
-            if self._is_resting(message.lease.cloud_account_id, message.lease.region):
+            ref = LeaseRef(lease_id=message.lease.lease_id, version=message.lease.version)
+            if ref in self._in_hand:
+                log.info("lease %d version %d is in hand in another batch", ref.lease_id, ref.version)
+            elif self._is_resting(message.lease.cloud_account_id, message.lease.region):
                 resting += 1
             else:
-                refs[LeaseRef(lease_id=message.lease.lease_id, version=message.lease.version)] = None
+                refs[ref] = None
         return list(refs), resting
 
     async def _act_on(
