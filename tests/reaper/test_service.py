@@ -333,3 +333,29 @@ async def test_a_lease_in_two_batches_at_once_is_acted_on_by_one(
     assert aws.calls["StopInstances"] == 1 and fake_api.requests["claim"] == 1
     assert [o.outcome for o in fake_api.reported] == [ReapOutcomeKind.stopped]
     assert lease.status is LeaseStatus.reaped
+
+
+async def test_instances_a_failed_write_reached_are_reported_stopped_on_the_retry(
+    make_reaper: ReaperFactory, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
+) -> None:
+    # moto stops the instances before a protected one, then refuses; the call for the rest
+    # then throttles past the retry loop. On the bus's retry the live check finds those
+    # stopped: what this reaper did, not "already stopped".
+    reaper = make_reaper(aws_attempts=2, message_retry_delay=0.01)
+    plain = await customer.launch(3)
+    [protected] = await customer.launch(stop_protected=True)
+    leases = {i: fake_api.lease(i) for i in [plain[0], plain[1], protected, plain[2]]}
+    messages = fake_api.expired(*leases.values())
+    aws.throttle("StopInstances", 2, after=1)
+
+    with pytest.raises(AwsUnavailable):
+        await reaper.reap(messages)
+    assert await customer.states(*plain) == {plain[0]: "stopped", plain[1]: "stopped", plain[2]: "running"}
+    await asyncio.sleep(0.05)  # the account rests for half the bus's retry delay
+    await reaper.reap(messages)
+
+    assert {i: [(o.outcome, o.reason) for o in fake_api.outcomes_of(lease)] for i, lease in leases.items()} == {
+        **{i: [(ReapOutcomeKind.stopped, None)] for i in plain},
+        protected: [(ReapOutcomeKind.skipped, "stop protection enabled")],
+    }
+    assert await customer.states(*plain, protected) == {**{i: "stopped" for i in plain}, protected: "running"}

@@ -15,7 +15,7 @@ from zc_common.aws import error_code
 from zc_common.internal_api import ReapOutcomeKind
 from zc_common.messages import ActionOnExpiry
 
-from zc_reaper.live import Settled, is_not_found, named_instances
+from zc_reaper.live import DONE_STATES, Settled, is_not_found, named_instances
 from zc_reaper.retry import ClientError, RetryPolicy, describe, is_denied
 
 # StopInstances and TerminateInstances take up to 1,000 ids.
@@ -34,11 +34,11 @@ class _Write:
 WRITES = {
     ActionOnExpiry.stop: _Write(
         "StopInstances", "stop_instances", "StoppingInstances", ReapOutcomeKind.stopped,
-        frozenset({"stopping", "stopped"}),
+        DONE_STATES[ActionOnExpiry.stop],
     ),
     ActionOnExpiry.terminate: _Write(
         "TerminateInstances", "terminate_instances", "TerminatingInstances", ReapOutcomeKind.terminated,
-        frozenset({"shutting-down", "terminated"}),
+        DONE_STATES[ActionOnExpiry.terminate],
     ),
 }
 

@@ -35,6 +35,11 @@ T = TypeVar("T")
 
 GONE_STATES = frozenset({"shutting-down", "terminated"})
 STOPPABLE_STATES = frozenset({"pending", "running"})
+# Where each action leaves an instance.
+DONE_STATES = {
+    ActionOnExpiry.stop: frozenset({"stopping", "stopped"}),
+    ActionOnExpiry.terminate: GONE_STATES,
+}
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,14 @@ async def check_live(
     account_id: str,
     action: ActionOnExpiry,
     retry: RetryPolicy,
+    written: Collection[str] = (),
 ) -> LiveCheck:
     """Check every target in one account and region: one DescribeInstances per 1,000
     instances (``DESCRIBES_IN_FLIGHT`` at a time), a few more when some no longer exist.
+    ``written``: instances an earlier write may have reached without an answer (the call
+    failed after AWS acted, or moto acted before refusing another); one found where the
+    action leaves it is judged as if still running, so the write is made again (AWS
+    answers its state: done) instead of reporting as skipped what the reaper did.
     Raises AwsUnavailable when AWS keeps throttling, ClientError when the role is denied."""
     result = LiveCheck()
     describes = asyncio.Semaphore(DESCRIBES_IN_FLIGHT)
@@ -120,7 +130,12 @@ async def check_live(
         async with describes:
             found = await _describe(ec2, [t.instance_id for t in chunk], retry)
         for target in chunk:
-            verdict = judge(target, found.get(target.instance_id), account_id=account_id, action=action)
+            item = found.get(target.instance_id)
+            if item is not None and target.instance_id in written:
+                owner_id, instance = item
+                if instance.get("State", {}).get("Name") in DONE_STATES[action]:
+                    item = (owner_id, {**instance, "State": {"Name": "running"}})
+            verdict = judge(target, item, account_id=account_id, action=action)
             if verdict is None:
                 result.actionable.append(target.instance_id)
             else:

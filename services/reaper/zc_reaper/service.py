@@ -27,7 +27,7 @@ from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseExpired
 from zc_common.settings import ReaperSettings
 
 from zc_reaper.accounts import CloudAccounts
-from zc_reaper.act import act
+from zc_reaper.act import WRITE_CHUNK, act
 from zc_reaper.live import Settled, Target, check_live
 from zc_reaper.retry import AwsUnavailable, ClientError, RetryPolicy, describe, is_denied
 
@@ -85,6 +85,9 @@ class Reaper:
         # settles it, or fails and is retried by the bus), else both would act and the
         # later live check could report "already stopping" for what this reaper stopped.
         self._in_hand: set[LeaseRef] = set()
+        # (cloud account, region) -> instances a write may have reached though it failed
+        # (AWS acted and the answer was lost; moto acts before refusing another instance).
+        self._written: dict[tuple[int, str], dict[str, None]] = defaultdict(dict)
         # (cloud account, region) -> until when AWS is left alone after it kept failing.
         self._resting: dict[tuple[int, str], float] = {}
 
@@ -179,8 +182,11 @@ class Reaper:
         for claimed in leases:
             by_instance[claimed.lease.instance_id].append(claimed)
 
+        written = self._written[(group.cloud_account_id, group.region)]
+
         def settle(results: dict[str, Settled]) -> None:
             for instance_id, settled in results.items():
+                written.pop(instance_id, None)
                 for claimed in by_instance.pop(instance_id, []):
                     ref = LeaseRef(lease_id=claimed.lease.lease_id, version=claimed.lease.version)
                     outcome = ReapOutcome(
@@ -205,10 +211,15 @@ class Reaper:
                     account_id=record.upstream_account_id,
                     action=group.action,
                     retry=self.retry,
+                    written=written,
                 )
                 settle(live.settled)
-                async for done in act(ec2, group.action, live.actionable, retry=self.retry):
-                    settle(done)
+                try:
+                    async for done in act(ec2, group.action, live.actionable, retry=self.retry):
+                        settle(done)
+                except BaseException:
+                    self._remember_written(written, [i for i in live.actionable if i in by_instance])
+                    raise
         except ClientError as error:
             if not is_denied(error):
                 raise
@@ -216,6 +227,13 @@ class Reaper:
             reason = f"ZeroCloud's role may not act in AWS account {record.upstream_account_id}: {describe(error)}"
             log.warning("not acting on %d leases: %s", len(by_instance), reason)
             settle({instance_id: Settled(ReapOutcomeKind.skipped, reason) for instance_id in list(by_instance)})
+
+    def _remember_written(self, written: dict[str, None], unsettled: list[str]) -> None:
+        # The chunks before the failing one are settled; the failing one is the first
+        # WRITE_CHUNK unsettled ids, and the ones after it were never sent.
+        written.update(dict.fromkeys(list(dict.fromkeys(unsettled))[:WRITE_CHUNK]))
+        while len(written) > MAX_UNREPORTED:
+            del written[next(iter(written))]
 
     def _remember(self, ref: LeaseRef, outcome: ReapOutcome) -> None:
         self._unreported[ref] = outcome
