@@ -20,7 +20,14 @@ import pytest_asyncio
 from zc_common.internal_api import ReapOutcomeKind
 from zc_common.messages import ActionOnExpiry
 
-from tests.reaper.factories import OTHER_REGION, CountingAwsAccess, CustomerAccount, FakeApi, reaper_settings
+from tests.reaper.factories import (
+    OTHER_REGION,
+    REGION,
+    CountingAwsAccess,
+    CustomerAccount,
+    FakeApi,
+    reaper_settings,
+)
 from zc_reaper.service import Reaper
 
 pytestmark = pytest.mark.asyncio
@@ -61,6 +68,13 @@ async def running(fleet: Fleet) -> Fleet:
     return fleet
 
 
+async def states(customer: CustomerAccount, instance_ids: list[str], *, region: str = REGION) -> dict[str, str]:
+    """Like CustomerAccount.states, in a fraction of moto's time for 1,000 instances."""
+    async with customer.ec2(region) as ec2:
+        answer = await ec2.describe_instance_status(InstanceIds=instance_ids, IncludeAllInstances=True)
+    return {status["InstanceId"]: status["InstanceState"]["Name"] for status in answer["InstanceStatuses"]}
+
+
 @pytest.fixture
 def aws(moto_url: str) -> CountingAwsAccess:
     return CountingAwsAccess(endpoint_url=moto_url, session_name="zerocloud-reaper-test")
@@ -95,7 +109,7 @@ async def test_1000_expired_instances_cost_one_describe_and_one_stop(
 
     assert dict(aws.calls) == {"AssumeRole": 1, "DescribeInstances": 1, "StopInstances": 1}
     assert report.count(ReapOutcomeKind.stopped) == MANY
-    assert await running.customer.states(*launched) == {i: "stopped" for i in launched}
+    assert await states(running.customer, launched) == {i: "stopped" for i in launched}
 
 
 async def test_10_stop_protected_among_1000_are_skipped_and_the_rest_stopped_in_few_calls(
@@ -118,7 +132,7 @@ async def test_10_stop_protected_among_1000_are_skipped_and_the_rest_stopped_in_
         **{i: [(ReapOutcomeKind.stopped, None)] for i in plain + termination_only},
         **{i: [(ReapOutcomeKind.skipped, "stop protection enabled")] for i in protected},
     }
-    assert await running.customer.states(*instance_ids) == {
+    assert await states(running.customer, instance_ids) == {
         **{i: "stopped" for i in plain + termination_only}, **{i: "running" for i in protected}
     }
 
@@ -145,7 +159,7 @@ async def test_10_termination_protected_among_300_are_skipped_and_the_rest_termi
         **{i: [(ReapOutcomeKind.terminated, None)] for i in plain + stop_only},
         **{i: [(ReapOutcomeKind.skipped, "termination protection enabled")] for i in protected},
     }
-    assert await customer.states(*instance_ids, region=OTHER_REGION) == {
+    assert await states(customer, instance_ids, region=OTHER_REGION) == {
         **{i: "terminated" for i in plain + stop_only}, **{i: "running" for i in protected}
     }
 
@@ -166,4 +180,4 @@ async def test_ids_aws_never_knew_are_gone_and_the_rest_stopped_in_few_calls(
         **{i: [(ReapOutcomeKind.stopped, None)] for i in launched},
         **{i: [(ReapOutcomeKind.gone, "instance no longer exists")] for i in unknown},
     }
-    assert await running.customer.states(*launched) == {i: "stopped" for i in launched}
+    assert await states(running.customer, launched) == {i: "stopped" for i in launched}
