@@ -387,6 +387,9 @@ _STOP: Any = object()
 def _finished(task: asyncio.Task[None], in_flight: set[asyncio.Task[None]], slots: asyncio.Semaphore) -> None:
     in_flight.discard(task)
     slots.release()
+    if not task.cancelled() and task.exception() is not None:
+        # Unacknowledged, its messages go back to the queue when the channel closes.
+        log.error("a batch was not settled", exc_info=task.exception())
 
 
 def _attempt(incoming: _Incoming) -> int:
