@@ -1,11 +1,14 @@
-"""Reaper benchmark: 1,000 expired leases of running instances in one account and region
-of a moto server, published as LeaseExpired on the bus and reaped by the Reaper. Prints,
-per run, the AWS write calls (StopInstances + TerminateInstances), the other EC2 calls,
-the wall time from publish to the last outcome reported, and how many instances moto
-shows stopped afterwards; then the median wall time.
+"""Reaper benchmark: expired leases of running instances in one account and region of a
+moto server, published as LeaseExpired on the bus and reaped by the Reaper, in three
+scenarios: 1,000 instances none protected, 5,000 none protected, and 1,000 of which 10 are
+stop-protected. Prints, per run, the AWS calls by action (EC2 and STS apart), the wall
+time from publish to the last outcome reported, the outcomes and what moto shows stopped
+afterwards; then the median wall time of each scenario, and whether the call targets held
+(1,000: 1 DescribeInstances + 1 StopInstances; 5,000: at most 10 EC2 calls; 10 protected
+among 1,000: at most 25 calls in all, the 10 skipped as stop-protected; one AssumeRole).
 
-    python bench/reaper_bench.py [--instances 1000] [--per-launch 100] [--runs 3] [--bus memory|rabbitmq]
-                                 [--protection-concurrency 25]
+    python bench/reaper_bench.py [--scenario all|1000|5000|protected] [--per-launch 100] [--runs 3]
+                                 [--bus memory|rabbitmq]
 
 Each run starts from an emptied moto server and launches its own instances (not timed);
 the api is an in-memory stand-in that claims every lease (enforce mode). The moto server
@@ -28,6 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -54,13 +58,32 @@ from zc_reaper.service import Reaper
 
 # The suite's shared scaffolding (tests/support), from the repository this script is in.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.aws_doubles import WRITES, CountingAwsAccess  # noqa: E402
+from tests.support.aws_doubles import CountingAwsAccess  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 ACCOUNT = "111111111111"
 REGION = "us-east-1"
 OWNER = "bench@bigdb.com"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+STS_ACTIONS = frozenset({"AssumeRole", "GetCallerIdentity"})
+STOP_PROTECTED = "stop protection enabled"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    instances: int
+    protected: int
+    max_ec2_calls: int
+    exact: dict[str, int] | None = None  # EC2 calls by action, where the target is exact
+
+
+SCENARIOS = {
+    "1000": Scenario("1,000 none protected", 1000, 0, 2, {"DescribeInstances": 1, "StopInstances": 1}),
+    "5000": Scenario("5,000 none protected", 5000, 0, 10),
+    "protected": Scenario("10 protected among 1,000", 1000, 10, 24),
+}
+
 RECORD = CloudAccountRecord(
     id=1, account_id=1, name="bench", upstream_account_id=ACCOUNT,
     role_arn=f"arn:aws:iam::{ACCOUNT}:role/ZeroCloud", external_id="zc-bench",
@@ -129,8 +152,9 @@ def developer(moto_url: str) -> tuple[AwsAccess, CloudAccountRole]:
     )
 
 
-async def launch(moto_url: str, instances: int, per_launch: int) -> list[str]:
-    """Run ``instances`` running instances owned by OWNER, ``per_launch`` per RunInstances."""
+async def launch(moto_url: str, instances: int, per_launch: int, protected: int) -> tuple[list[str], set[str]]:
+    """Run ``instances`` running instances owned by OWNER, ``per_launch`` per RunInstances,
+    ``protected`` of them (spread evenly, none first) with stop protection switched on."""
     aws, role = developer(moto_url)
     limit = asyncio.Semaphore(4)
     async with aws.client("ec2", REGION, role) as ec2:
@@ -144,8 +168,12 @@ async def launch(moto_url: str, instances: int, per_launch: int) -> list[str]:
             return [instance["InstanceId"] for instance in answer["Instances"]]
 
         counts = [min(per_launch, instances - start) for start in range(0, instances, per_launch)]
-        launched = await asyncio.gather(*(run(count) for count in counts))
-    return [instance_id for chunk in launched for instance_id in chunk]
+        launched = [instance_id for chunk in await asyncio.gather(*(run(count) for count in counts)) for instance_id in chunk]
+        step = len(launched) // protected if protected else 0
+        guarded = {launched[step * n + step // 2] for n in range(protected)}
+        for instance_id in guarded:
+            await ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiStop={"Value": True})
+    return launched, guarded
 
 
 async def count_stopped(moto_url: str, instance_ids: list[str]) -> int:
@@ -176,10 +204,13 @@ def expired_leases(instance_ids: list[str]) -> dict[int, LeaseSnapshot]:
     }
 
 
-async def one_run(args: argparse.Namespace, moto_url: str, moto_pid: int, run: int) -> float:
+async def one_run(
+    args: argparse.Namespace, scenario: Scenario, moto_url: str, moto_pid: int, run: int
+) -> tuple[float, bool]:
+    """One run of ``scenario``: its wall time, and whether it met the targets."""
     async with httpx.AsyncClient() as http:
         (await http.post(f"{moto_url}/moto-api/reset", timeout=30)).raise_for_status()
-    launched = await launch(moto_url, args.instances, args.per_launch)
+    launched, guarded = await launch(moto_url, scenario.instances, args.per_launch, scenario.protected)
     snapshots = expired_leases(launched)
     api = BenchApi(snapshots)
     aws = CountingAwsAccess(endpoint_url=moto_url)  # fresh: each run pays its AssumeRole
@@ -188,7 +219,6 @@ async def one_run(args: argparse.Namespace, moto_url: str, moto_pid: int, run: i
     settings = ReaperSettings(
         bus=args.bus, amqp_url=AMQP_URL, amqp_exchange=exchange, api_url="http://api.invalid",
         service_token=secrets.token_hex(32), aws_endpoint_url=moto_url,
-        protection_concurrency=args.protection_concurrency,
     )
     handlers.subscribe(bus, Reaper(settings, aws, api))
     await bus.start()
@@ -197,7 +227,7 @@ async def one_run(args: argparse.Namespace, moto_url: str, moto_pid: int, run: i
         moto_cpu, own_cpu = cpu_seconds(moto_pid), time.process_time()
         started = time.monotonic()
         await bus.publish(*messages)
-        await asyncio.wait_for(api.all_reported.wait(), timeout=300)
+        await asyncio.wait_for(api.all_reported.wait(), timeout=600)
         elapsed = time.monotonic() - started
         moto_cpu, own_cpu = cpu_seconds(moto_pid) - moto_cpu, time.process_time() - own_cpu
     finally:
@@ -205,19 +235,35 @@ async def one_run(args: argparse.Namespace, moto_url: str, moto_pid: int, run: i
         await api.close()
         if isinstance(bus, RabbitBus):
             await _drop_queues(exchange)
+    by_lease = {snapshot.instance_id: api.outcomes[n] for n, snapshot in snapshots.items()}
     outcomes = Counter(outcome.outcome.value for outcome in api.outcomes.values())
     stopped = await count_stopped(moto_url, launched)
-    writes = sum(aws.calls[name] for name in WRITES)
+    sts = {name: n for name, n in aws.calls.items() if name in STS_ACTIONS}
+    ec2 = {name: n for name, n in aws.calls.items() if name not in STS_ACTIONS}
     print(
-        f"run {run}: {elapsed:.2f}s (CPU: moto {moto_cpu:.1f}s, reaper {own_cpu:.1f}s), AWS write calls: {writes} "
-        f"(StopInstances {aws.calls['StopInstances']}, TerminateInstances {aws.calls['TerminateInstances']}), "
-        f"DescribeInstances {aws.calls['DescribeInstances']}, "
-        f"DescribeInstanceAttribute {aws.calls['DescribeInstanceAttribute']}, "
-        f"outcomes {dict(outcomes)}, stopped in moto: {stopped} of {len(launched)}"
+        f"  run {run}: {elapsed:.2f}s (CPU: moto {moto_cpu:.1f}s, reaper {own_cpu:.1f}s); "
+        f"EC2 calls {sum(ec2.values())} {_by_action(ec2)}; STS calls {sum(sts.values())} {_by_action(sts)}; "
+        f"outcomes {dict(outcomes)}; stopped in moto: {stopped} of {len(launched)}"
     )
-    if writes > 2 or outcomes[ReapOutcomeKind.stopped.value] != len(launched) or stopped != len(launched):
-        print(f"run {run}: FAILED the target (at most 2 writes, every instance stopped)")
-    return elapsed
+    plain = [i for i in launched if i not in guarded]
+    failures = []
+    if sum(ec2.values()) > scenario.max_ec2_calls:
+        failures.append(f"more than {scenario.max_ec2_calls} EC2 calls")
+    if scenario.exact is not None and ec2 != scenario.exact:
+        failures.append(f"EC2 calls are not {scenario.exact}")
+    if sts != {"AssumeRole": 1}:
+        failures.append("not exactly one AssumeRole")
+    if any(by_lease[i].outcome is not ReapOutcomeKind.stopped for i in plain) or stopped != len(plain):
+        failures.append("an unprotected instance was not stopped")
+    if any((by_lease[i].outcome, by_lease[i].reason) != (ReapOutcomeKind.skipped, STOP_PROTECTED) for i in guarded):
+        failures.append(f"a protected instance was not skipped with '{STOP_PROTECTED}'")
+    for failure in failures:
+        print(f"  run {run}: FAILED the target: {failure}")
+    return elapsed, not failures
+
+
+def _by_action(calls: dict[str, int]) -> str:
+    return "(" + ", ".join(f"{name} {n}" for name, n in sorted(calls.items())) + ")"
 
 
 async def _drop_queues(exchange: str) -> None:
@@ -232,22 +278,24 @@ async def _drop_queues(exchange: str) -> None:
 
 
 async def bench(args: argparse.Namespace, moto_url: str, moto_pid: int) -> None:
-    timings = [await one_run(args, moto_url, moto_pid, run) for run in range(1, args.runs + 1)]
-    median = statistics.median(timings)
-    print(
-        f"median wall time over {args.runs} runs: {median:.2f}s for {args.instances} leases "
-        f"({'within' if median <= 10 else 'OVER'} the 10 s target)"
-    )
+    chosen = SCENARIOS.values() if args.scenario == "all" else [SCENARIOS[args.scenario]]
+    summary = []
+    for scenario in chosen:
+        print(f"{scenario.name} ({args.bus} bus):")
+        runs = [await one_run(args, scenario, moto_url, moto_pid, run) for run in range(1, args.runs + 1)]
+        median = statistics.median(elapsed for elapsed, _ in runs)
+        met = all(ok for _, ok in runs)
+        summary.append(f"{scenario.name}: median wall time {median:.2f}s over {args.runs} runs, "
+                       f"call targets {'met' if met else 'MISSED'}")
+    print("\n".join(summary))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--scenario", choices=["all", *SCENARIOS], default="all")
     parser.add_argument("--per-launch", type=int, default=100, help="instances per RunInstances call")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bus", choices=["memory", "rabbitmq"], default="memory")
-    parser.add_argument("--protection-concurrency", type=int, default=ReaperSettings.model_fields[
-        "protection_concurrency"].default, help="DescribeInstanceAttribute calls in flight")
     args = parser.parse_args()
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")

@@ -235,8 +235,8 @@ async def ensure_customer_role(aws: AwsAccess, *, customer_account_id: str, role
         "Statement": [{
             "Effect": "Allow",
             # What deploy/aws/customer-account.yaml grants a real account, no more.
-            "Action": ["ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:StopInstances",
-                       "ec2:TerminateInstances", "cloudformation:DescribeStacks"],
+            "Action": ["ec2:DescribeInstances", "ec2:StopInstances", "ec2:TerminateInstances",
+                       "cloudformation:DescribeStacks"],
             "Resource": "*",
         }],
     }

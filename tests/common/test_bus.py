@@ -18,7 +18,7 @@ from aio_pika.exceptions import ChannelPreconditionFailed
 from yarl import URL
 
 from zc_common.bus import Bus, PermanentFailure, Queue
-from zc_common.bus.base import DeadLetter
+from zc_common.bus.base import MAX_CONCURRENCY, DeadLetter
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message, decode
 
@@ -311,6 +311,106 @@ async def test_stopping_finishes_the_batch_in_hand_and_takes_no_more(bus: Bus) -
     assert sorted(m.n for m in handler.messages) == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]
 
 
+class Gate:
+    """A handler that holds each batch until released, counting how many it holds at once."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.most_held = 0
+        self.entered: list[list[int]] = []
+        self.done: list[list[int]] = []
+        self.release: dict[int, asyncio.Event] = {}
+
+    def opening(self, n: int) -> asyncio.Event:
+        return self.release.setdefault(n, asyncio.Event())
+
+    async def __call__(self, messages: Sequence[Message]) -> None:
+        numbers = [m.n for m in messages]  # type: ignore[attr-defined]
+        self.entered.append(numbers)
+        self.held += 1
+        self.most_held = max(self.most_held, self.held)
+        try:
+            await asyncio.gather(*(self.opening(n).wait() for n in numbers))
+        finally:
+            self.held -= 1
+        self.done.append(numbers)
+
+
+async def test_a_subscription_handles_up_to_concurrency_batches_at_once(bus: Bus) -> None:
+    gate = Gate()
+    bus.subscribe(Queue("alpha", (Ping,)), gate, batch_size=1, max_wait=0.01, concurrency=3)
+    await bus.start()
+
+    await bus.publish(*(Ping(n=n) for n in range(5)))
+
+    await eventually(lambda: gate.held == 3)
+    await asyncio.sleep(0.2)
+    assert gate.most_held == 3 and len(gate.entered) == 3  # never a fourth while three are held
+    for n in range(5):
+        gate.opening(n).set()
+    await eventually(lambda: len(gate.done) == 5)
+    assert gate.most_held == 3
+    assert sorted(n for batch in gate.done for n in batch) == [0, 1, 2, 3, 4]
+    assert await bus.dead_letters("alpha") == []
+
+
+async def test_a_slow_batch_does_not_hold_back_the_next_ones(bus: Bus) -> None:
+    gate = Gate()
+    bus.subscribe(Queue("alpha", (Ping,)), gate, batch_size=1, max_wait=0.01, concurrency=2)
+    await bus.start()
+    for n in range(1, 4):
+        gate.opening(n).set()  # only the first is slow
+
+    await bus.publish(Ping(n=0))
+    await eventually(lambda: gate.held == 1)
+    await bus.publish(*(Ping(n=n) for n in range(1, 4)))
+
+    await eventually(lambda: sorted(n for batch in gate.done for n in batch) == [1, 2, 3])
+    assert gate.held == 1  # the slow one is still in hand
+    gate.opening(0).set()
+    await eventually(lambda: len(gate.done) == 4)
+
+
+async def test_concurrent_batches_are_retried_and_dead_lettered_alone(bus: Bus) -> None:
+    def refuse_odd(messages: Sequence[Message]) -> None:
+        if any(m.n % 2 for m in messages):  # type: ignore[attr-defined]
+            raise PermanentFailure("odd")
+
+    handler = Recorder(refuse_odd)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, batch_size=2, concurrency=3, **FAST)
+    await bus.start()
+
+    await bus.publish(*(Ping(n=n) for n in range(8)))
+
+    dead = await dead_letters_eventually(bus, "alpha", 4)
+    await eventually(lambda: len(handler.messages) == 4)
+    assert sorted(m.n for m in handler.messages) == [0, 2, 4, 6]  # type: ignore[attr-defined]
+    assert sorted(json.loads(d.body)["n"] for d in dead) == [1, 3, 5, 7]
+
+
+async def test_stopping_waits_for_every_batch_in_hand(bus: Bus) -> None:
+    gate = Gate()
+    bus.subscribe(Queue("alpha", (Ping,)), gate, batch_size=1, max_wait=0.01, concurrency=2)
+    await bus.start()
+    await bus.publish(*(Ping(n=n) for n in range(4)))
+    await eventually(lambda: gate.held == 2)
+
+    stopping = asyncio.create_task(bus.stop_consuming())
+    gate.opening(gate.entered[0][0]).set()
+    await asyncio.sleep(0.3)
+    assert not stopping.done(), "stopping did not wait for the second batch in hand"
+    gate.opening(gate.entered[1][0]).set()
+    await asyncio.wait_for(stopping, timeout=10)
+
+    assert len(gate.entered) == 2, "a message was taken after stopping began"
+
+
+def test_concurrency_is_bounded(bus: Bus) -> None:
+    for wrong in (0, MAX_CONCURRENCY + 1):
+        with pytest.raises(ValueError, match="concurrency"):
+            bus.subscribe(Queue("alpha", (Ping,)), Recorder(), concurrency=wrong)
+
+
 # --- RabbitMQ only --------------------------------------------------------------------
 
 
@@ -579,3 +679,29 @@ async def test_a_batch_outlasting_the_grace_period_is_abandoned_for_redelivery(
     successor.subscribe(Queue("alpha", (Ping,)), handler)
     await successor.start()
     await eventually(lambda: handler.messages == [sent])
+
+
+async def test_a_batch_finishing_first_acknowledges_only_its_own_messages(
+    rabbit_bus: Callable[..., RabbitBus],
+) -> None:
+    # Several batches at once: a later batch's ack must not take an older one still in
+    # hand with it (as ack(multiple=True) would), or that one is lost if the process dies.
+    gate = Gate()
+    gate.opening(1).set()
+    stuck = rabbit_bus(shutdown_grace=0.5)
+    stuck.subscribe(Queue("alpha", (Ping,)), gate, batch_size=1, max_wait=0.01, concurrency=2)
+    await stuck.start()
+    await stuck.publish(Ping(n=0))
+    await eventually(lambda: gate.held == 1)
+    await stuck.publish(Ping(n=1))
+    await eventually(lambda: gate.done == [[1]])
+
+    await asyncio.wait_for(stuck.close(), timeout=10)  # abandons the one still in hand
+
+    handler = Recorder()
+    successor = rabbit_bus()
+    successor.subscribe(Queue("alpha", (Ping,)), handler)
+    await successor.start()
+    await eventually(lambda: [m.n for m in handler.messages] == [0])  # type: ignore[attr-defined]
+    await asyncio.sleep(0.3)
+    assert [m.n for m in handler.messages] == [0]  # type: ignore[attr-defined]

@@ -1,10 +1,12 @@
 """The reaper's bus queue, on both bus implementations: LeaseExpired in batches is
 claimed and acted on once per batch; throttling past the retry loop goes back to the bus
-and is done later, nothing dropped."""
+and is done later, nothing dropped; a slow account holds back only its own batch."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -15,7 +17,7 @@ from zc_common.internal_api import ReapOutcomeKind
 from zc_common.messages import LeaseStatus
 
 from tests.reaper.conftest import ReaperFactory
-from tests.reaper.factories import CountingAwsAccess, CustomerAccount, FakeApi
+from tests.reaper.factories import OTHER_CUSTOMER, CountingAwsAccess, CustomerAccount, FakeApi, cloud_account
 from tests.support.waiting import eventually
 from zc_reaper import handlers
 
@@ -75,3 +77,37 @@ async def test_throttling_past_the_retry_loop_is_retried_by_the_bus(
         assert aws.calls["StopInstances"] == 4
     finally:
         await bus.close()
+
+
+async def test_a_slow_account_does_not_hold_back_another_accounts_leases(
+    make_reaper: ReaperFactory, bus: Bus, fake_api: FakeApi, customer: CustomerAccount,
+    other_customer: CustomerAccount, aws: CountingAwsAccess,
+) -> None:
+    fake_api.records[2] = cloud_account(id=2, upstream_account_id=OTHER_CUSTOMER)
+    slow_role = fake_api.records[2].role_arn
+    entered, release = asyncio.Event(), asyncio.Event()
+    assume_role = aws.assume_role
+
+    async def slow_assume_role(role: Any) -> Any:
+        if role.role_arn == slow_role:
+            entered.set()
+            await release.wait()
+        return await assume_role(role)
+
+    aws.assume_role = slow_assume_role  # type: ignore[method-assign]
+    handlers.subscribe(bus, make_reaper(batch_wait=0.05, batches_in_flight=2))
+    await bus.start()
+    slow_ids, fast_ids = await other_customer.launch(2), await customer.launch(2)
+    slow = [fake_api.lease(i, cloud_account_id=2) for i in slow_ids]
+    fast = [fake_api.lease(i) for i in fast_ids]
+
+    await bus.publish(*fake_api.expired(*slow))
+    await asyncio.wait_for(entered.wait(), timeout=10)
+    await bus.publish(*fake_api.expired(*fast))
+
+    await eventually(lambda: len(fake_api.reported) == 2)
+    assert sorted(o.lease_id for o in fake_api.reported) == [lease.lease_id for lease in fast]
+    assert await customer.states(*fast_ids) == {i: "stopped" for i in fast_ids}
+    release.set()
+    await eventually(lambda: len(fake_api.reported) == 4)
+    assert await other_customer.states(*slow_ids) == {i: "stopped" for i in slow_ids}

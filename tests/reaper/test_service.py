@@ -4,6 +4,8 @@ reported to the api."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from zc_common.internal_api import ReapOutcomeKind
@@ -131,7 +133,8 @@ async def test_stop_protection_is_honoured(
     await reaper.reap(fake_api.expired(guarded, plain))
 
     assert await customer.states(protected, unprotected) == {protected: "running", unprotected: "stopped"}
-    assert aws.calls["StopInstances"] == 1  # the protected one was never in it
+    assert aws.calls["DescribeInstanceAttribute"] == 0  # AWS refuses the protected one itself
+    assert aws.calls["StopInstances"] == 2  # refused for the protected one, then the rest
     [skipped] = fake_api.outcomes_of(guarded)
     assert (skipped.outcome, skipped.reason) == (ReapOutcomeKind.skipped, "stop protection enabled")
     assert [o.outcome for o in fake_api.outcomes_of(plain)] == [ReapOutcomeKind.stopped]
@@ -146,7 +149,7 @@ async def test_termination_protection_is_honoured(
     await reaper.reap(fake_api.expired(lease))
 
     assert await customer.states(protected) == {protected: "running"}
-    assert aws.writes == 0
+    assert aws.calls["TerminateInstances"] == 1 and aws.calls["DescribeInstanceAttribute"] == 0
     [skipped] = fake_api.reported
     assert (skipped.outcome, skipped.reason) == (ReapOutcomeKind.skipped, "termination protection enabled")
 
@@ -329,3 +332,45 @@ async def test_outcomes_the_api_missed_are_reported_on_retry_without_acting_agai
     assert aws.calls["StopInstances"] == 1
     assert [o.outcome for o in fake_api.reported] == [ReapOutcomeKind.stopped]
     assert lease.status is LeaseStatus.reaped
+
+
+async def test_a_lease_in_two_batches_at_once_is_acted_on_by_one(
+    reaper: Reaper, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
+) -> None:
+    # A duplicate LeaseExpired in a batch running alongside: acting twice could see the
+    # instance "already stopping" and report a skip for what this reaper stopped.
+    [instance_id] = await customer.launch()
+    lease = fake_api.lease(instance_id)
+    messages = fake_api.expired(lease)
+
+    await asyncio.gather(reaper.reap(messages), reaper.reap(messages))
+
+    assert aws.calls["StopInstances"] == 1 and fake_api.requests["claim"] == 1
+    assert [o.outcome for o in fake_api.reported] == [ReapOutcomeKind.stopped]
+    assert lease.status is LeaseStatus.reaped
+
+
+async def test_instances_a_failed_write_reached_are_reported_stopped_on_the_retry(
+    make_reaper: ReaperFactory, fake_api: FakeApi, customer: CustomerAccount, aws: CountingAwsAccess
+) -> None:
+    # moto stops the instances before a protected one, then refuses; the call for the rest
+    # then throttles past the retry loop. On the bus's retry the live check finds those
+    # stopped: what this reaper did, not "already stopped".
+    reaper = make_reaper(aws_attempts=2, message_retry_delay=0.01)
+    plain = await customer.launch(3)
+    [protected] = await customer.launch(stop_protected=True)
+    leases = {i: fake_api.lease(i) for i in [plain[0], plain[1], protected, plain[2]]}
+    messages = fake_api.expired(*leases.values())
+    aws.throttle("StopInstances", 2, after=1)
+
+    with pytest.raises(AwsUnavailable):
+        await reaper.reap(messages)
+    assert await customer.states(*plain) == {plain[0]: "stopped", plain[1]: "stopped", plain[2]: "running"}
+    await asyncio.sleep(0.05)  # the account rests for half the bus's retry delay
+    await reaper.reap(messages)
+
+    assert {i: [(o.outcome, o.reason) for o in fake_api.outcomes_of(lease)] for i, lease in leases.items()} == {
+        **{i: [(ReapOutcomeKind.stopped, None)] for i in plain},
+        protected: [(ReapOutcomeKind.skipped, "stop protection enabled")],
+    }
+    assert await customer.states(*plain, protected) == {**{i: "stopped" for i in plain}, protected: "running"}

@@ -26,6 +26,7 @@ class _Throttle:
     remaining: int
     code: str
     status: int
+    after: int = 0  # calls let through first
 
 
 @dataclass
@@ -44,8 +45,11 @@ class CountingAwsAccess(AwsAccess):
         self.refused: set[str] = set()
         self._throttles: dict[str, _Throttle] = {}
 
-    def throttle(self, operation: str, times: int, *, code: str = "RequestLimitExceeded", status: int = 503) -> None:
-        self._throttles[operation] = _Throttle(times, code, status)
+    def throttle(
+        self, operation: str, times: int, *, code: str = "RequestLimitExceeded", status: int = 503, after: int = 0
+    ) -> None:
+        """Fail ``times`` calls of ``operation``, after letting ``after`` calls through."""
+        self._throttles[operation] = _Throttle(times, code, status, after)
 
     @property
     def writes(self) -> int:
@@ -63,6 +67,9 @@ class CountingAwsAccess(AwsAccess):
         self.calls[model.name] += 1
         throttle = self._throttles.get(model.name)
         if throttle is None or throttle.remaining <= 0:
+            return None
+        if throttle.after > 0:
+            throttle.after -= 1
             return None
         throttle.remaining -= 1
         # A response from before-call stands in for AWS's: the client raises it as a ClientError.

@@ -384,6 +384,12 @@ class ReaperSettings(ApiCallerSettings):
         1000, ge=1, le=10_000, description="LeaseExpired messages claimed, checked and acted on together."
     )
     batch_wait: float = Field(0.5, ge=0, le=30, description="Seconds a batch waits to fill up.")
+    batches_in_flight: int = Field(
+        4, ge=1, le=16,
+        description="Batches worked on at once, each acknowledged on its own: an account whose AWS is slow or "
+        "throttling holds back only its own batch, not the leases of other accounts behind it. Each batch "
+        "works on up to 8 account/region groups at once; up to batch_size × (this + 1) messages are held.",
+    )
     aws_attempts: int = Field(
         5, ge=1, le=20,
         description="Tries of one AWS call on throttling or a 5xx (on top of the client's own retries) "
@@ -391,9 +397,6 @@ class ReaperSettings(ApiCallerSettings):
     )
     aws_retry_delay: float = Field(
         1.0, ge=0, le=60, description="Seconds before the second try; doubles each try, capped at 20 s."
-    )
-    protection_concurrency: int = Field(
-        25, ge=1, le=200, description="DescribeInstanceAttribute calls in flight at once per account and region."
     )
     account_cache_seconds: float = Field(60.0, ge=0, description="How long cloud account records are reused.")
     message_attempts: int = Field(

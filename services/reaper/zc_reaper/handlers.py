@@ -10,7 +10,9 @@ from zc_reaper.service import Reaper
 def subscribe(bus: Bus, reaper: Reaper) -> None:
     """Subscribe the reaper's queue; call before ``bus.start()``. A batch is acknowledged
     only once its outcomes are with the api; when AWS or the api fails the bus retries it
-    (the claim answers the same lease version again, so nothing is lost or done twice)."""
+    (the claim answers the same lease version again, so nothing is lost or done twice).
+    Up to ``batches_in_flight`` batches run at once, so a slow account holds back only its
+    own batch."""
     settings = reaper.settings
     bus.subscribe(
         topology.REAPER,
@@ -19,4 +21,5 @@ def subscribe(bus: Bus, reaper: Reaper) -> None:
         max_wait=settings.batch_wait,
         max_attempts=settings.message_attempts,
         retry_delay=settings.message_retry_delay,
+        concurrency=settings.batches_in_flight,
     )

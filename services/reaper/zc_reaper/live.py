@@ -1,12 +1,14 @@
 """The live check before any write: each claimed instance must still exist, belong to the
-managed AWS account, be in a state the action applies to, carry the owner tag value the
-lease was made with, and not be protected against the action."""
+managed AWS account, be in a state the action applies to and carry the owner tag value the
+lease was made with, read in one DescribeInstances per 1,000 instances. Stop and termination
+protection are not read here: the write asks AWS, which refuses the protected (act.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Mapping, Sequence
+import re
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -14,17 +16,30 @@ from zc_common.aws import error_code
 from zc_common.internal_api import ReapOutcomeKind
 from zc_common.messages import ActionOnExpiry
 
-from zc_reaper.retry import ClientError, RetryPolicy, describe, is_denied
+from zc_reaper.retry import ClientError, RetryPolicy
 
-# EC2 accepts at most 200 values in one filter.
+# DescribeInstances by InstanceIds: up to 1,000 ids a call, and AWS forbids MaxResults
+# with them. The instance-id filter (the fallback) takes at most 200 values.
+DESCRIBE_CHUNK = 1000
 FILTER_CHUNK = 200
 PAGE_SIZE = 1000
 DESCRIBES_IN_FLIGHT = 4
+# An unknown id fails a DescribeInstances by InstanceIds; AWS names every unknown id, so
+# one more call asks for the rest. A backend naming fewer (moto names one) gets this many
+# rounds, then the filter, which just leaves unknown ids out: a bounded number of calls.
+NOT_FOUND_ROUNDS = 3
+
+_INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 
 T = TypeVar("T")
 
 GONE_STATES = frozenset({"shutting-down", "terminated"})
 STOPPABLE_STATES = frozenset({"pending", "running"})
+# Where each action leaves an instance.
+DONE_STATES = {
+    ActionOnExpiry.stop: frozenset({"stopping", "stopped"}),
+    ActionOnExpiry.terminate: GONE_STATES,
+}
 
 
 @dataclass(frozen=True)
@@ -50,21 +65,6 @@ class LiveCheck:
     settled: dict[str, Settled] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Protection:
-    attribute: str
-    answer_key: str
-    reason: str
-
-
-PROTECTION = {
-    ActionOnExpiry.stop: _Protection("disableApiStop", "DisableApiStop", "stop protection enabled"),
-    ActionOnExpiry.terminate: _Protection(
-        "disableApiTermination", "DisableApiTermination", "termination protection enabled"
-    ),
-}
-
-
 def owner_of(tags: Mapping[str, str], owner_tag: str) -> str | None:
     """The owner the tags name, read the way the api read it when it made the lease: key
     matched case-insensitively (an exact match wins), value stripped and lower-cased."""
@@ -81,7 +81,7 @@ def judge(
     target: Target, found: tuple[str, dict[str, Any]] | None, *, account_id: str, action: ActionOnExpiry
 ) -> Settled | None:
     """Why this instance must not be acted on, from its DescribeInstances item and the
-    reservation's OwnerId; None when it may (protection is checked separately)."""
+    reservation's OwnerId; None when it may (AWS itself refuses a protected instance)."""
     if found is None:
         return Settled(ReapOutcomeKind.gone, "instance no longer exists")
     owner_id, instance = found
@@ -114,41 +114,49 @@ async def check_live(
     account_id: str,
     action: ActionOnExpiry,
     retry: RetryPolicy,
-    concurrency: int,
+    written: Collection[str] = (),
 ) -> LiveCheck:
-    """Check every target in one account and region. DescribeInstances goes by the
-    ``instance-id`` filter (≤200 ids a call; ``InstanceIds`` would fail the whole call for
-    one unknown id); protection is read per remaining instance, ``concurrency`` at a time.
-    Raises AwsUnavailable when AWS keeps throttling."""
+    """Check every target in one account and region: one DescribeInstances per 1,000
+    instances (``DESCRIBES_IN_FLIGHT`` at a time), a few more when some no longer exist.
+    ``written``: instances an earlier write may have reached without an answer (the call
+    failed after AWS acted, or moto acted before refusing another); one found where the
+    action leaves it is judged as if still running, so the write is made again (AWS
+    answers its state: done) instead of reporting as skipped what the reaper did.
+    Raises AwsUnavailable when AWS keeps throttling, ClientError when the role is denied."""
     result = LiveCheck()
     describes = asyncio.Semaphore(DESCRIBES_IN_FLIGHT)
-    protection_reads = asyncio.Semaphore(concurrency)
 
     async def check_chunk(chunk: Sequence[Target]) -> None:
         async with describes:
             found = await _describe(ec2, [t.instance_id for t in chunk], retry)
-        candidates = []
         for target in chunk:
-            verdict = judge(target, found.get(target.instance_id), account_id=account_id, action=action)
+            item = found.get(target.instance_id)
+            if item is not None and target.instance_id in written:
+                owner_id, instance = item
+                if instance.get("State", {}).get("Name") in DONE_STATES[action]:
+                    item = (owner_id, {**instance, "State": {"Name": "running"}})
+            verdict = judge(target, item, account_id=account_id, action=action)
             if verdict is None:
-                candidates.append(target.instance_id)
+                result.actionable.append(target.instance_id)
             else:
                 result.settled[target.instance_id] = verdict
-        # Protection reads of this chunk start while later chunks are still being described.
-        verdicts = await _all(
-            *(_protection(ec2, instance_id, action, retry, protection_reads) for instance_id in candidates)
-        )
-        for instance_id, verdict in zip(candidates, verdicts):
-            if verdict is None:
-                result.actionable.append(instance_id)
-            else:
-                result.settled[instance_id] = verdict
 
     unique = list({t.instance_id: t for t in targets}.values())
     await _all(
-        *(check_chunk(unique[start : start + FILTER_CHUNK]) for start in range(0, len(unique), FILTER_CHUNK))
+        *(check_chunk(unique[start : start + DESCRIBE_CHUNK]) for start in range(0, len(unique), DESCRIBE_CHUNK))
     )
     return result
+
+
+def named_instances(error: ClientError, asked: Collection[str]) -> set[str]:
+    """The instance ids an AWS error message names, among those asked about ("The
+    instance IDs 'i-a, i-b' do not exist", "The instance 'i-a' may not be terminated…")."""
+    message = str(error.response.get("Error", {}).get("Message") or "")
+    return set(_INSTANCE_ID.findall(message)) & set(asked)
+
+
+def is_not_found(error: ClientError) -> bool:
+    return (error_code(error) or "").startswith("InvalidInstanceID.NotFound")
 
 
 async def _all(*calls: Awaitable[T]) -> list[T]:
@@ -161,17 +169,45 @@ async def _all(*calls: Awaitable[T]) -> list[T]:
     return cast(list[T], results)
 
 
-async def _describe(ec2: Any, instance_ids: list[str], retry: RetryPolicy) -> dict[str, tuple[str, dict[str, Any]]]:
-    """instance id -> (reservation OwnerId, instance) for the ids AWS lists."""
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
+Found = dict[str, tuple[str, dict[str, Any]]]
+
+
+async def _describe(ec2: Any, instance_ids: list[str], retry: RetryPolicy) -> Found:
+    """instance id -> (reservation OwnerId, instance) for the ids AWS lists; an id it does
+    not know is left out. By ``InstanceIds``, dropping the ids a NotFound names and asking
+    again; by the ``instance-id`` filter when the unknown ids cannot be told apart."""
+    asked = instance_ids
+    for _ in range(NOT_FOUND_ROUNDS):
+        if not asked:
+            return {}
+        try:
+            return await _pages(ec2, {"InstanceIds": asked}, retry)
+        except ClientError as error:
+            code = error_code(error) or ""
+            if code.startswith("InvalidInstanceID.Malformed"):
+                break  # an id that never was one: the filter just leaves it out
+            if not is_not_found(error):
+                raise
+            unknown = named_instances(error, asked)
+            if not unknown:
+                break
+            asked = [instance_id for instance_id in asked if instance_id not in unknown]
+    found: Found = {}
+    for start in range(0, len(asked), FILTER_CHUNK):
+        chunk = asked[start : start + FILTER_CHUNK]
+        found.update(
+            await _pages(ec2, {"Filters": [{"Name": "instance-id", "Values": chunk}], "MaxResults": PAGE_SIZE}, retry)
+        )
+    return found
+
+
+async def _pages(ec2: Any, request: dict[str, Any], retry: RetryPolicy) -> Found:
+    """Every page of one DescribeInstances request."""
+    found: Found = {}
     token: str | None = None
     while True:
-        request: dict[str, Any] = {
-            "Filters": [{"Name": "instance-id", "Values": instance_ids}], "MaxResults": PAGE_SIZE,
-        }
-        if token:
-            request["NextToken"] = token
-        answer = await retry.call("DescribeInstances", functools.partial(ec2.describe_instances, **request))
+        page = {**request, "NextToken": token} if token else request
+        answer = await retry.call("DescribeInstances", functools.partial(ec2.describe_instances, **page))
         for reservation in answer.get("Reservations", []):
             owner_id = str(reservation.get("OwnerId", ""))
             for instance in reservation.get("Instances", []):
@@ -179,27 +215,3 @@ async def _describe(ec2: Any, instance_ids: list[str], retry: RetryPolicy) -> di
         token = answer.get("NextToken")
         if not token:
             return found
-
-
-async def _protection(
-    ec2: Any, instance_id: str, action: ActionOnExpiry, retry: RetryPolicy, limit: asyncio.Semaphore
-) -> Settled | None:
-    """Skipped when the instance is protected against ``action`` or its protection cannot
-    be read (never forced); gone when AWS no longer knows it; None when it may be acted on."""
-    protection = PROTECTION[action]
-    try:
-        async with limit:
-            answer = await retry.call(
-                "DescribeInstanceAttribute",
-                lambda: ec2.describe_instance_attribute(InstanceId=instance_id, Attribute=protection.attribute),
-            )
-    except ClientError as error:
-        if is_denied(error):
-            raise
-        if (error_code(error) or "").startswith("InvalidInstanceID.NotFound"):
-            return Settled(ReapOutcomeKind.gone, "instance no longer exists")
-        return Settled(ReapOutcomeKind.skipped, f"could not read {protection.attribute}: {describe(error)}")
-    value = answer.get(protection.answer_key, {}).get("Value")
-    if value is None:
-        return Settled(ReapOutcomeKind.skipped, f"could not read {protection.attribute}: AWS did not say")
-    return Settled(ReapOutcomeKind.skipped, protection.reason) if value else None

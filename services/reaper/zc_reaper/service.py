@@ -1,6 +1,7 @@
 """The reaper as a plain object: a batch of LeaseExpired is claimed through the api
 (compare-and-set), checked live in AWS, stopped or terminated in as few calls as AWS
-allows, and the outcomes reported in one api call."""
+allows, and the outcomes reported in one api call. The bus may run several batches at once
+(``batches_in_flight``); a lease version is worked on by one batch at a time."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from zc_common.messages import ActionOnExpiry, CloudAccountMode, LeaseExpired
 from zc_common.settings import ReaperSettings
 
 from zc_reaper.accounts import CloudAccounts
-from zc_reaper.act import act
+from zc_reaper.act import WRITE_CHUNK, act
 from zc_reaper.live import Settled, Target, check_live
 from zc_reaper.retry import AwsUnavailable, ClientError, RetryPolicy, describe, is_denied
 
@@ -79,6 +80,14 @@ class Reaper:
         self.retry = RetryPolicy(attempts=settings.aws_attempts, delay=settings.aws_retry_delay)
         self.bus = bus  # the one it consumes (handlers.py), for /readyz
         self._unreported: OrderedDict[LeaseRef, ReapOutcome] = OrderedDict()
+        # Lease versions a batch is working on now. The bus runs several batches at once; a
+        # duplicate LeaseExpired in another batch is left to the batch that has it (which
+        # settles it, or fails and is retried by the bus), else both would act and the
+        # later live check could report "already stopping" for what this reaper stopped.
+        self._in_hand: set[LeaseRef] = set()
+        # (cloud account, region) -> instances a write may have reached though it failed
+        # (AWS acted and the answer was lost; moto acts before refusing another instance).
+        self._written: dict[tuple[int, str], dict[str, None]] = defaultdict(dict)
         # (cloud account, region) -> until when AWS is left alone after it kept failing.
         self._resting: dict[tuple[int, str], float] = {}
 
@@ -91,6 +100,13 @@ class Reaper:
         """Claim, check, act, report. Returns once the outcomes are with the api; raises
         (the bus retries the batch) when the api or AWS cannot be reached now."""
         refs, resting = self._to_claim(expired)
+        self._in_hand.update(refs)
+        try:
+            return await self._reap(refs, resting)
+        finally:
+            self._in_hand.difference_update(refs)
+
+    async def _reap(self, refs: list[LeaseRef], resting: int) -> ReapReport:
         report = ReapReport()
         outcomes: dict[LeaseRef, ReapOutcome] = {}
         failures: list[BaseException] = []
@@ -117,14 +133,18 @@ class Reaper:
         return report
 
     def _to_claim(self, expired: Sequence[LeaseExpired]) -> tuple[list[LeaseRef], int]:
-        """The lease versions to claim, once each, and how many wait for a resting account."""
+        """The lease versions to claim, once each and none another batch has in hand, and
+        how many wait for a resting account."""
         refs: dict[LeaseRef, None] = {}
         resting = 0
         for message in expired:
-            if self._is_resting(message.lease.cloud_account_id, message.lease.region):
+            ref = LeaseRef(lease_id=message.lease.lease_id, version=message.lease.version)
+            if ref in self._in_hand:
+                log.info("lease %d version %d is in hand in another batch", ref.lease_id, ref.version)
+            elif self._is_resting(message.lease.cloud_account_id, message.lease.region):
                 resting += 1
             else:
-                refs[LeaseRef(lease_id=message.lease.lease_id, version=message.lease.version)] = None
+                refs[ref] = None
         return list(refs), resting
 
     async def _act_on(
@@ -162,8 +182,11 @@ class Reaper:
         for claimed in leases:
             by_instance[claimed.lease.instance_id].append(claimed)
 
+        written = self._written[(group.cloud_account_id, group.region)]
+
         def settle(results: dict[str, Settled]) -> None:
             for instance_id, settled in results.items():
+                written.pop(instance_id, None)
                 for claimed in by_instance.pop(instance_id, []):
                     ref = LeaseRef(lease_id=claimed.lease.lease_id, version=claimed.lease.version)
                     outcome = ReapOutcome(
@@ -188,11 +211,15 @@ class Reaper:
                     account_id=record.upstream_account_id,
                     action=group.action,
                     retry=self.retry,
-                    concurrency=self.settings.protection_concurrency,
+                    written=written,
                 )
                 settle(live.settled)
-                async for done in act(ec2, group.action, live.actionable, retry=self.retry):
-                    settle(done)
+                try:
+                    async for done in act(ec2, group.action, live.actionable, retry=self.retry):
+                        settle(done)
+                except BaseException:
+                    self._remember_written(written, [i for i in live.actionable if i in by_instance])
+                    raise
         except ClientError as error:
             if not is_denied(error):
                 raise
@@ -200,6 +227,13 @@ class Reaper:
             reason = f"ZeroCloud's role may not act in AWS account {record.upstream_account_id}: {describe(error)}"
             log.warning("not acting on %d leases: %s", len(by_instance), reason)
             settle({instance_id: Settled(ReapOutcomeKind.skipped, reason) for instance_id in list(by_instance)})
+
+    def _remember_written(self, written: dict[str, None], unsettled: list[str]) -> None:
+        # The chunks before the failing one are settled; the failing one is the first
+        # WRITE_CHUNK unsettled ids, and the ones after it were never sent.
+        written.update(dict.fromkeys(list(dict.fromkeys(unsettled))[:WRITE_CHUNK]))
+        while len(written) > MAX_UNREPORTED:
+            del written[next(iter(written))]
 
     def _remember(self, ref: LeaseRef, outcome: ReapOutcome) -> None:
         self._unreported[ref] = outcome

@@ -8,6 +8,10 @@ Semantics, the same for both implementations:
 - A subscription receives batches of up to ``batch_size`` decoded messages. When the
   handler returns, the whole batch is acknowledged: handlers return only after their
   work is committed.
+- A subscription runs up to ``concurrency`` batches at once (default 1: one after the
+  other). Each batch is acknowledged, retried or dead-lettered on its own when its
+  handler returns, whatever the others still do; above 1 batches may finish out of order,
+  and a handler must be safe to run alongside itself.
 - A body that cannot be decoded or validated is dead-lettered at once with the reason.
 - A handler raising ``PermanentFailure`` dead-letters; ``DependencyDown`` (the database
   or another service cannot be reached) retries the whole batch with backoff for as long
@@ -54,6 +58,10 @@ REASON_HEADER = "x-zc-dead-reason"
 # queue, a batch of timers) before abandoning it for another instance to redo. The same
 # as uvicorn's timeout_graceful_shutdown for HTTP requests (zc_common.service.serve).
 SHUTDOWN_GRACE = 20.0
+
+# Batches one subscription may have in flight: each holds up to batch_size messages in
+# memory (and RabbitMQ prefetches that many more per batch).
+MAX_CONCURRENCY = 32
 
 
 class PermanentFailure(Exception):
@@ -131,6 +139,7 @@ class Subscription:
     max_wait: float = 0.02
     max_attempts: int = 5
     retry_delay: float = 0.5
+    concurrency: int = 1
 
     def backoff(self, attempt: int) -> float:
         """Delay before attempt ``attempt + 1``: exponential, capped at a minute."""
@@ -285,9 +294,13 @@ class Bus(abc.ABC):
         max_wait: float = 0.02,
         max_attempts: int = 5,
         retry_delay: float = 0.5,
+        concurrency: int = 1,
     ) -> None:
         """Register the handler of ``queue``; it starts consuming at the next ``start``.
-        Replicas of one service share the queue (and compete for its messages)."""
+        Replicas of one service share the queue (and compete for its messages). Up to
+        ``concurrency`` batches (1 to MAX_CONCURRENCY) are handled at once."""
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency of {queue.name!r} must be 1 to {MAX_CONCURRENCY}, not {concurrency}")
         if isinstance(handler, Routes) and handler.message_types != set(queue.message_types):
             routed = sorted(t.type_name() for t in handler.message_types)
             raise ValueError(f"routes for {routed} do not match queue {queue.name!r}: {sorted(queue.routing_keys)}")
@@ -300,6 +313,7 @@ class Bus(abc.ABC):
                 max_wait=max_wait,
                 max_attempts=max_attempts,
                 retry_delay=retry_delay,
+                concurrency=concurrency,
             )
         )
 

@@ -91,24 +91,48 @@ class InProcessBus(Bus):
     async def _consume(self, sub: Subscription) -> None:
         queue = self._queues[sub.queue]
         loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            first = await self._take(queue, None)
-            if first is None:
-                return
-            batch = [first]
-            deadline = loop.time() + sub.max_wait
-            while len(batch) < sub.batch_size and not self._stopping.is_set():
-                try:
-                    batch.append(queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    item = await self._take(queue, remaining)
-                    if item is None:
-                        break
-                    batch.append(item)
-            await self._handle(sub, batch)
+        slots = asyncio.Semaphore(sub.concurrency)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping.is_set():
+                # A batch is taken only when there is a slot for it: what waits stays queued.
+                await slots.acquire()
+                batch = await self._take_batch(sub, queue, loop)
+                if batch is None:
+                    slots.release()
+                    break
+                task = asyncio.create_task(self._handle(sub, batch), name=f"bus:{sub.queue}:batch")
+                in_flight.add(task)
+                task.add_done_callback(lambda done: _finished(done, in_flight, slots))
+            # Stopping: the batches in hand finish (stop_consuming bounds how long).
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _take_batch(
+        self, sub: Subscription, queue: asyncio.Queue[_Envelope], loop: asyncio.AbstractEventLoop
+    ) -> list[_Envelope] | None:
+        """Up to ``batch_size`` envelopes, waiting ``max_wait`` after the first for more;
+        None when the bus stops before a first one arrives."""
+        first = await self._take(queue, None)
+        if first is None:
+            return None
+        batch = [first]
+        deadline = loop.time() + sub.max_wait
+        while len(batch) < sub.batch_size and not self._stopping.is_set():
+            try:
+                batch.append(queue.get_nowait())
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                item = await self._take(queue, remaining)
+                if item is None:
+                    break
+                batch.append(item)
+        return batch
 
     async def _take(self, queue: asyncio.Queue[_Envelope], timeout: float | None) -> _Envelope | None:
         """The next envelope; None when ``timeout`` passed or the bus is stopping first
@@ -167,3 +191,10 @@ class InProcessBus(Bus):
                 dead_at=datetime.now(timezone.utc),
             )
         )
+
+
+def _finished(task: asyncio.Task[None], in_flight: set[asyncio.Task[None]], slots: asyncio.Semaphore) -> None:
+    in_flight.discard(task)
+    slots.release()
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a batch was not settled", exc_info=task.exception())

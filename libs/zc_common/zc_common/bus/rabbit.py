@@ -234,7 +234,8 @@ async def declare_queue(
 
 
 class _Consumer:
-    """One subscription: its queues, a consuming channel, and a worker handling batches."""
+    """One subscription: its queues, a consuming channel, and a worker handling up to
+    ``concurrency`` batches at once."""
 
     def __init__(self, bus: RabbitBus, sub: Subscription) -> None:
         self.bus = bus
@@ -249,14 +250,17 @@ class _Consumer:
 
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
         self.channel = channel = await connection.channel()
-        await channel.set_qos(prefetch_count=max(self.bus.prefetch, self.sub.batch_size * 2))
+        # Enough for every batch in hand and the next one filling up.
+        await channel.set_qos(
+            prefetch_count=max(self.bus.prefetch, self.sub.batch_size * (self.sub.concurrency + 1))
+        )
         self.queue = await declare_queue(channel, self.bus, self.sub.queue, self.sub.routing_keys)
         self.worker = asyncio.create_task(self._work(), name=f"bus:{self.name}")
         self.consumer_tag = await self.queue.consume(self.buffer.put, no_ack=False)
 
     async def stop(self, grace: float) -> None:
-        """Stop taking messages and finish the batch in hand within ``grace`` seconds, else
-        abandon it. Whatever is not acknowledged (the abandoned batch, the prefetched rest)
+        """Stop taking messages and finish the batches in hand within ``grace`` seconds, else
+        abandon them. Whatever is not acknowledged (the abandoned batch, the prefetched rest)
         goes back to the queue when the channel closes, for this or another replica."""
         self.stopping = True
         if self.queue is not None and self.consumer_tag is not None:
@@ -282,36 +286,59 @@ class _Consumer:
                 log.warning("close channel of %s: %s", self.name, error)
 
     async def _work(self) -> None:
-        # Stopping ends the loop after the batch in hand: what is still buffered stays
+        # Stopping ends the loop after the batches in hand: what is still buffered stays
         # unacknowledged and goes back to the queue.
-        while not self.stopping:
-            first = await self.buffer.get()
-            if first is _STOP or self.stopping:
-                return
-            batch = [first]
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.sub.max_wait
-            while len(batch) < self.sub.batch_size and not self.stopping:
-                try:
-                    item = self.buffer.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self.buffer.get(), remaining)
-                    except TimeoutError:
-                        break
-                if item is _STOP:
-                    self.buffer.put_nowait(item)
+        slots = asyncio.Semaphore(self.sub.concurrency)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not self.stopping:
+                await slots.acquire()
+                batch = await self._take_batch()
+                if batch is None:
+                    slots.release()
                     break
-                batch.append(item)
+                task = asyncio.create_task(self._settle(batch), name=f"bus:{self.name}:batch")
+                in_flight.add(task)
+                task.add_done_callback(lambda done: _finished(done, in_flight, slots))
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _take_batch(self) -> list[_Incoming] | None:
+        """Up to ``batch_size`` buffered messages, waiting ``max_wait`` after the first for
+        more; None when stopping."""
+        first = await self.buffer.get()
+        if first is _STOP or self.stopping:
+            return None
+        batch = [first]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.sub.max_wait
+        while len(batch) < self.sub.batch_size and not self.stopping:
             try:
-                await self._handle(batch)
-            except (AMQPError, ConnectionError, RuntimeError) as error:
-                # The channel died under us: unacked messages return to the queue and are
-                # redelivered after reconnect; handlers are idempotent.
-                log.warning("batch on %s not settled (%s); the broker will redeliver", self.name, error)
+                item = self.buffer.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self.buffer.get(), remaining)
+                except TimeoutError:
+                    break
+            if item is _STOP:
+                self.buffer.put_nowait(item)
+                break
+            batch.append(item)
+        return batch
+
+    async def _settle(self, batch: list[_Incoming]) -> None:
+        try:
+            await self._handle(batch)
+        except (AMQPError, ConnectionError, RuntimeError) as error:
+            # The channel died under us: unacked messages return to the queue and are
+            # redelivered after reconnect; handlers are idempotent.
+            log.warning("batch on %s not settled (%s); the broker will redeliver", self.name, error)
 
     async def _handle(self, batch: list[_Incoming]) -> None:
         decoded: list[tuple[_Incoming, Message]] = []
@@ -343,13 +370,26 @@ class _Consumer:
                 )
                 retry.expiration = self.sub.backoff(attempt)
                 await self.bus._publish_confirmed([(f"{self.name}.retry", retry)], exchange="default")
-        # Every message of the batch is settled now (done, retried or dead): ack them all at
-        # once. This worker is the channel's only consumer and handles batches in order, so
-        # nothing older is still unacked.
-        await batch[-1].ack(multiple=True)
+        # Every message of the batch is settled now (done, retried or dead). One batch at a
+        # time: ack them all at once (this worker is the channel's only consumer and takes
+        # batches in order, so nothing older is still unacked). Several at once: an older
+        # batch may still be in hand, so each message is acked alone.
+        if self.sub.concurrency == 1:
+            await batch[-1].ack(multiple=True)
+        else:
+            for incoming in batch:
+                await incoming.ack()
 
 
 _STOP: Any = object()
+
+
+def _finished(task: asyncio.Task[None], in_flight: set[asyncio.Task[None]], slots: asyncio.Semaphore) -> None:
+    in_flight.discard(task)
+    slots.release()
+    if not task.cancelled() and task.exception() is not None:
+        # Unacknowledged, its messages go back to the queue when the channel closes.
+        log.error("a batch was not settled", exc_info=task.exception())
 
 
 def _attempt(incoming: _Incoming) -> int:
