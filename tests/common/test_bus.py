@@ -17,8 +17,8 @@ import pytest
 from aio_pika.exceptions import ChannelPreconditionFailed
 from yarl import URL
 
-from zc_common.bus import Bus, PermanentFailure, Queue
-from zc_common.bus.base import MAX_CONCURRENCY, DeadLetter
+from zc_common.bus import Bus, DependencyDown, PermanentFailure, Queue, Subscription
+from zc_common.bus.base import MAX_CONCURRENCY, DeadLetter, run_handler
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.messages import LeaseChange, LeaseChanged, LeaseSnapshot, LeaseStatus, Message, decode
 
@@ -124,6 +124,34 @@ async def test_failing_handler_is_retried_until_it_succeeds(bus: Bus) -> None:
     await asyncio.sleep(0.3)
     assert len(handler.calls) == 3, "a message that succeeded was handled again"
     assert await bus.dead_letters("alpha") == []
+
+
+async def test_an_outage_longer_than_the_retry_budget_loses_nothing_and_keeps_the_batch_whole(bus: Bus) -> None:
+    outage = 6  # calls refused, past max_attempts=2
+
+    def database_away(messages: Sequence[Message]) -> None:
+        if len(handler.calls) <= outage:
+            raise DependencyDown("the database cannot be reached")
+
+    handler = Recorder(database_away)
+    bus.subscribe(Queue("alpha", (Ping,)), handler, batch_size=10, max_attempts=2, retry_delay=0.01, max_wait=0.2)
+    await bus.start()
+    sent = [Ping(n=n) for n in range(3)]
+
+    await bus.publish(*sent)
+
+    await eventually(lambda: len(handler.messages) == 3, timeout=30)
+    assert sorted(m.n for m in handler.messages) == [0, 1, 2]  # type: ignore[attr-defined]
+    assert len(handler.calls) > outage
+    assert await bus.dead_letters("alpha") == []
+
+
+async def test_a_batch_waiting_for_its_database_is_retried_whole_not_asked_once_per_message() -> None:
+    handler = Recorder(lambda messages: (_ for _ in ()).throw(DependencyDown("the database cannot be reached")))
+    sub = Subscription(queue="alpha", message_types=(Ping,), handler=handler, max_attempts=1)
+    outcome = await run_handler(sub, [Ping(n=n) for n in range(3)], [5, 5, 5])
+    assert len(handler.calls) == 1
+    assert [index for index, _ in outcome.retry] == [0, 1, 2] and outcome.dead == []
 
 
 async def test_message_failing_every_attempt_is_dead_lettered_with_the_error(bus: Bus) -> None:
