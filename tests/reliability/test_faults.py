@@ -71,8 +71,12 @@ def kill_and_restart(*names: str, down: float = 6) -> Callable[[Workload], None]
 
 
 def aws_failing(rate: float, *, seconds: float = 20) -> Callable[[Workload], None]:
+    """A share of ZeroCloud's AWS calls throttled or failing; an operator's sweep meanwhile
+    (one whose DescribeInstances fails part way must release nothing)."""
     def fault(load: Workload) -> None:
         httpx.put(f"{load.stack.aws_url}/_proxy/faults", json={"rate": rate, "seed": 12}).raise_for_status()
+        with load.stack.api(load.admin_token) as http:
+            assert http.post("/api/v1/sweeps", json={}).status_code == 202
         time.sleep(seconds)
         httpx.put(f"{load.stack.aws_url}/_proxy/faults", json={"rate": 0}).raise_for_status()
     return fault
