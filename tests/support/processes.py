@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +50,17 @@ def _sql(statement: str, server: str = POSTGRES) -> None:
             await connection.close()
 
     asyncio.run(run())
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the process that started it dies, even by SIGKILL (a
+    test run stopped by a timeout leaves no services behind)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def wait_http(url: str, *, timeout: float = 60, alive: subprocess.Popen[bytes] | None = None) -> None:
@@ -221,7 +233,12 @@ class ProcessStack:
                cwd: Path | None = None) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
         self._logs.append(log)
-        process = subprocess.Popen(command, env=dict(env or self.env()), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=dict(env or self.env()), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            # The signal follows the thread that started the child: only the main thread's
+            # children can have it (a fault thread that restarts a service ends before it).
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,  # noqa: PLW1509
+        )
         self.processes[name] = process
         return process
 
