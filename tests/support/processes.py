@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import secrets
@@ -52,15 +53,24 @@ def _sql(statement: str, server: str = POSTGRES) -> None:
     asyncio.run(run())
 
 
-def _die_with_parent() -> None:
-    """In the child: be killed when the process that started it dies, even by SIGKILL (a
-    test run stopped by a timeout leaves no services behind)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _libc_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    return None
 
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+# Looked up here, not in the child: between fork and exec the child only makes the call.
+_PRCTL = _libc_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the thread that started it dies, even by SIGKILL (a
+    test run stopped by a timeout leaves no services behind)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def wait_http(url: str, *, timeout: float = 60, alive: subprocess.Popen[bytes] | None = None) -> None:
