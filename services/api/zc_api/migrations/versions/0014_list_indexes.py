@@ -5,7 +5,18 @@ Operators with large tables: each index is built CONCURRENTLY (outside a transac
 writes go on while it builds; it still reads the whole table once. On a very large table
 you may create them beforehand in psql (the statements below, with CONCURRENTLY); an index
 of that name already there is left as it is. A build that failed leaves an INVALID index:
-drop it and upgrade again.
+drop it and upgrade again. The statements:
+
+    CREATE INDEX CONCURRENTLY ix_lease_account_expires_id ON lease (account_id, expires_at, id);
+    CREATE INDEX CONCURRENTLY ix_lease_account_status_expires_id ON lease (account_id, status, expires_at, id);
+    CREATE INDEX CONCURRENTLY ix_lease_account_live_expires_id ON lease (account_id, expires_at, id)
+        WHERE status IN ('active', 'exempt', 'expired', 'reaping');
+    CREATE INDEX CONCURRENTLY ix_resource_account_id_id ON resource (account_id, id);
+    CREATE INDEX CONCURRENTLY ix_resource_account_state_id ON resource (account_id, state, id);
+    CREATE INDEX CONCURRENTLY ix_audit_account_at_id ON audit_event (account_id, at, id);
+
+The migration then drops the two they make redundant (ix_lease_account_status_expires,
+ix_audit_account_at).
 
 Revision ID: 0014
 Revises: 0013
