@@ -351,3 +351,14 @@ async def test_an_instance_running_past_its_lease_says_so_in_the_api_and_on_the_
         past: True, stopped: False, running: False
     }
     assert page.text.count("running past its lease") == 1
+
+
+async def test_a_cursor_that_is_not_the_pages_own_is_a_422_page(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    admin = await page_client(tenant.admin)
+
+    for path in ("/leases", "/audit"):
+        refused = await admin.get(path, cursor="not-a-cursor", at="50")
+        assert refused.status_code == 422, path
+        assert "cursor cannot be read" in refused.text and "first page" in refused.text, path
