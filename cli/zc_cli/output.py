@@ -75,14 +75,22 @@ def record(obj: Mapping[str, Any]) -> str:
 
 
 def page_footer(page: Mapping[str, Any]) -> str | None:
-    """`3 of 120 (offset 50)`-style line, only when the page is not everything."""
+    """`3-4 of 120; next page: ...`-style line, only when the page is not everything. A
+    list that pages by cursor (it answers ``next_cursor``) names the cursor of the next
+    page, and says "more than N" when its count stopped at a cap (``count_at_least``)."""
     rows = page.get("data") or []
     count, offset = page.get("count"), page.get("offset") or 0
-    if not isinstance(count, int) or (offset == 0 and len(rows) >= count):
+    if not isinstance(count, int):
         return None
+    by_cursor, next_cursor = "next_cursor" in page, page.get("next_cursor")
+    if offset == 0 and len(rows) >= count and not next_cursor and not page.get("count_at_least"):
+        return None
+    total = f"more than {count}" if page.get("count_at_least") else str(count)
+    if by_cursor and next_cursor:
+        return f"{len(rows)} shown of {total}; next page: --cursor {next_cursor}"
     shown = f"{offset + 1}-{offset + len(rows)}" if rows else "none"
-    more = offset + len(rows) < count
-    return f"{shown} of {count}" + (f"; next page: --offset {offset + len(rows)}" if more else "")
+    more = not by_cursor and offset + len(rows) < count
+    return f"{shown} of {total}" + (f"; next page: --offset {offset + len(rows)}" if more else "")
 
 
 def emit_json(body: Any) -> None:

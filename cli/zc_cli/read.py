@@ -9,11 +9,11 @@ import typer
 
 from zc_cli.client import connect
 from zc_cli.errors import EXIT_USAGE, fail
-from zc_cli.options import AccountId, ApiUrl, Json, Limit, Offset, Token, account_of_caller
+from zc_cli.options import AccountId, ApiUrl, Cursor, Json, Limit, Offset, Token, account_of_caller
 from zc_cli.output import Column, emit_page, emit_record
 
 get_app = typer.Typer(help="Show one object by its id.", no_args_is_help=True)
-list_app = typer.Typer(help="List objects, a page at a time (--limit, --offset).", no_args_is_help=True)
+list_app = typer.Typer(help="List objects, a page at a time (--limit, --offset; --cursor for leases, resources and audit).", no_args_is_help=True)
 
 ACCOUNT_COLUMNS: list[Column] = [("id", "ID"), ("name", "NAME"), ("created_at", "CREATED")]
 CLOUDACCOUNT_COLUMNS: list[Column] = [
@@ -171,6 +171,7 @@ def list_leases(
     instance_id: Annotated[str | None, typer.Option(help="Only the lease of this instance.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    cursor: Cursor = None,
     as_json: Json = False,
     api_url: ApiUrl = None,
     token: Token = None,
@@ -186,6 +187,7 @@ def list_leases(
         "instance_id": instance_id,
         "limit": limit,
         "offset": offset,
+        "cursor": cursor,
     }
     with connect(api_url, token) as client:
         emit_page(client.get("/leases", params), LEASE_COLUMNS, as_json=as_json)
@@ -199,6 +201,7 @@ def list_resources(
     instance_id: Annotated[str | None, typer.Option(help="Only this instance.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    cursor: Cursor = None,
     as_json: Json = False,
     api_url: ApiUrl = None,
     token: Token = None,
@@ -211,6 +214,7 @@ def list_resources(
         "instance_id": instance_id,
         "limit": limit,
         "offset": offset,
+        "cursor": cursor,
     }
     with connect(api_url, token) as client:
         emit_page(client.get("/resources", params), RESOURCE_COLUMNS, as_json=as_json)
@@ -224,6 +228,7 @@ def list_audit(
     since: Annotated[str | None, typer.Option(help="Only events after this ISO 8601 time.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    cursor: Cursor = None,
     as_json: Json = False,
     api_url: ApiUrl = None,
     token: Token = None,
@@ -236,6 +241,7 @@ def list_audit(
         "since": _time_option("--since", since),
         "limit": limit,
         "offset": offset,
+        "cursor": cursor,
     }
     with connect(api_url, token) as client:
         emit_page(client.get("/audit-events", params), AUDIT_COLUMNS, as_json=as_json)

@@ -84,3 +84,19 @@ async def test_every_public_route_declares_the_refusals_any_request_can_get(api:
         assert "422" in operation["responses"], name
         if operation.get("requestBody"):
             assert "413" in operation["responses"], name
+
+
+async def test_the_long_lists_document_their_cursor_and_capped_count(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    operations = await _operations(api)
+
+    for path in ("/api/v1/leases", "/api/v1/resources", "/api/v1/audit-events"):
+        parameters = {p["name"]: p for p in operations[f"GET {path}"]["parameters"]}
+        assert "next_cursor" in parameters["cursor"]["description"], path
+        assert parameters["cursor"]["schema"]["anyOf"][0]["maxLength"] == 256, path
+        assert "cursor" in parameters["offset"]["description"], path
+        ref = operations[f"GET {path}"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        fields = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+        assert {"data", "count", "count_at_least", "limit", "offset", "next_cursor"} <= fields.keys(), path
+        assert "lower bound" in fields["count_at_least"]["description"], path
+        assert "last page" in fields["next_cursor"]["description"], path

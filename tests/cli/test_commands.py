@@ -234,3 +234,12 @@ def test_without_an_account_the_default_account_is_explained(cli: Cli) -> None:
 
     assert result.exit_code == 2
     assert "you do not belong to an account yet" in result.stderr
+
+
+def test_list_audit_pages_on_by_the_cursor_its_footer_names(cli: Cli, onboarded: dict[str, int]) -> None:
+    first = cli.json("list", "audit", "--limit", "1")
+    footer = cli("list", "audit", "--limit", "1").stdout.splitlines()[-1]
+
+    assert first["next_cursor"] and footer.endswith(f"next page: --cursor {first['next_cursor']}")
+    second = cli.json("list", "audit", "--limit", "1", "--cursor", first["next_cursor"])
+    assert second["data"][0]["id"] < first["data"][0]["id"] and second["count"] == first["count"]

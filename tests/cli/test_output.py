@@ -45,3 +45,14 @@ def test_footer_only_when_the_page_is_not_everything() -> None:
     middle = page_footer({"data": [{}, {}], "count": 5, "limit": 2, "offset": 2})
     assert middle == "3-4 of 5; next page: --offset 4"
     assert page_footer({"data": [{}], "count": 5, "limit": 2, "offset": 4}) == "5-5 of 5"
+
+
+def test_footer_of_a_list_paged_by_cursor_names_the_next_cursor_and_a_capped_count() -> None:
+    first = {"data": [{}, {}], "count": 10000, "count_at_least": True, "limit": 2, "offset": 0, "next_cursor": "abc"}
+    assert page_footer(first) == "2 shown of more than 10000; next page: --cursor abc"
+    middle = {"data": [{}, {}], "count": 5, "count_at_least": False, "limit": 2, "offset": 0, "next_cursor": "d"}
+    assert page_footer(middle) == "2 shown of 5; next page: --cursor d"
+    last = {"data": [{}], "count": 5, "count_at_least": False, "limit": 2, "offset": 4, "next_cursor": None}
+    assert page_footer(last) == "5-5 of 5"
+    whole = {"data": [{}, {}], "count": 2, "count_at_least": False, "limit": 50, "offset": 0, "next_cursor": None}
+    assert page_footer(whole) is None

@@ -255,7 +255,12 @@ class Resource(SQLModel, table=True):
     """An EC2 instance as AWS last described it. ``observed_at`` orders updates."""
 
     __tablename__ = "resource"
-    __table_args__ = (sa.UniqueConstraint("cloud_account_id", "instance_id", name="uq_resource_instance"),)
+    __table_args__ = (
+        sa.UniqueConstraint("cloud_account_id", "instance_id", name="uq_resource_instance"),
+        # The list, by id within the tenant, and by state.
+        sa.Index("ix_resource_account_id_id", "account_id", "id"),
+        sa.Index("ix_resource_account_state_id", "account_id", "state", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
     cloud_account_id: int = Field(foreign_key="cloud_account.id", ondelete="CASCADE")
@@ -278,7 +283,14 @@ class Lease(SQLModel, table=True):
     __tablename__ = "lease"
     __table_args__ = (
         sa.Index("uq_lease_live_resource", "resource_id", unique=True, postgresql_where=sa.text(LIVE_STATUSES_SQL)),
-        sa.Index("ix_lease_account_status_expires", "account_id", "status", "expires_at"),
+        # The lists, soonest expiry first (id for ties), by tenant: every lease; by status;
+        # the live ones (the leases page's default). Revision 0014.
+        sa.Index("ix_lease_account_expires_id", "account_id", "expires_at", "id"),
+        sa.Index("ix_lease_account_status_expires_id", "account_id", "status", "expires_at", "id"),
+        sa.Index(
+            "ix_lease_account_live_expires_id", "account_id", "expires_at", "id",
+            postgresql_where=sa.text(LIVE_STATUSES_SQL),
+        ),
         # The blast-radius cap counts a cloud account's leases claimed in the last hour.
         sa.Index(
             "ix_lease_cloud_account_claimed", "cloud_account_id", "claimed_at",
@@ -382,7 +394,8 @@ class AuditEvent(SQLModel, table=True):
 
     __tablename__ = "audit_event"
     __table_args__ = (
-        sa.Index("ix_audit_account_at", "account_id", "at"),
+        # The log, newest first (id for ties), by tenant.
+        sa.Index("ix_audit_account_at_id", "account_id", "at", "id"),
         # A lease's trail; when each resource last changed state (the leases pages).
         sa.Index("ix_audit_subject", "subject_type", "subject_id", "at"),
     )

@@ -3,9 +3,11 @@ right role, each showing its own tenant's data only."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from sqlalchemy import update
 from sqlmodel import col
@@ -135,3 +137,23 @@ async def test_the_audit_log_is_the_accounts_own_and_filters(
     assert "cloud_account.created" in created.text and ">account.created<" not in created.text
     assert "0 events" in by_other.text and "0 events" in future.text
     assert bad.status_code == 200 and 'id="e-since"' in bad.text and 'id="e-subject_id"' in bad.text
+
+
+async def test_the_audit_log_pages_to_older_events_by_cursor(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    cloud = await make_cloud_account(api, tenant)
+    for n in range(55):
+        await api.client.patch(f"/api/v1/cloudaccounts/{cloud['id']}", json={"name": f"prod {n}"},
+                               headers=tenant.admin.headers)
+    admin = await page_client(tenant.admin)
+
+    newest = await admin.get("/audit", action="cloud_account.updated")
+    found = re.search(r'rel="next" href="/audit\?([^"]+)"', newest.text)
+    assert found is not None
+    older = await admin.get("/audit", **dict(parse_qsl(html.unescape(found.group(1)))))
+
+    assert "55 events" in newest.text and "1–50 of 55" in newest.text and 'rel="prev"' not in newest.text
+    assert "51–55 of 55" in older.text and 'rel="next"' not in older.text
+    assert 'rel="first" href="/audit?action=cloud_account.updated"' in older.text
+    assert newest.text.count('data-label="Subject"') == 50 and older.text.count('data-label="Subject"') == 5

@@ -4,8 +4,11 @@ a redirect and show the outcome; a GET never acts."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from sqlalchemy import update
 from sqlmodel import col
@@ -288,19 +291,26 @@ async def test_the_list_is_paged_with_links_that_keep_the_filters(
     admin = await page_client(tenant.admin)
 
     first = await admin.get("/leases", region="us-east-1", owner=tenant.dev.email)
-    second = await admin.get("/leases", region="us-east-1", owner=tenant.dev.email, offset="50")
+    owner = tenant.dev.email.replace("@", "%40")
+    found = re.search(r'rel="next" href="/leases\?([^"]+)"', first.text)
+    assert found is not None
+    next_query = html.unescape(found.group(1))
+    assert next_query.startswith(f"owner={owner}&region=us-east-1&cursor=") and next_query.endswith("&at=50")
+    second = await admin.get("/leases", **dict(parse_qsl(next_query)))
+    by_offset = await admin.get("/leases", region="us-east-1", owner=tenant.dev.email, offset="50")
 
     rows = 'data-label="Instance"'
     assert first.text.count(rows) == 50 and second.text.count(rows) == 10
     assert "60 leases." in first.text and "1–50 of 60" in first.text and "51–60 of 60" in second.text
-    owner = tenant.dev.email.replace("@", "%40")
-    assert f'rel="next" href="/leases?owner={owner}&amp;region=us-east-1&amp;offset=50"' in first.text
-    assert 'rel="prev"' not in first.text and 'rel="next"' not in second.text
-    assert f'rel="prev" href="/leases?owner={owner}&amp;region=us-east-1"' in second.text
+    assert 'rel="prev"' not in first.text and 'rel="first"' not in first.text and 'rel="next"' not in second.text
+    assert f'rel="first" href="/leases?owner={owner}&amp;region=us-east-1"' in second.text
     # Soonest expiry first, across the pages.
     assert f"i-{0:017x}" in first.text and f"i-{59:017x}" in second.text and f"i-{59:017x}" not in first.text
     # A renewal from the second page comes back to it.
-    assert f'name="return_to" value="/leases?owner={owner}&amp;region=us-east-1&amp;offset=50"' in second.text
+    assert f'name="return_to" value="/leases?{html.escape(next_query)}"' in second.text
+    # An offset (links made before cursors) still reaches the same page.
+    assert by_offset.text.count(rows) == 10 and "51–60 of 60" in by_offset.text
+    assert f'rel="prev" href="/leases?owner={owner}&amp;region=us-east-1"' in by_offset.text
 
 
 async def test_an_unpriced_instance_and_an_endless_exemption_say_so(
@@ -341,3 +351,14 @@ async def test_an_instance_running_past_its_lease_says_so_in_the_api_and_on_the_
         past: True, stopped: False, running: False
     }
     assert page.text.count("running past its lease") == 1
+
+
+async def test_a_cursor_that_is_not_the_pages_own_is_a_422_page(
+    api: Api, tenant: Tenant, page_client: PageClientFactory
+) -> None:
+    admin = await page_client(tenant.admin)
+
+    for path in ("/leases", "/audit"):
+        refused = await admin.get(path, cursor="not-a-cursor", at="50")
+        assert refused.status_code == 422, path
+        assert "cursor cannot be read" in refused.text and "first page" in refused.text, path

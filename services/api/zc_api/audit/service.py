@@ -16,7 +16,11 @@ from zc_common.errors import NotPermitted
 
 from zc_api.auth.principal import Principal
 from zc_api.models import AuditEvent
-from zc_api.pagination import PageParams, paginate
+from zc_api.pagination import KeysetRows, PageParams, SortKey, paginate_keyset
+
+NEWEST_FIRST = SortKey(
+    "audit-events:at,id:desc", (col(AuditEvent.at), col(AuditEvent.id)), ("datetime", "int64"), descending=True
+)
 
 
 def record(
@@ -61,7 +65,7 @@ async def get_all(
     action: str | None = None,
     since: datetime | None = None,
     actor: str | None = None,
-) -> tuple[list[AuditEvent], int]:
+) -> KeysetRows[AuditEvent]:
     """The audit log of the caller's account, newest first (admins only)."""
     query = select(AuditEvent).where(_readable_by(caller))
     if subject_type is not None:
@@ -76,7 +80,7 @@ async def get_all(
         if since.tzinfo is None:  # a time without a zone is read as UTC
             since = since.replace(tzinfo=timezone.utc)
         query = query.where(col(AuditEvent.at) >= since)
-    return await paginate(session, query.order_by(*_newest_first()), page)
+    return await paginate_keyset(session, query, page, NEWEST_FIRST)
 
 
 async def newest_of_each(

@@ -14,31 +14,33 @@ from zc_api.errors import responses
 from zc_api.leases import actions, service
 from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.schemas import LeaseExemption, LeaseOwnerChange, LeasePublic, LeaseRenewal
-from zc_api.pagination import Page, PageDep
+from zc_api.pagination import KeysetPage, KeysetPageDep
 
 router = APIRouter(tags=["leases"])
 
 
 @router.get(
-    "/leases", response_model=Page[LeasePublic], responses=responses(401, 404, 422),
+    "/leases", response_model=KeysetPage[LeasePublic], responses=responses(401, 404, 422),
     summary="List leases, soonest expiry first (admin: the account's; developer: your own)",
 )
 async def list_leases(
     session: SessionDep,
     caller: UserDep,
-    page: PageDep,
+    page: KeysetPageDep,
     owner: Annotated[str | None, Query(max_length=320, description="The owner's email.")] = None,
     status: LeaseStatus | None = None,
     cloud_account_id: RowId | None = None,
     expires_before: Annotated[UtcDateTime | None, Query(description="ISO 8601; UTC when no zone.")] = None,
     instance_id: Annotated[str | None, Query(max_length=32)] = None,
-) -> Page[LeasePublic]:
-    rows, count = await service.get_all(
+) -> KeysetPage[LeasePublic]:
+    found = await service.get_all(
         session, caller=caller, page=page, owner=owner, status=status, cloud_account_id=cloud_account_id,
         expires_before=expires_before, instance_id=instance_id,
     )
-    return Page(data=[LeasePublic.of(lease, resource) for lease, resource in rows], count=count,
-                limit=page.limit, offset=page.offset)
+    return KeysetPage(
+        data=[LeasePublic.of(lease, resource) for lease, resource in found.rows], count=found.count,
+        count_at_least=found.count_at_least, next_cursor=found.next_cursor, limit=page.limit, offset=page.offset,
+    )
 
 
 @router.get(

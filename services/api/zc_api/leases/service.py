@@ -14,7 +14,12 @@ from zc_common.messages import LIVE_LEASE_STATUSES, LeaseStatus
 from zc_api.auth.principal import Principal
 from zc_api.leases.policy import normalise_email
 from zc_api.models import AuditEvent, Lease, Resource
-from zc_api.pagination import PageParams, paginate_rows
+from zc_api.pagination import KeysetRows, PageParams, SortKey, paginate_keyset
+
+# Soonest expiry first; the id orders leases that expire at the same moment.
+SOONEST_EXPIRY = SortKey(
+    "leases:expires_at,id", (col(Lease.expires_at), col(Lease.id)), ("datetime", "int32")
+)
 
 
 def visible_to(caller: Principal) -> list[ColumnElement[bool]]:
@@ -54,27 +59,36 @@ async def get_all(
     instance_id: str | None = None,
     region: str | None = None,
     live_only: bool = False,
-) -> tuple[list[tuple[Lease, Resource]], int]:
+) -> KeysetRows[Lease, Resource]:
     """Soonest expiry first. ``live_only``: the leases still holding their instance."""
-    query = _with_resource(caller)
+    conditions = list(visible_to(caller))
+    of_resource: list[ColumnElement[bool]] = []
     if owner is not None:
-        query = query.where(col(Lease.owner_email) == normalise_email(owner))
+        conditions.append(col(Lease.owner_email) == normalise_email(owner))
     if status is not None:
-        query = query.where(col(Lease.status) == status.value)
+        conditions.append(col(Lease.status) == status.value)
     if cloud_account_id is not None:
-        query = query.where(col(Lease.cloud_account_id) == cloud_account_id)
+        conditions.append(col(Lease.cloud_account_id) == cloud_account_id)
     if expires_before is not None:
         if expires_before.tzinfo is None:  # a time without a zone is read as UTC
             expires_before = expires_before.replace(tzinfo=timezone.utc)
-        query = query.where(col(Lease.expires_at) < expires_before)
+        conditions.append(col(Lease.expires_at) < expires_before)
     if instance_id is not None:
-        query = query.where(col(Resource.instance_id) == instance_id)
+        of_resource.append(col(Resource.instance_id) == instance_id)
     if region is not None:
-        query = query.where(col(Resource.region) == region)
+        of_resource.append(col(Resource.region) == region)
     if live_only:
-        query = query.where(col(Lease.status).in_(sorted(s.value for s in LIVE_LEASE_STATUSES)))
-    rows, count = await paginate_rows(session, query.order_by(col(Lease.expires_at), col(Lease.id)), page)
-    return [(row[0], row[1]) for row in rows], count
+        conditions.append(col(Lease.status).in_(sorted(s.value for s in LIVE_LEASE_STATUSES)))
+    query = (
+        select(Lease, Resource).join(Resource, col(Resource.id) == col(Lease.resource_id))
+        .where(*conditions, *of_resource)
+    )
+    # The count needs the resource only when a filter is on it: without the join it reads
+    # the lease index alone.
+    counted = select(col(Lease.id)).where(*conditions)
+    if of_resource:
+        counted = counted.join(Resource, col(Resource.id) == col(Lease.resource_id)).where(*of_resource)
+    return await paginate_keyset(session, query, page, SOONEST_EXPIRY, count_query=counted)
 
 
 async def trail(session: AsyncSession, *, caller: Principal, lease_id: int, limit: int = 200) -> list[AuditEvent]:

@@ -11,7 +11,7 @@ from zc_common.messages import InstanceState
 from zc_api.bounds import RowId
 from zc_api.deps import SessionDep, UserDep
 from zc_api.errors import responses
-from zc_api.pagination import Page, PageDep
+from zc_api.pagination import KeysetPage, KeysetPageDep
 from zc_api.resources import service
 from zc_api.resources.schemas import ResourcePublic
 
@@ -19,24 +19,26 @@ router = APIRouter(tags=["resources"])
 
 
 @router.get(
-    "/resources", response_model=Page[ResourcePublic], responses=responses(401, 404, 422),
+    "/resources", response_model=KeysetPage[ResourcePublic], responses=responses(401, 404, 422),
     summary="List instances (admin: the account's; developer: those you hold a lease on)",
 )
 async def list_resources(
     session: SessionDep,
     caller: UserDep,
-    page: PageDep,
+    page: KeysetPageDep,
     cloud_account_id: RowId | None = None,
     region: str | None = None,
     state: InstanceState | None = None,
     instance_id: Annotated[str | None, Query(max_length=32)] = None,
-) -> Page[ResourcePublic]:
-    rows, count = await service.get_all(
+) -> KeysetPage[ResourcePublic]:
+    found = await service.get_all(
         session, caller=caller, page=page, cloud_account_id=cloud_account_id, region=region, state=state,
         instance_id=instance_id,
     )
-    return Page(data=[ResourcePublic.model_validate(r) for r in rows], count=count, limit=page.limit,
-                offset=page.offset)
+    return KeysetPage(
+        data=[ResourcePublic.model_validate(row[0]) for row in found.rows], count=found.count,
+        count_at_least=found.count_at_least, next_cursor=found.next_cursor, limit=page.limit, offset=page.offset,
+    )
 
 
 @router.get(

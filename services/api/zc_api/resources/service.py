@@ -11,9 +11,10 @@ from zc_common.messages import LIVE_LEASE_STATUSES, InstanceState
 
 from zc_api.auth.principal import Principal
 from zc_api.models import Lease, Resource
-from zc_api.pagination import PageParams, paginate
+from zc_api.pagination import KeysetRows, PageParams, SortKey, paginate_keyset
 
 LIVE = sorted(status.value for status in LIVE_LEASE_STATUSES)
+BY_ID = SortKey("resources:id", (col(Resource.id),), ("int32",))
 
 
 def visible_to(caller: Principal) -> list[ColumnElement[bool]]:
@@ -48,7 +49,7 @@ async def get_all(
     region: str | None = None,
     state: InstanceState | None = None,
     instance_id: str | None = None,
-) -> tuple[list[Resource], int]:
+) -> KeysetRows[Resource]:
     query = select(Resource).where(*visible_to(caller))
     if cloud_account_id is not None:
         query = query.where(col(Resource.cloud_account_id) == cloud_account_id)
@@ -58,4 +59,4 @@ async def get_all(
         query = query.where(col(Resource.state) == state.value)
     if instance_id is not None:
         query = query.where(col(Resource.instance_id) == instance_id)
-    return await paginate(session, query.order_by(col(Resource.id)), page)
+    return await paginate_keyset(session, query, page, BY_ID)

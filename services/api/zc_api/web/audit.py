@@ -13,13 +13,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from zc_api.audit import service as audit
-from zc_api.bounds import in_utc, parse_row_id
+from zc_api.bounds import INT32_MAX, in_utc, parse_row_id
 from zc_api.deps import SessionDep
 from zc_api.display import actor_name
 from zc_api.models import AuditEvent
-from zc_api.pagination import PageParams
+from zc_api.pagination import CURSOR_MAX_LENGTH, PageParams
 from zc_api.users import service as users
-from zc_api.web.render import page
+from zc_api.web.render import count_text, page
 from zc_api.web.session import AdminDep
 
 router = APIRouter(include_in_schema=False)
@@ -62,6 +62,8 @@ async def show_audit(
     actor: Annotated[str, Query(max_length=200)] = "",
     since: Annotated[str, Query(max_length=32)] = "",
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    cursor: Annotated[str, Query(max_length=CURSOR_MAX_LENGTH)] = "",
+    at: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> HTMLResponse:
     principal = viewer.principal
     assert principal.account_id is not None
@@ -72,8 +74,11 @@ async def show_audit(
     subject = parse_row_id(subject_id.strip())
     if subject_id.strip() and subject is None:
         errors["subject_id"] = "A subject id is a number, like 42."
-    events, count = await audit.get_all(
-        session, caller=principal, page=PageParams(limit=PAGE_SIZE, offset=offset),
+    if cursor:  # the older pages are reached by cursor (fast at any depth); ``at``: the row it starts at
+        offset = 0
+    start = at if cursor else offset
+    found = await audit.get_all(
+        session, caller=principal, page=PageParams(limit=PAGE_SIZE, offset=offset, cursor=cursor or None),
         action=action.strip() or None, subject_type=subject_type or None, subject_id=subject,
         actor=actor or None, since=since_at,
     )
@@ -88,20 +93,26 @@ async def show_audit(
             if event.subject_type in _LINKS and event.subject_id is not None else None,
             details=json.dumps(event.details, sort_keys=True, default=str)[:600] if event.details else "",
         )
-        for event in events
+        for event in (row[0] for row in found.rows)
     ]
     filters = {"action": action, "subject_type": subject_type, "subject_id": subject_id, "actor": actor,
                "since": since}
 
-    def href(at: int) -> str:
-        return "/audit?" + urlencode({**{k: v for k, v in filters.items() if v}, **({"offset": at} if at else {})})
+    def href(**where: str | int) -> str:
+        return "/audit?" + urlencode({**{k: v for k, v in filters.items() if v}, **{k: v for k, v in where.items() if v}})
 
+    previous: str | None = None
+    if cursor:
+        previous = href()  # the newest page: a cursor only goes on to older ones
+    elif offset > 0:
+        previous = href(offset=max(offset - PAGE_SIZE, 0))
     return page(
-        request, "audit.html", viewer=viewer, title="Audit log", rows=rows, count=count, offset=offset,
+        request, "audit.html", viewer=viewer, title="Audit log", rows=rows, count=found.count,
+        count_text=count_text(found.count, found.count_at_least), offset=start,
         page_size=PAGE_SIZE, values=filters, errors=errors, subject_types=SUBJECT_TYPES,
         actors=[("", "Anyone"), *sorted(((k, v) for k, v in names.items()), key=lambda kv: kv[1]),
                 ("service", "ZeroCloud (its services)")],
-        previous=href(max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
-        next=href(offset + PAGE_SIZE) if offset + PAGE_SIZE < count else None,
+        previous=previous, previous_is_first=bool(cursor),
+        next=href(cursor=found.next_cursor, at=start + PAGE_SIZE) if found.next_cursor else None,
         problem="Some filters could not be read and were left out: see below." if errors else None,
     )

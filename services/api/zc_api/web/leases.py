@@ -17,7 +17,7 @@ from zc_common.errors import Conflict, InvalidInput, NotFound
 from zc_common.messages import LeaseStatus, utcnow
 
 from zc_api import display
-from zc_api.bounds import RowId, parse_count, parse_row_id
+from zc_api.bounds import INT32_MAX, RowId, parse_count, parse_row_id
 from zc_api.cloudaccounts import service as cloudaccounts
 from zc_api.deps import SessionDep
 from zc_api.display import human_duration, sentence
@@ -27,11 +27,11 @@ from zc_api.leases.policy import NEVER_EXPIRES
 from zc_api.leases.repository import LeaseRecord
 from zc_api.leases.schemas import MAX_EXTENSION_SECONDS, runs_past_its_lease
 from zc_api.models import AuditEvent, CloudAccount, Lease, Resource, User
-from zc_api.pagination import PageParams
+from zc_api.pagination import CURSOR_MAX_LENGTH, PageParams
 from zc_api.pricing import service as pricing
 from zc_api.users import service as users
 from zc_api.web import lease_text
-from zc_api.web.render import page
+from zc_api.web.render import count_text, page
 from zc_api.web.session import CsrfDep, MemberDep, Viewer
 
 router = APIRouter(include_in_schema=False)
@@ -151,11 +151,20 @@ class Filters:
     cloud_account: str = ""
     region: str = ""
     offset: int = 0
+    # The next page is reached by cursor (fast at any depth); ``at`` only says which row
+    # it starts at, for "51–100 of …".
+    cursor: str = ""
+    at: int = 0
+
+    @property
+    def start(self) -> int:
+        return self.at if self.cursor else self.offset
 
     def query(self, **changes: object) -> str:
-        """The list's query string with ``changes`` (e.g. another offset); defaults left out."""
+        """The list's query string with ``changes`` (e.g. another page); defaults left out."""
         values: dict[str, object] = {"state": self.state, "owner": self.owner, "cloud_account": self.cloud_account,
-                                     "region": self.region, "offset": self.offset, **changes}
+                                     "region": self.region, "offset": self.offset, "cursor": self.cursor,
+                                     "at": self.at, **changes}
         kept = {key: str(value) for key, value in values.items()
                 if (key == "state" and value != LIVE) or (key != "state" and value not in ("", 0))}
         return urlencode(kept)
@@ -185,6 +194,8 @@ async def list_leases(
     cloud_account: Annotated[str, Query(max_length=20)] = "",
     region: Annotated[str, Query(max_length=32)] = "",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    cursor: Annotated[str, Query(max_length=CURSOR_MAX_LENGTH)] = "",
+    at: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
     notice: Annotated[str | None, Query(max_length=32)] = None,
     lease: Annotated[RowId | None, Query()] = None,
 ) -> HTMLResponse:
@@ -192,7 +203,7 @@ async def list_leases(
     principal = viewer.principal
     assert principal.account_id is not None
     filters = Filters(state=state, owner=owner.strip() if viewer.is_admin else "", cloud_account=cloud_account,
-                      region=region, offset=offset)
+                      region=region, offset=0 if cursor else offset, cursor=cursor, at=at if cursor else 0)
     problems: list[str] = []
 
     status: LeaseStatus | None = None
@@ -209,12 +220,13 @@ async def list_leases(
             problems.append("Pick a cloud account from the list.")
             filters.cloud_account = ""
 
-    rows, count = await leases.get_all(
-        session, caller=principal, page=PageParams(limit=PAGE_SIZE, offset=offset), owner=filters.owner or None,
+    found = await leases.get_all(
+        session, caller=principal, page=PageParams(limit=PAGE_SIZE, offset=filters.offset, cursor=cursor or None),
+        owner=filters.owner or None,
         status=status, cloud_account_id=cloud_account_id, region=region or None,
         live_only=filters.state == LIVE,
     )
-    views = await _views(session, viewer, [lease_row.id for lease_row, _ in rows if lease_row.id], now)
+    views = await _views(session, viewer, [row[0].id for row in found.rows if row[0].id], now)
     clouds, _ = await cloudaccounts.get_all(session, caller=principal, account_id=principal.account_id, page=ALL_PAGE)
     owners: list[User] = []
     if viewer.is_admin:
@@ -222,7 +234,8 @@ async def list_leases(
     regions = sorted({r for cloud in clouds for r in cloud.regions} | ({region} if region else set()))
     return page(
         request, "leases.html", viewer=viewer, title="Leases" if viewer.is_admin else "My leases",
-        views=views, count=count, filters=filters, state_choices=STATE_CHOICES, clouds=clouds, owners=owners,
+        views=views, count=found.count, count_text=count_text(found.count, found.count_at_least),
+        next_cursor=found.next_cursor, filters=filters, state_choices=STATE_CHOICES, clouds=clouds, owners=owners,
         regions=regions, page_size=PAGE_SIZE, return_to=f"/leases?{filters.query()}".rstrip("?"),
         notice=await _notice(session, viewer, notice, lease, now), problem=" ".join(problems) or None,
         now=now,

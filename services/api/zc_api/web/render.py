@@ -61,5 +61,10 @@ def page(
     return HTMLResponse(body, status_code=status, headers={**HEADERS, **(headers or {})})
 
 
+def count_text(count: int, at_least: bool) -> str:
+    """A list's count as a page says it: exact, or the cap it stopped counting at."""
+    return f"more than {count:,}" if at_least else str(count)
+
+
 def error_page(request: Request, *, viewer: Viewer | None, status: int, title: str, message: str) -> HTMLResponse:
     return page(request, "error.html", viewer=viewer, title=title, status=status, message=message)
