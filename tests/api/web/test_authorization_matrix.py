@@ -144,6 +144,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/internal/v1/action-links"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/leases/claim"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/leases/outcomes"): Case(API_INTERNAL, body=_none),
+    ("POST", "/internal/v1/leases/warned"): Case(API_INTERNAL, body=_none),
+    ("POST", "/internal/v1/leases/defer"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/notifications/reserve"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/notifications/sent"): Case(API_INTERNAL, body=_none),
     ("POST", "/internal/v1/notifications/recipients"): Case(API_INTERNAL, body=_none),
@@ -313,6 +315,8 @@ async def _call(
 
 def _service_of(path: str) -> str:
     """The service whose work an internal route is."""
+    if path in ("/internal/v1/leases/warned", "/internal/v1/leases/defer"):
+        return "notifier"  # what a warning came to is the notifier's to report
     if path.startswith("/internal/v1/leases/"):
         return "reaper"
     return "ingestor" if path.startswith(("/internal/v1/cloudaccounts", "/internal/v1/sweeps")) else "notifier"
