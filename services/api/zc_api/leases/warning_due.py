@@ -29,6 +29,7 @@ from zc_api.outbox import service as outbox
 
 log = logging.getLogger("zc.api.warnings")
 
+
 def last_lead(record: LeaseRecord) -> timedelta | None:
     """How long before its expiry this version's last warning was planned; None: none was."""
     lease = record.lease
