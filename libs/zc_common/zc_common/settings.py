@@ -383,7 +383,11 @@ class ReaperSettings(ApiCallerSettings):
     batch_size: int = Field(
         1000, ge=1, le=10_000, description="LeaseExpired messages claimed, checked and acted on together."
     )
-    batch_wait: float = Field(0.5, ge=0, le=30, description="Seconds a batch waits to fill up.")
+    batch_wait: float = Field(
+        2.0, ge=0, le=30,
+        description="Seconds a batch waits to fill up: leases a sweep made over a few seconds expire over as many, "
+        "and one wait long enough for them makes one StopInstances call of them, not several.",
+    )
     batches_in_flight: int = Field(
         4, ge=1, le=16,
         description="Batches worked on at once, each acknowledged on its own: an account whose AWS is slow or "
