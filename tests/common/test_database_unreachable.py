@@ -4,6 +4,8 @@ errors the real drivers raise."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -34,15 +36,20 @@ async def test_a_server_that_is_not_there_is_an_outage() -> None:
     assert database_unreachable(raw.value)
 
 
-async def test_a_server_shutting_down_the_connection_is_an_outage(postgres_server_url: str) -> None:
+async def test_a_connection_the_server_ends_mid_statement_is_an_outage(postgres_server_url: str) -> None:
     victim = await asyncpg.connect(f"{postgres_server_url}")
     killer = await asyncpg.connect(f"{postgres_server_url}")
     try:
-        pid = victim.get_server_pid()
-        await killer.execute("SELECT pg_terminate_backend($1)", pid)
+        running = asyncio.create_task(victim.execute("SELECT pg_sleep(10)"))
+        await asyncio.sleep(0.3)
+        await killer.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
         with pytest.raises(Exception) as failure:  # noqa: PT011 - which class asyncpg picks is the point
-            await victim.execute("SELECT 1")
+            await running
         assert database_unreachable(failure.value), repr(failure.value)
+        # And the next statement on it, once asyncpg knows it is closed.
+        with pytest.raises(Exception) as after:  # noqa: PT011
+            await victim.execute("SELECT 1")
+        assert database_unreachable(after.value), repr(after.value)
     finally:
         await killer.close()
         victim.terminate()

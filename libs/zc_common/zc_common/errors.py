@@ -59,5 +59,9 @@ def database_unreachable(error: BaseException) -> bool:
             return True
         if type(seen).__name__ in _UNREACHABLE_NAMES:
             return True
+        # asyncpg's answer on a connection the server closed under it (a restart, a
+        # terminated backend) when it noticed before the next statement.
+        if type(seen).__name__ == "InterfaceError" and "connection is closed" in str(seen):
+            return True
         seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
     return False
