@@ -31,6 +31,7 @@ import httpx
 from zc_common.bus import topology
 from zc_common.bus.rabbit import RabbitBus
 from zc_common.cloudevents import state_change_event
+from zc_common.messages import LeaseStatus
 
 from tests.notifier.factories import SmtpSink
 from tests.support.private_servers import PrivatePostgres, PrivateRabbit
@@ -43,7 +44,6 @@ ADMIN = "ops@reliability.example"
 LEASE_SECONDS = 40
 WARNING_SECONDS = 20
 RENEW_BY_SECONDS = 3600
-LIVE = ("active", "expired", "reaping", "exempt")
 
 
 def aws(stack: ProcessStack, service: str, *, customer: bool = True) -> Any:
@@ -216,7 +216,7 @@ class Workload:
         states = self._moto_states()
         for instance_id in self.launched:
             leases = by_instance.get(instance_id, [])
-            live = [r for r in leases if r["status"] in LIVE]
+            live = [r for r in leases if LeaseStatus(r["status"]).is_live]
             if len(leases) != 1:
                 broken.append(f"{instance_id} has {len(leases)} leases, not one")
                 continue

@@ -119,7 +119,6 @@ class ProcessStack:
         self.internal_url = f"http://127.0.0.1:{self.ports['internal']}"
         self.overrides = dict(overrides or {})
         self.per_service = {name: dict(values) for name, values in (per_service or {}).items()}
-        self._own_logs = log_dir is None
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="zc-stack-"))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[Any] = []
