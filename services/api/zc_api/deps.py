@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,7 +19,7 @@ from zc_api.runtime import ApiRuntime
 _bearer = HTTPBearer(auto_error=False, description="An API token (zc_…); on the internal listener, a service's own credential.")
 
 
-def get_runtime(request: Request) -> ApiRuntime:
+async def get_runtime(request: Request) -> ApiRuntime:
     runtime: ApiRuntime = request.app.state.runtime
     return runtime
 
@@ -68,12 +68,12 @@ async def get_user(caller: CallerDep) -> Principal:
 UserDep = Annotated[Principal, Depends(get_user)]
 
 
-def service_allowed(*services: str) -> Callable[[Principal], Principal]:
+def service_allowed(*services: str) -> Callable[[Principal], Awaitable[Principal]]:
     """Internal endpoints answer only the services whose work they are (the ingestor
     cannot mint action links, only the reaper can claim); to anyone else, a user or
     another service, they do not exist."""
 
-    def allowed(caller: CallerDep) -> Principal:
+    async def allowed(caller: CallerDep) -> Principal:
         if caller.kind != "service" or caller.service not in services:
             raise NotFound("not found")
         return caller
