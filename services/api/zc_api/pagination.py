@@ -46,14 +46,14 @@ class PageParams(BaseModel):
     cursor: str | None = None
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=HARD_CAP, description=f"At most {HARD_CAP}.")] = 50,
     offset: Annotated[Offset, Query()] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 
 
-def keyset_page_params(
+async def keyset_page_params(
     limit: Annotated[int, Query(ge=1, le=HARD_CAP, description=f"At most {HARD_CAP}.")] = 50,
     offset: Annotated[
         Offset, Query(description="Rows to skip. Kept for compatibility: slower the deeper it goes; use `cursor`.")
@@ -164,19 +164,26 @@ def _key_value(kind: KeyKind, value: Any) -> Any:
 class KeysetRows(Generic[*Ts]):
     """One page of rows, the list's count (capped) and where the next page starts."""
 
-    rows: list[Row[*Ts]]
+    rows: list[tuple[*Ts]]
     count: int
     count_at_least: bool
     next_cursor: str | None
+
+
+def _capped_count_of(query: AnySelect, cap: int) -> Select[int]:
+    return select(func.count()).select_from(query.order_by(None).limit(cap + 1).subquery())
+
+
+def _capped(total: int | None, cap: int) -> tuple[int, bool]:
+    total = int(total or 0)
+    return (cap, True) if total > cap else (total, False)
 
 
 async def capped_count(session: AsyncSession, query: AnySelect, *, cap: int | None = None) -> tuple[int, bool]:
     """How many rows ``query`` matches, counting at most ``cap`` + 1 of them: (the count,
     whether there are more than it)."""
     cap = COUNT_CAP if cap is None else cap
-    counted = await session.scalar(select(func.count()).select_from(query.order_by(None).limit(cap + 1).subquery()))
-    total = int(counted or 0)
-    return (cap, True) if total > cap else (total, False)
+    return _capped(await session.scalar(_capped_count_of(query, cap)), cap)
 
 
 async def paginate_keyset(
@@ -185,14 +192,24 @@ async def paginate_keyset(
 ) -> KeysetRows[*Ts]:
     """One page of ``query`` in ``sort``'s order, from ``page.cursor`` (or ``page.offset``).
     The sort key is read from each row's first entity. ``count_query``: the same rows
-    without what only the page needs (a join for display), for a cheaper count."""
+    without what only the page needs (a join for display), for a cheaper count.
+
+    One statement: the capped count rides on the page as an uncorrelated scalar subquery,
+    which PostgreSQL evaluates once (an InitPlan), so a page costs one round trip, not two.
+    Only a page past the end (no row to carry it) asks for the count on its own."""
+    counted = cast(AnySelect, query) if count_query is None else count_query
     ordered = query.order_by(*sort.order_by())
     if page.cursor is not None:
         ordered = ordered.where(sort.after(sort.decode(page.cursor)))
-    fetched = list((await session.execute(ordered.limit(page.limit + 1).offset(page.offset))).all())
-    rows, more = fetched[: page.limit], len(fetched) > page.limit
+    with_count = ordered.add_columns(_capped_count_of(counted, COUNT_CAP).scalar_subquery())
+    fetched = list((await session.execute(with_count.limit(page.limit + 1).offset(page.offset))).all())
+    if fetched:
+        count, at_least = _capped(fetched[0][-1], COUNT_CAP)
+    else:
+        count, at_least = await capped_count(session, counted)
+    rows = [cast(tuple[*Ts], tuple(row)[:-1]) for row in fetched[: page.limit]]
+    more = len(fetched) > page.limit
     next_cursor = sort.encode(sort.key_of(cast(Any, rows[-1])[0])) if more else None
-    count, at_least = await capped_count(session, cast(AnySelect, query) if count_query is None else count_query)
     return KeysetRows(rows=rows, count=count, count_at_least=at_least, next_cursor=next_cursor)
 
 

@@ -52,10 +52,12 @@ class LeasePublic(BaseModel):
         )
 
 
+_LIVE_STATES = frozenset(state.value for state in InstanceState if state.is_live)
+
+
 def runs_past_its_lease(lease: Lease, resource: Resource) -> bool:
     """The lease has ended (expired, not reaped) while its instance still runs."""
-    live = {state.value for state in InstanceState if state.is_live}
-    return lease.status == LeaseStatus.expired.value and not resource.gone and resource.state in live
+    return lease.status == LeaseStatus.expired.value and not resource.gone and resource.state in _LIVE_STATES
 
 
 # A renewal can ask for at most ten years; the policy's maximum lease is the real bound.
