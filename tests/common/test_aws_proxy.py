@@ -47,8 +47,34 @@ def test_counts_each_call_by_service_and_action_in_every_protocol(proxy: str) ->
         "sts:GetCallerIdentity": 1,
     }
     assert counted["faults"] == {}
+    assert counted["moto_only"] == {}
     httpx.post(f"{proxy}/_proxy/reset")
-    assert httpx.get(f"{proxy}/_proxy/calls").json() == {"calls": {}, "faults": {}}
+    assert httpx.get(f"{proxy}/_proxy/calls").json() == {"calls": {}, "faults": {}, "moto_only": {}}
+
+
+def test_pages_only_moto_makes_are_told_apart_from_pages_aws_would_send_too(proxy: str) -> None:
+    """moto pages a DescribeInstances asked without MaxResults by 100 reservations; AWS
+    answers it whole. Pages asked for with MaxResults are real on both."""
+    ec2 = client(proxy, "ec2")
+    ids = [ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+           for _ in range(101)]
+    httpx.post(f"{proxy}/_proxy/reset")
+    whole = [r for page in ec2.get_paginator("describe_instances").paginate() for r in page["Reservations"]]
+    by_ids = [r for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+              for r in page["Reservations"]]
+    counted = httpx.get(f"{proxy}/_proxy/calls").json()
+    pages_whole, pages_by_ids = 2, 2  # 101 reservations, by 100
+    assert (len(whole), len(by_ids)) == (101, 101)
+    assert counted["calls"] == {"ec2:DescribeInstances": pages_whole + pages_by_ids}
+    assert counted["moto_only"] == {"ec2:DescribeInstances": (pages_whole - 1) + (pages_by_ids - 1)}
+
+    httpx.post(f"{proxy}/_proxy/reset")
+    paged = [r for page in ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": 100})
+             for r in page["Reservations"]]
+    counted = httpx.get(f"{proxy}/_proxy/calls").json()
+    assert len(paged) == 101
+    assert counted["calls"] == {"ec2:DescribeInstances": 2}  # asked for by 100: both pages are real
+    assert counted["moto_only"] == {}
 
 
 def test_faults_answer_in_the_shape_aws_uses_so_clients_see_throttling_and_5xx(proxy: str) -> None:

@@ -7,9 +7,12 @@ fault suite's and the side-by-side bench's one view of what every client asked A
 Point every client's endpoint at the proxy. It forwards each request unchanged and
 answers moto's answer. Its own routes, under ``/_proxy/``:
 
-- ``GET /_proxy/calls``: ``{"calls": {"ec2:DescribeInstances": 3, …}, "faults": {…}}``,
-  every request received (a throttled one counts, as AWS counts it) and those failed here;
-- ``POST /_proxy/reset``: both counts back to zero;
+- ``GET /_proxy/calls``: ``{"calls": {"ec2:DescribeInstances": 3, …}, "faults": {…},
+  "moto_only": {…}}``, every request received (a throttled one counts, as AWS counts it),
+  those failed here, and those of them AWS would not have been asked (``moto_only``: the
+  continuation pages of an EC2 Describe asked without MaxResults, which AWS answers whole
+  and moto pages by 100 reservations);
+- ``POST /_proxy/reset``: every count back to zero;
 - ``PUT /_proxy/faults`` ``{"rate": 0.3, "services": ["ec2"], "seed": 7}``: from now on
   fail that share of the calls to those services (all services when omitted), half as
   throttling and half as a 5xx, in each protocol's real error shape; rate 0 stops it.
@@ -72,6 +75,17 @@ def call_name(request: Request, body: bytes) -> tuple[str, str]:
     return service, action or f"{request.method} {request.url.path}"
 
 
+def moto_only(service: str, action: str, request: Request, body: bytes) -> bool:
+    """A request only moto's paging makes a client send: the NextToken page of an EC2
+    Describe that asked no MaxResults. AWS pages such a call only when asked to (MaxResults,
+    which it refuses beside InstanceIds) and answers it whole; moto pages it anyway."""
+    if service != "ec2" or not action.startswith("Describe"):
+        return False
+    params = parse_qs(body.decode("utf-8", "replace")) if body else {}
+    params.update(parse_qs(request.url.query))
+    return "NextToken" in params and "MaxResults" not in params
+
+
 def fault_response(service: str, request: Request, kind: str) -> Response:
     """The answer AWS gives when it throttles (``kind`` 'throttle') or fails ('5xx'), in
     the request's protocol: EC2's own XML, the query protocols' ErrorResponse, or JSON."""
@@ -104,16 +118,18 @@ def fault_response(service: str, request: Request, kind: str) -> Response:
 def create_proxy(upstream: str) -> Starlette:
     calls: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    only_moto: Counter[str] = Counter()
     faults = Faults()
     client = httpx.AsyncClient(base_url=upstream, timeout=300, limits=httpx.Limits(max_connections=200))
 
     async def counts(_: Request) -> Response:
-        return JSONResponse({"calls": dict(calls), "faults": dict(failed)})
+        return JSONResponse({"calls": dict(calls), "faults": dict(failed), "moto_only": dict(only_moto)})
 
     async def reset(_: Request) -> Response:
         calls.clear()
         failed.clear()
-        return JSONResponse({"calls": {}, "faults": {}})
+        only_moto.clear()
+        return JSONResponse({"calls": {}, "faults": {}, "moto_only": {}})
 
     async def set_faults(request: Request) -> Response:
         wanted: dict[str, Any] = await request.json()
@@ -132,6 +148,8 @@ def create_proxy(upstream: str) -> Starlette:
             service, action = call_name(request, body)
             name = f"{service}:{action}"
             calls[name] += 1
+            if moto_only(service, action, request, body):
+                only_moto[name] += 1
             kind = faults.pick(service)
             if kind is not None:
                 failed[name] += 1

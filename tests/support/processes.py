@@ -212,6 +212,10 @@ class ProcessStack:
         """Calls the proxy counted since its last reset, by 'service:Action'."""
         return dict(httpx.get(f"{self.aws_url}/_proxy/calls", timeout=10).json()["calls"])
 
+    def aws_moto_only_calls(self) -> dict[str, int]:
+        """Of those, the calls only moto's paging asked for (see tests/support/aws_proxy.py)."""
+        return dict(httpx.get(f"{self.aws_url}/_proxy/calls", timeout=10).json()["moto_only"])
+
     def reset_aws_calls(self) -> None:
         httpx.post(f"{self.aws_url}/_proxy/reset", timeout=10).raise_for_status()
 
