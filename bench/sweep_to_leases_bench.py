@@ -411,6 +411,7 @@ def main() -> None:
         pipe, child = context.Pipe()
         ingestor = context.Process(target=ingestor_process, args=(child, args.amqp, endpoint), daemon=True)
         ingestor.start()
+        child.close()  # ours closed, an ingestor that dies ends our pipe.recv instead of hanging it
         try:
             if profile is not None:
                 profile.enable()
@@ -419,7 +420,8 @@ def main() -> None:
             if profile is not None:
                 profile.disable()
                 profile.dump_stats(args.profile)
-            pipe.send(None)
+            with contextlib.suppress(OSError):
+                pipe.send(None)
             ingestor.join(30)
 
     def median(field: str) -> float:
