@@ -5,6 +5,7 @@ it a few times, and print the DescribeInstances calls per sweep and the median w
 
 moto pages DescribeInstances by reservation where AWS pages by instance; one instance per
 RunInstances (``--per-launch 1``, the default) makes moto's paging match AWS's.
+bench/sweep_to_leases_bench.py follows a sweep through to committed leases.
 """
 
 from __future__ import annotations
