@@ -14,7 +14,11 @@ for ``--seconds`` after a short warm-up, as the account's admin, with the defaul
 (that page's own cursor made from its key, not timed). ``offset=900000`` is timed apart,
 a few requests one at a time (at 200/s it would only queue), to show what cursors replace.
 Prints per case: requests, achieved rate, p50, p99, max (from when each request was due),
-the api process's CPU per request, and any status but 200."""
+the api processes' CPU per request, and any status but 200.
+
+``--replicas`` api processes (default 2, as deploy/k8s/base/api.yaml runs) serve the same
+database, each on its own port with its own background work (outbox relay, digests); the
+driver spreads its connections over them as a Service in front of the pods would."""
 
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20, help="timed seconds per case")
     parser.add_argument("--warmup", type=float, default=2, help="untimed seconds before each case")
     parser.add_argument("--offset-requests", type=int, default=5, help="offset=900000 requests, one at a time")
+    parser.add_argument("--replicas", type=int, default=2, help="api processes serving the same database")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     return parser.parse_args(argv)
 
@@ -170,7 +175,7 @@ def wait_until(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 @contextlib.contextmanager
-def serve_api(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
+def serve_api(database_url: str, workdir: Path, name: str = "api") -> Iterator[tuple[str, int]]:
     """``zerocloud-api serve`` in its own process: (its URL, its pid)."""
     port, internal_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
@@ -183,7 +188,7 @@ def serve_api(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
         "ZC_INTERNAL_HOST": "127.0.0.1", "ZC_INTERNAL_PORT": str(internal_port),
         "ZC_PUBLIC_URL": url, "ZC_LOG_LEVEL": "WARNING",
     }
-    log = workdir / "api.log"
+    log = workdir / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen([str(BIN / "zerocloud-api"), "serve"], env=env, stdout=output,
                                    stderr=subprocess.STDOUT)
@@ -222,10 +227,13 @@ class Result:
     api_cpu: float = 0.0  # seconds of CPU the api process used while timed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of processes so far (Linux)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Connection:
@@ -253,17 +261,18 @@ class Connection:
         return status
 
 
-async def _drive(url: str, token: str, case: Case, rate: float, seconds: float, warmup: float, api_pid: int
+async def _drive(urls: list[str], token: str, case: Case, rate: float, seconds: float, warmup: float,
+                 api_pids: list[int]
                  ) -> Result:
     """Open loop: request n is due at n/rate s; a free connection sends it, and its latency
     counts from when it was due (waiting for a connection included)."""
-    split = httpx.URL(url)
     target = httpx.URL(case.path, params=case.params).raw_path.decode()
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     due: asyncio.Queue[tuple[float, bool] | None] = asyncio.Queue()
 
-    async def connection() -> None:
+    async def connection(n: int) -> None:
+        split = httpx.URL(urls[n % len(urls)])  # spread over the replicas, as a Service would
         http = Connection(split.host, split.port or 80, token)
         while (item := await due.get()) is not None:
             at, timed = item
@@ -272,7 +281,7 @@ async def _drive(url: str, token: str, case: Case, rate: float, seconds: float, 
                 latencies.append(time.perf_counter() - at)
                 statuses[status] += 1
 
-    connections = [asyncio.create_task(connection()) for _ in range(CONNECTIONS)]
+    connections = [asyncio.create_task(connection(n)) for n in range(CONNECTIONS)]
     begin = time.perf_counter()
     total, timed_from = int((warmup + seconds) * rate), int(warmup * rate)
     cpu_from = 0.0
@@ -281,37 +290,38 @@ async def _drive(url: str, token: str, case: Case, rate: float, seconds: float, 
         if (delay := at - time.perf_counter()) > 0:
             await asyncio.sleep(delay)
         if n == timed_from:
-            cpu_from = cpu_seconds(api_pid)
+            cpu_from = cpu_seconds(api_pids)
         due.put_nowait((at, n >= timed_from))
     for _ in connections:
         due.put_nowait(None)
     await asyncio.gather(*connections)
     return Result(case.name, latencies, time.perf_counter() - (begin + warmup), statuses,
-                  api_cpu=cpu_seconds(api_pid) - cpu_from)
+                  api_cpu=cpu_seconds(api_pids) - cpu_from)
 
 
-async def _one_at_a_time(url: str, token: str, case: Case, requests: int, api_pid: int) -> Result:
+async def _one_at_a_time(url: str, token: str, case: Case, requests: int, api_pids: list[int]) -> Result:
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
         latencies: list[float] = []
         statuses: Counter[int] = Counter()
         await client.get(case.path, params=case.params)  # the connection, untimed
-        begin, cpu_from = time.perf_counter(), cpu_seconds(api_pid)
+        begin, cpu_from = time.perf_counter(), cpu_seconds(api_pids)
         for _ in range(requests):
             started = time.perf_counter()
             response = await client.get(case.path, params=case.params)
             latencies.append(time.perf_counter() - started)
             statuses[response.status_code] += 1
         return Result(case.name, latencies, time.perf_counter() - begin, statuses,
-                      api_cpu=cpu_seconds(api_pid) - cpu_from)
+                      api_cpu=cpu_seconds(api_pids) - cpu_from)
 
 
-def driver(url: str, token: str, cases: list[Case], args: dict[str, Any], api_pid: int, out: Queue[Result]) -> None:
+def driver(urls: list[str], token: str, cases: list[Case], args: dict[str, Any], api_pids: list[int],
+           out: Queue[Result]) -> None:
     """The second process: each case in turn."""
     for case in cases:
         if case.params.get("offset"):
-            out.put(asyncio.run(_one_at_a_time(url, token, case, args["offset_requests"], api_pid)))
+            out.put(asyncio.run(_one_at_a_time(urls[0], token, case, args["offset_requests"], api_pids)))
         else:
-            out.put(asyncio.run(_drive(url, token, case, args["rate"], args["seconds"], args["warmup"], api_pid)))
+            out.put(asyncio.run(_drive(urls, token, case, args["rate"], args["seconds"], args["warmup"], api_pids)))
 
 
 def percentile(values: Sequence[float], q: int) -> float:
@@ -334,7 +344,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"filling {args.rows:,} leases, resources and audit events ...", flush=True)
         filled = asyncio.run(fill(database_url, args.rows))
         print(f"filled in {filled.seconds:.0f} s", flush=True)
-        with serve_api(database_url, Path(workdir)) as (url, api_pid):
+        with contextlib.ExitStack() as replicas:
+            served = [replicas.enter_context(serve_api(database_url, Path(workdir), f"api-{n}"))
+                      for n in range(args.replicas)]
+            urls, api_pids = [url for url, _ in served], [pid for _, pid in served]
+            url = urls[0]
             headers = {"Authorization": f"Bearer {filled.token}"}
             # A cursor the api made: the next_cursor of the page at row ~900,000.
             start = SOONEST_EXPIRY.encode(filled.deep_cursor_key)
@@ -352,10 +366,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             ]
             results: Queue[Result] = multiprocessing.get_context("spawn").Queue()
             process = multiprocessing.get_context("spawn").Process(
-                target=driver, args=(url, filled.token, cases, vars(args), api_pid, results), name="list-bench-driver"
+                target=driver, args=(urls, filled.token, cases, vars(args), api_pids, results), name="list-bench-driver"
             )
             process.start()
-            print(f"\n{args.rate:.0f} requests/s for {args.seconds:.0f} s per case (offset: one at a time)")
+            print(f"\n{args.rate:.0f} requests/s for {args.seconds:.0f} s per case over {args.replicas} api "
+                  f"process(es) (offset: one at a time)")
             for _ in cases:
                 print(report(results.get(timeout=600), args.rate), flush=True)
             process.join(timeout=60)
