@@ -106,6 +106,42 @@ async def test_batches_never_exceed_batch_size(bus: Bus) -> None:
     assert sorted(m.n for m in handler.messages) == list(range(10))  # type: ignore[attr-defined]
 
 
+async def test_a_quiet_batch_closes_when_the_burst_is_over_not_at_max_wait(bus: Bus) -> None:
+    handler = Recorder()
+    bus.subscribe(Queue("alpha", (Ping,)), handler, batch_size=100, max_wait=30, quiet=0.3)
+    await bus.start()
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    await bus.publish(*(Ping(n=n) for n in range(5)))
+    await eventually(lambda: len(handler.messages) == 5, timeout=15)  # max_wait alone: 30 s
+
+    assert loop.time() - started < 15
+    assert [len(batch) for batch in handler.batches] == [5]
+
+
+async def test_messages_closer_than_quiet_keep_one_batch_open(bus: Bus) -> None:
+    handler = Recorder()
+    bus.subscribe(Queue("alpha", (Ping,)), handler, batch_size=100, max_wait=30, quiet=1.5)
+    await bus.start()
+
+    for n in range(6):  # 0.4 s apart, 2 s in all: each well inside the quiet window of the one before
+        await bus.publish(Ping(n=n))
+        await asyncio.sleep(0.4)
+    await eventually(lambda: len(handler.messages) == 6, timeout=15)
+
+    assert [len(batch) for batch in handler.batches] == [6]
+
+
+def test_a_batch_waits_for_the_sooner_of_max_wait_and_quiet() -> None:
+    quiet = Subscription(queue="q", message_types=(Ping,), handler=Recorder(), max_wait=2.0, quiet=0.5)
+    assert quiet.wait_for_next(since_first=0.0, since_last=0.0) == 0.5
+    assert quiet.wait_for_next(since_first=1.8, since_last=0.1) == pytest.approx(0.2)  # max_wait nearer
+    assert quiet.wait_for_next(since_first=1.0, since_last=0.6) <= 0  # quiet for 0.6 s: closes
+    plain = Subscription(queue="q", message_types=(Ping,), handler=Recorder(), max_wait=2.0)
+    assert plain.wait_for_next(since_first=1.0, since_last=1.0) == 1.0
+
+
 async def test_failing_handler_is_retried_until_it_succeeds(bus: Bus) -> None:
     def fail_twice(messages: Sequence[Message]) -> None:
         if len(handler.calls) <= 2:

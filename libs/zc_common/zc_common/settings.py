@@ -388,6 +388,11 @@ class ReaperSettings(ApiCallerSettings):
         description="Seconds a batch waits to fill up: leases a sweep made over a few seconds expire over as many, "
         "and one wait long enough for them makes one StopInstances call of them, not several.",
     )
+    batch_quiet: float = Field(
+        0.5, gt=0, le=30,
+        description="A batch closes sooner once no expiry came for this many seconds: leases that expired "
+        "together are reaped as soon as the burst is over, not batch_wait after it began.",
+    )
     batches_in_flight: int = Field(
         4, ge=1, le=16,
         description="Batches worked on at once, each acknowledged on its own: an account whose AWS is slow or "

@@ -19,6 +19,7 @@ def subscribe(bus: Bus, reaper: Reaper) -> None:
         reaper.reap,
         batch_size=settings.batch_size,
         max_wait=settings.batch_wait,
+        quiet=settings.batch_quiet,
         max_attempts=settings.message_attempts,
         retry_delay=settings.message_retry_delay,
         concurrency=settings.batches_in_flight,

@@ -140,6 +140,13 @@ class Subscription:
     max_attempts: int = 5
     retry_delay: float = 0.5
     concurrency: int = 1
+    quiet: float | None = None
+
+    def wait_for_next(self, since_first: float, since_last: float) -> float:
+        """How long a batch still waits for its next message, ``since_first`` seconds after
+        its first and ``since_last`` after its latest; 0 or less: the batch closes."""
+        left = self.max_wait - since_first
+        return left if self.quiet is None else min(left, self.quiet - since_last)
 
     def backoff(self, attempt: int) -> float:
         """Delay before attempt ``attempt + 1``: exponential, capped at a minute."""
@@ -295,10 +302,15 @@ class Bus(abc.ABC):
         max_attempts: int = 5,
         retry_delay: float = 0.5,
         concurrency: int = 1,
+        quiet: float | None = None,
     ) -> None:
         """Register the handler of ``queue``; it starts consuming at the next ``start``.
         Replicas of one service share the queue (and compete for its messages). Up to
-        ``concurrency`` batches (1 to MAX_CONCURRENCY) are handled at once."""
+        ``concurrency`` batches (1 to MAX_CONCURRENCY) are handled at once.
+
+        A batch closes when it holds ``batch_size`` messages, ``max_wait`` seconds after its
+        first, or (with ``quiet``) once no message came for ``quiet`` seconds: a burst is
+        handled as soon as it is over, a steady stream in batches of up to ``max_wait``."""
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency of {queue.name!r} must be 1 to {MAX_CONCURRENCY}, not {concurrency}")
         if isinstance(handler, Routes) and handler.message_types != set(queue.message_types):
@@ -314,6 +326,7 @@ class Bus(abc.ABC):
                 max_attempts=max_attempts,
                 retry_delay=retry_delay,
                 concurrency=concurrency,
+                quiet=quiet,
             )
         )
 

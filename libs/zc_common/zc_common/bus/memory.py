@@ -114,24 +114,26 @@ class InProcessBus(Bus):
     async def _take_batch(
         self, sub: Subscription, queue: asyncio.Queue[_Envelope], loop: asyncio.AbstractEventLoop
     ) -> list[_Envelope] | None:
-        """Up to ``batch_size`` envelopes, waiting ``max_wait`` after the first for more;
-        None when the bus stops before a first one arrives."""
+        """Up to ``batch_size`` envelopes, waiting for more as the subscription says
+        (``Subscription.wait_for_next``); None when the bus stops before a first one arrives."""
         first = await self._take(queue, None)
         if first is None:
             return None
         batch = [first]
-        deadline = loop.time() + sub.max_wait
+        started = latest = loop.time()
         while len(batch) < sub.batch_size and not self._stopping.is_set():
             try:
                 batch.append(queue.get_nowait())
             except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
+                now = loop.time()
+                remaining = sub.wait_for_next(now - started, now - latest)
                 if remaining <= 0:
                     break
                 item = await self._take(queue, remaining)
                 if item is None:
                     break
                 batch.append(item)
+            latest = loop.time()
         return batch
 
     async def _take(self, queue: asyncio.Queue[_Envelope], timeout: float | None) -> _Envelope | None:

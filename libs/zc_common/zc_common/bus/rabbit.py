@@ -307,19 +307,20 @@ class _Consumer:
             await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _take_batch(self) -> list[_Incoming] | None:
-        """Up to ``batch_size`` buffered messages, waiting ``max_wait`` after the first for
-        more; None when stopping."""
+        """Up to ``batch_size`` buffered messages, waiting for more as the subscription says
+        (``Subscription.wait_for_next``); None when stopping."""
         first = await self.buffer.get()
         if first is _STOP or self.stopping:
             return None
         batch = [first]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.sub.max_wait
+        started = latest = loop.time()
         while len(batch) < self.sub.batch_size and not self.stopping:
             try:
                 item = self.buffer.get_nowait()
             except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
+                now = loop.time()
+                remaining = self.sub.wait_for_next(now - started, now - latest)
                 if remaining <= 0:
                     break
                 try:
@@ -330,6 +331,7 @@ class _Consumer:
                 self.buffer.put_nowait(item)
                 break
             batch.append(item)
+            latest = loop.time()
         return batch
 
     async def _settle(self, batch: list[_Incoming]) -> None:
