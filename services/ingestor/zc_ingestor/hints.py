@@ -109,8 +109,9 @@ class HintFollower:
         instance_ids = [i for index in group.hint_indices for i in hints[index].instance_ids]
         with log_context(cloud_account=group.record.id):
             try:
-                async with self.aws.client("ec2", group.region, group.record.role) as ec2:
-                    return await describe_instances(ec2, instance_ids)
+                # A kept client: making one per batch cost more CPU than the call (issue #12).
+                ec2 = await self.aws.kept_client("ec2", group.region, group.record.role)
+                return await describe_instances(ec2, instance_ids)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - any failure leaves the events for a retry
