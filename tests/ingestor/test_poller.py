@@ -30,6 +30,7 @@ from tests.ingestor.factories import (
     topic_arn,
 )
 from tests.support.waiting import eventually
+from zc_ingestor import poller
 from zc_ingestor.service import Ingestor
 
 pytestmark = pytest.mark.asyncio
@@ -324,6 +325,46 @@ async def test_a_failing_queue_does_not_stop_the_others(
     await ingestor.stop()
 
     assert recording_bus.changes[0].instance_id == instance_id
+
+
+async def test_several_pollers_share_a_queue_and_every_event_is_followed(
+    make_ingestor: IngestorFactory, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    ingestor = make_ingestor(pollers_per_queue=3)
+    launched = await customer.launch(25)
+    await queues.send(*(running(instance_id) for instance_id in launched))
+
+    await ingestor.start()
+    assert len([task for task in asyncio.all_tasks() if task.get_name().startswith("poll:")]) == 3
+    await eventually(lambda: ingestor.counters["events_deleted"] >= 25, timeout=30)
+    await ingestor.stop()
+
+    assert {c.instance_id for c in recording_bus.changes} == set(launched)
+    assert await queues.waiting() == 0
+
+
+async def test_arrivals_through_a_topic_are_told_at_most_every_few_seconds_and_probes_at_once(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, fake_api: FakeApi
+) -> None:
+    [instance_id] = await customer.launch()
+    clock = [1000.0]
+    ingestor.poller.clock = lambda: clock[0]
+    topic = topic_arn(CUSTOMER)
+
+    for advance in (0.0, 1.0, 1.0):  # the first batch is told, the next two are too soon
+        clock[0] += advance
+        await queues.send(sns_wrapped(running(instance_id)))
+        await ingestor.poll_once(queues.url)
+    await queues.send(sns_wrapped(probe()))  # a probe is told at once, however soon
+    await ingestor.poll_once(queues.url)
+    clock[0] += poller.ARRIVAL_REPORT_SECONDS
+    await queues.send(sns_wrapped(running(instance_id)))
+    await ingestor.poll_once(queues.url)
+
+    assert [(a.topic_arn, a.probe) for a in fake_api.arrivals] == [
+        (topic, None), (topic, "probe-nonce-0123456789abcdef"), (topic, None),
+    ]
+    assert fake_api.requests["event_arrivals"] == 3
 
 
 async def test_stop_does_not_wait_for_a_long_poll(make_ingestor: IngestorFactory) -> None:
