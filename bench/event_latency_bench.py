@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 import psutil
@@ -216,27 +217,34 @@ class Commits:
             await self.connection.close()
 
 
-async def send_events(sqs: Any, queue_url: str, bodies: list[tuple[str, str]], rate: float) -> tuple[list[Sent], float]:
+async def send_events(queue_url: str, bodies: list[tuple[str, str]], rate: float) -> tuple[list[Sent], float]:
     """One SendMessage per event, on a fixed schedule (a slow send does not delay the
-    next); returns what was sent and the rate achieved."""
+    next); returns what was sent and the rate achieved. Posted in SQS's JSON protocol
+    straight to the stand-in (which checks no signature): botocore's signing and
+    serialising cost about a millisecond a message, CPU the machine needs for ours."""
     sent = [Sent(instance, 0.0) for instance, _ in bodies]
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
+    headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.SendMessage"}
 
-    async def send(index: int, body: str) -> None:
-        sent[index].at = time.time()
-        answer = await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
-        sent[index].message_id = answer["MessageId"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50)) as http:
 
-    started = loop.time()
-    for index, (_, body) in enumerate(bodies):
-        delay = started + index / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(send(index, body))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    await asyncio.gather(*list(tasks))
+        async def send(index: int, body: str) -> None:
+            sent[index].at = time.time()
+            payload = json.dumps({"QueueUrl": queue_url, "MessageBody": body})
+            async with http.post(queue_url, data=payload, headers=headers) as answer:
+                answer.raise_for_status()
+                sent[index].message_id = (await answer.json(content_type=None))["MessageId"]
+
+        started = loop.time()
+        for index, (_, body) in enumerate(bodies):
+            delay = started + index / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(send(index, body))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*list(tasks))
     took = loop.time() - started
     return sent, len(bodies) / took if took else float("inf")
 
@@ -271,7 +279,7 @@ async def one_run(
     stack.standin("reset", {})
     cpu_before, busy_before, wall_before = cpu_of(processes), machine_busy_seconds(), time.monotonic()
 
-    sent, achieved = await send_events(sqs, queue_url, bodies, rate)
+    sent, achieved = await send_events(queue_url, bodies, rate)
 
     database = await asyncpg.connect(stack.database_url)
     try:
