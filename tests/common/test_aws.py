@@ -160,12 +160,18 @@ async def test_a_kept_client_is_shared_until_its_credentials_change(aws: Countin
         ("2026-12-06T20:42:35", datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),
         (1796589755, datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),  # epoch seconds (JSON protocols)
         ("Sun, 06 Dec 2026 20:42:35 GMT", datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),  # RFC 822
+        ("1796589755.5", datetime(2026, 12, 6, 20, 42, 35, 500_000, tzinfo=timezone.utc)),
     ],
 )
 def test_timestamps_are_read_as_botocore_reads_them(value: object, expected: datetime) -> None:
     parsed = zc_common.aws.parse_timestamp(value)
 
     assert parsed == expected and parsed.tzinfo is not None  # the same instant, aware
+
+
+def test_a_timestamp_in_no_known_form_is_refused() -> None:
+    with pytest.raises(ValueError, match="Invalid timestamp"):
+        zc_common.aws.parse_timestamp("yesterday")
 
 
 async def test_answers_carry_aware_timestamps(aws: CountingAccess) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,6 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from botocore.utils import parse_timestamp as botocore_parse_timestamp  # type: ignore[import-untyped]
 
 from zc_common import metrics
 
@@ -212,18 +212,25 @@ class AwsAccess:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """A timestamp of an AWS answer, as botocore's parser reads it (aware, UTC when it
-    names no zone), by ``datetime.fromisoformat`` when it is ISO 8601 and by botocore's
-    own parser otherwise (epoch seconds, RFC 822)."""
+    """A timestamp of an AWS answer, aware (UTC when it names no zone), as botocore's own
+    parser reads them: ISO 8601 (what EC2 and STS send), epoch seconds (JSON protocols)
+    or RFC 822 (some headers). Raises ValueError for anything else, as botocore does."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc)
     if isinstance(value, str):
+        text = value.strip()
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(text)
         except ValueError:
-            pass
-        else:
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
-    result: datetime = botocore_parse_timestamp(value)
-    return result
+            try:
+                parsed = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError):
+                try:
+                    return datetime.fromtimestamp(float(text), timezone.utc)
+                except ValueError:
+                    raise ValueError(f"Invalid timestamp {value!r}") from None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    raise ValueError(f"Invalid timestamp {value!r}")
 
 
 def error_code(error: BaseException) -> str | None:
