@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from zc_common.cloudevents import STATE_CHANGE, probe_event, state_change_event
+from zc_common.cloudevents import STATE_CHANGE, parse_event, probe_event, state_change_event
 from zc_common.messages import InstanceState, utcnow
 
 from tests.ingestor.conftest import IngestorFactory
@@ -468,3 +468,33 @@ async def test_a_topic_bound_since_the_cloud_account_was_cached_is_taken(
 
     assert (result.deleted, result.dead_lettered) == (1, 0)
     assert fake_api.requests["cloudaccounts"] == 2
+
+
+async def test_batches_followed_at_once_share_describe_calls(
+    ingestor: Ingestor, customer: CustomerAccount
+) -> None:
+    launched = await customer.launch(6)
+    hints = [parse_event(running(instance_id)) for instance_id in launched]
+
+    followed = await asyncio.gather(*(ingestor.follower.follow(hints[n : n + 2]) for n in range(0, 6, 2)))
+
+    # Fewer calls than batches: those asking while a call is out (or before it goes) share one.
+    assert 1 <= aws_of(ingestor).calls["DescribeInstances"] < 3
+    assert [sorted(c.instance_id for c in f.changes) for f in followed] == [
+        sorted(launched[n : n + 2]) for n in range(0, 6, 2)
+    ]
+    assert all(o.verdict.value == "observed" for f in followed for o in f.outcomes)
+
+
+async def test_a_shared_describe_that_fails_leaves_every_batch_sharing_it_for_a_retry(
+    ingestor: Ingestor, customer: CustomerAccount
+) -> None:
+    launched = await customer.launch(4)
+    hints = [parse_event(running(instance_id)) for instance_id in launched]
+    aws_of(ingestor).throttle("DescribeInstances", 100)
+
+    followed = await asyncio.gather(*(ingestor.follower.follow(hints[n : n + 2]) for n in range(0, 4, 2)))
+
+    assert all(o.verdict.value == "failed" and "DescribeInstances" in (o.reason or "")
+               for f in followed for o in f.outcomes)
+    assert [f.changes for f in followed] == [[], []]
