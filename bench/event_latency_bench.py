@@ -267,7 +267,7 @@ def machine_busy_seconds() -> float:
 
 
 async def one_run(
-    stack: StandInStack, sqs: Any, queue_url: str, commits: Commits, run: int, count: int, rate: float, drain: float,
+    stack: StandInStack, queue_url: str, commits: Commits, run: int, count: int, rate: float, drain: float,
 ) -> Run:
     ids = [instance_id(run, n) for n in range(count)]
     stack.standin("instances", [
@@ -414,10 +414,10 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.to_thread(stack.start, "api")
                 await asyncio.to_thread(stack.start, "ingestor")
                 if args.warmup:
-                    warm = await one_run(stack, sqs, queue_url, commits, 0xFF, args.warmup, args.rate, args.drain)
+                    warm = await one_run(stack, queue_url, commits, 0xFF, args.warmup, args.rate, args.drain)
                     print(f"warm-up: {len(warm.latencies)} of {args.warmup} leased", file=sys.stderr)
                 for number in range(1, args.repeat + 1):
-                    run = await one_run(stack, sqs, queue_url, commits, number, count, args.rate, args.drain)
+                    run = await one_run(stack, queue_url, commits, number, count, args.rate, args.drain)
                     runs.append(run)
                     print(describe_run(number, run), file=sys.stderr)
         finally:
