@@ -131,3 +131,53 @@ async def test_error_code_reads_the_aws_error(aws: CountingAccess) -> None:
 
     assert error_code(raised.value) == "InvalidInstanceID.NotFound"
     assert error_code(ValueError("not from AWS")) is None
+
+
+async def test_a_kept_client_is_shared_until_its_credentials_change(aws: CountingAccess) -> None:
+    first = await aws.kept_client("ec2", REGION, ROLE_A)
+    again = await aws.kept_client("ec2", REGION, ROLE_A)
+    other = await aws.kept_client("ec2", REGION, ROLE_B)
+    aws.forget(ROLE_A)  # as after an access-denied: the next call assumes the role afresh
+    renewed = await aws.kept_client("ec2", REGION, ROLE_A)
+    try:
+        assert again is first and other is not first
+        assert renewed is not first and aws.assumed == [ROLE_A, ROLE_B, ROLE_A]
+        launched = await launch(aws, ROLE_A)
+        answer = await renewed.describe_instances(InstanceIds=launched)  # the new credentials work
+        assert [i["InstanceId"] for r in answer["Reservations"] for i in r["Instances"]] == launched
+    finally:
+        await aws.close()
+    assert await aws.kept_client("ec2", REGION, ROLE_B) is not other  # closed ones are not handed out
+    await aws.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-12-06T20:42:35.000Z", datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),
+        ("2026-12-06T20:42:35Z", datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),
+        ("2026-12-06T21:42:35.250+01:00", datetime(2026, 12, 6, 20, 42, 35, 250_000, tzinfo=timezone.utc)),
+        ("2026-12-06T20:42:35", datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),
+        (1796589755, datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),  # epoch seconds (JSON protocols)
+        ("Sun, 06 Dec 2026 20:42:35 GMT", datetime(2026, 12, 6, 20, 42, 35, tzinfo=timezone.utc)),  # RFC 822
+        ("1796589755.5", datetime(2026, 12, 6, 20, 42, 35, 500_000, tzinfo=timezone.utc)),
+    ],
+)
+def test_timestamps_are_read_as_botocore_reads_them(value: object, expected: datetime) -> None:
+    parsed = zc_common.aws.parse_timestamp(value)
+
+    assert parsed == expected and parsed.tzinfo is not None  # the same instant, aware
+
+
+def test_a_timestamp_in_no_known_form_is_refused() -> None:
+    with pytest.raises(ValueError, match="Invalid timestamp"):
+        zc_common.aws.parse_timestamp("yesterday")
+
+
+async def test_answers_carry_aware_timestamps(aws: CountingAccess) -> None:
+    [instance_id] = await launch(aws, ROLE_A)
+    async with aws.client("ec2", REGION, ROLE_A) as ec2:
+        answer = await ec2.describe_instances(InstanceIds=[instance_id])
+
+    launched = answer["Reservations"][0]["Instances"][0]["LaunchTime"]
+    assert launched.tzinfo is not None and abs(datetime.now(timezone.utc) - launched) < timedelta(minutes=5)

@@ -77,6 +77,7 @@ async def make_ingestor(
     for ingestor, api in built:
         await ingestor.stop()
         await api.close()
+        await ingestor.aws.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from zc_common.cloudevents import STATE_CHANGE, probe_event, state_change_event
+from zc_common.cloudevents import STATE_CHANGE, parse_event, probe_event, state_change_event
 from zc_common.messages import InstanceState, utcnow
 
 from tests.ingestor.conftest import IngestorFactory
@@ -30,6 +30,7 @@ from tests.ingestor.factories import (
     topic_arn,
 )
 from tests.support.waiting import eventually
+from zc_ingestor import poller
 from zc_ingestor.service import Ingestor
 
 pytestmark = pytest.mark.asyncio
@@ -326,6 +327,46 @@ async def test_a_failing_queue_does_not_stop_the_others(
     assert recording_bus.changes[0].instance_id == instance_id
 
 
+async def test_several_pollers_share_a_queue_and_every_event_is_followed(
+    make_ingestor: IngestorFactory, customer: CustomerAccount, queues: EventQueues, recording_bus: RecordingBus
+) -> None:
+    ingestor = make_ingestor(pollers_per_queue=3)
+    launched = await customer.launch(25)
+    await queues.send(*(running(instance_id) for instance_id in launched))
+
+    await ingestor.start()
+    assert len([task for task in asyncio.all_tasks() if task.get_name().startswith("poll:")]) == 3
+    await eventually(lambda: ingestor.counters["events_deleted"] >= 25, timeout=30)
+    await ingestor.stop()
+
+    assert {c.instance_id for c in recording_bus.changes} == set(launched)
+    assert await queues.waiting() == 0
+
+
+async def test_arrivals_through_a_topic_are_told_at_most_every_few_seconds_and_probes_at_once(
+    ingestor: Ingestor, customer: CustomerAccount, queues: EventQueues, fake_api: FakeApi
+) -> None:
+    [instance_id] = await customer.launch()
+    clock = [1000.0]
+    ingestor.poller.clock = lambda: clock[0]
+    topic = topic_arn(CUSTOMER)
+
+    for advance in (0.0, 1.0, 1.0):  # the first batch is told, the next two are too soon
+        clock[0] += advance
+        await queues.send(sns_wrapped(running(instance_id)))
+        await ingestor.poll_once(queues.url)
+    await queues.send(sns_wrapped(probe()))  # a probe is told at once, however soon
+    await ingestor.poll_once(queues.url)
+    clock[0] += poller.ARRIVAL_REPORT_SECONDS
+    await queues.send(sns_wrapped(running(instance_id)))
+    await ingestor.poll_once(queues.url)
+
+    assert [(a.topic_arn, a.probe) for a in fake_api.arrivals] == [
+        (topic, None), (topic, "probe-nonce-0123456789abcdef"), (topic, None),
+    ]
+    assert fake_api.requests["event_arrivals"] == 3
+
+
 async def test_stop_does_not_wait_for_a_long_poll(make_ingestor: IngestorFactory) -> None:
     ingestor = make_ingestor(poll_wait_seconds=20)
     await ingestor.start()
@@ -427,3 +468,33 @@ async def test_a_topic_bound_since_the_cloud_account_was_cached_is_taken(
 
     assert (result.deleted, result.dead_lettered) == (1, 0)
     assert fake_api.requests["cloudaccounts"] == 2
+
+
+async def test_batches_followed_at_once_share_describe_calls(
+    ingestor: Ingestor, customer: CustomerAccount
+) -> None:
+    launched = await customer.launch(6)
+    hints = [parse_event(running(instance_id)) for instance_id in launched]
+
+    followed = await asyncio.gather(*(ingestor.follower.follow(hints[n : n + 2]) for n in range(0, 6, 2)))
+
+    # Fewer calls than batches: those asking while a call is out (or before it goes) share one.
+    assert 1 <= aws_of(ingestor).calls["DescribeInstances"] < 3
+    assert [sorted(c.instance_id for c in f.changes) for f in followed] == [
+        sorted(launched[n : n + 2]) for n in range(0, 6, 2)
+    ]
+    assert all(o.verdict.value == "observed" for f in followed for o in f.outcomes)
+
+
+async def test_a_shared_describe_that_fails_leaves_every_batch_sharing_it_for_a_retry(
+    ingestor: Ingestor, customer: CustomerAccount
+) -> None:
+    launched = await customer.launch(4)
+    hints = [parse_event(running(instance_id)) for instance_id in launched]
+    aws_of(ingestor).throttle("DescribeInstances", 100)
+
+    followed = await asyncio.gather(*(ingestor.follower.follow(hints[n : n + 2]) for n in range(0, 4, 2)))
+
+    assert all(o.verdict.value == "failed" and "DescribeInstances" in (o.reason or "")
+               for f in followed for o in f.outcomes)
+    assert [f.changes for f in followed] == [[], []]

@@ -295,6 +295,11 @@ class IngestorSettings(ApiCallerSettings):
         None, description="Where unusable events go with their reason; else deleted and counted."
     )
     poll_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-polling wait per receive (0 to 20 seconds).")
+    pollers_per_queue: int = Field(
+        4, ge=1, le=32,
+        description="Receive loops per event queue, each following its own batch of up to 10: one loop follows a "
+        "batch at a time, about 200 events/s, so a busier queue waits behind it.",
+    )
     visibility_timeout: int = Field(
         60, ge=5, le=43_200,
         description="Seconds a received SQS message stays hidden while it is followed; a stopping ingestor waits "

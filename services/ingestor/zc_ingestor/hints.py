@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from zc_common.aws import AwsAccess
+from zc_common.aws import AwsAccess, CloudAccountRole
 from zc_common.cloudevents import InstanceHint
 from zc_common.internal_api import CloudAccountRecord
 from zc_common.logging import log_context
@@ -20,7 +20,7 @@ from zc_common.messages import ResourceChange
 
 from zc_ingestor.accounts import CloudAccountDirectory
 from zc_ingestor.changes import resource_change
-from zc_ingestor.describe import Observation, describe_instances
+from zc_ingestor.describe import FILTER_CHUNK, Observation, describe_instances
 
 log = logging.getLogger("zc.ingestor.hints")
 
@@ -54,10 +54,21 @@ class _Group:
     hint_indices: list[int] = field(default_factory=list)
 
 
+# Instance ids one shared DescribeInstances asks for at most (one filter's worth).
+ROUND_IDS = FILTER_CHUNK
+
+_Key = tuple[int, str, CloudAccountRole]
+
+
 class HintFollower:
     def __init__(self, aws: AwsAccess, accounts: CloudAccountDirectory) -> None:
         self.aws = aws
         self.accounts = accounts
+        # Batches followed at once (several pollers) share DescribeInstances: per cloud
+        # account and region one call is in flight, and what other batches want meanwhile
+        # is asked together in the next one. Nothing waits when nothing else is asked.
+        self._waiting: dict[_Key, list[tuple[list[str], asyncio.Future[dict[str, Observation]]]]] = {}
+        self._rounds: dict[_Key, asyncio.Task[None]] = {}
 
     async def follow(self, hints: Sequence[InstanceHint]) -> FollowedHints:
         """Describe what the hints name and build one ResourceChange per instance. Never
@@ -109,14 +120,54 @@ class HintFollower:
         instance_ids = [i for index in group.hint_indices for i in hints[index].instance_ids]
         with log_context(cloud_account=group.record.id):
             try:
-                async with self.aws.client("ec2", group.region, group.record.role) as ec2:
-                    return await describe_instances(ec2, instance_ids)
+                return await self._shared_describe(group, instance_ids)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - any failure leaves the events for a retry
                 reason = f"DescribeInstances in {group.region} failed: {type(error).__name__}: {error}"
                 log.warning("%s", reason)
                 return reason
+
+
+    async def _shared_describe(self, group: _Group, instance_ids: list[str]) -> dict[str, Observation]:
+        """These instances as one DescribeInstances of the group's account and region
+        describes them, shared with whatever other batches ask meanwhile."""
+        key = (group.record.id, group.region, group.record.role)
+        answer: asyncio.Future[dict[str, Observation]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append((instance_ids, answer))
+        if key not in self._rounds:
+            self._rounds[key] = asyncio.create_task(self._describe_rounds(key, group.region, group.record.role))
+        return await answer
+
+    async def _describe_rounds(self, key: _Key, region: str, role: CloudAccountRole) -> None:
+        """One DescribeInstances after another for ``key`` while batches wait, each for as
+        many waiting batches as fit ROUND_IDS (always at least one)."""
+        try:
+            while waiting := self._waiting.get(key):
+                taken = [waiting.pop(0)]
+                while waiting and len({i for ids, _ in taken for i in ids}) + len(waiting[0][0]) <= ROUND_IDS:
+                    taken.append(waiting.pop(0))
+                if not waiting:
+                    del self._waiting[key]
+                wanted = list(dict.fromkeys(i for ids, _ in taken for i in ids))
+                try:
+                    # A kept client: making one per batch cost more CPU than the call (issue #12).
+                    ec2 = await self.aws.kept_client("ec2", region, role)
+                    found = await describe_instances(ec2, wanted)
+                except asyncio.CancelledError:
+                    for _, answer in taken + self._waiting.pop(key, []):
+                        answer.cancel()
+                    raise
+                except Exception as error:  # noqa: BLE001 - each batch waiting hears it and settles its events
+                    for _, answer in taken:
+                        if not answer.done():
+                            answer.set_exception(error)
+                    continue
+                for ids, answer in taken:
+                    if not answer.done():
+                        answer.set_result({i: found[i] for i in ids})
+        finally:
+            del self._rounds[key]
 
 
 def _record_for(records: Sequence[CloudAccountRecord], region: str) -> CloudAccountRecord | None:

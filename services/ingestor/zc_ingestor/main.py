@@ -60,6 +60,7 @@ async def wired(
                 await bus.close()
     finally:
         await api.close()
+        await aws.close()
 
 
 def create_app(settings: IngestorSettings | None = None, *, bus: Bus | None = None) -> FastAPI:

@@ -8,8 +8,11 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from math import inf
 from typing import Any
 
 from zc_common.aws import AwsAccess
@@ -29,6 +32,10 @@ REASON_ATTRIBUTE = "zc_reason"
 MAX_REASON_CHARS = 1000
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
+# An event's arrival through a topic is told to the api at most this often per topic
+# (probes always, at once): at hundreds of events a second a report per receive batch
+# was an api request and an upsert per batch, for a time only kept as "recently".
+ARRIVAL_REPORT_SECONDS = 10.0
 
 _QUEUE_HOST = re.compile(r"^https?://(?:sqs[.-]([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com")
 
@@ -71,6 +78,8 @@ class QueuePoller:
         self.follower = follower
         self.counters = counters
         self.api = api  # told which bound topics events came through (verify's probes among them)
+        self.clock: Callable[[], float] = time.monotonic
+        self._reported: dict[str, float] = {}  # topic ARN -> when its last arrival was told (self.clock)
 
     def client(self, queue_url: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """An SQS client, as ZeroCloud itself, for the queue's region."""
@@ -152,15 +161,21 @@ class QueuePoller:
         return result
 
     async def _report_arrivals(self, events: list[_Event]) -> None:
-        """Tell the api which bound topics events came through (the latest per topic, and
-        every probe). Best effort: events are followed whether or not the api heard."""
+        """Tell the api which bound topics events came through (the latest per topic, at
+        most every ARRIVAL_REPORT_SECONDS, and every probe at once). Best effort: events are
+        followed whether or not the api heard."""
         if self.api is None:
             return
-        now = utcnow()
-        arrivals = {event.topic_arn: EventArrival(topic_arn=event.topic_arn, at=now)
-                    for event in events if event.via_sns and event.topic_arn and isinstance(event, InstanceHint)}
+        now, clock = utcnow(), self.clock()
         probes = [EventArrival(topic_arn=event.topic_arn, at=now, probe=event.nonce)
                   for event in events if isinstance(event, EventProbe) and event.topic_arn]
+        probed = {probe.topic_arn for probe in probes}
+        arrivals = {
+            event.topic_arn: EventArrival(topic_arn=event.topic_arn, at=now)
+            for event in events
+            if event.via_sns and event.topic_arn and isinstance(event, InstanceHint)
+            and (event.topic_arn in probed or clock - self._reported.get(event.topic_arn, -inf) >= ARRIVAL_REPORT_SECONDS)
+        }
         reports = [*arrivals.values(), *probes][:100]
         if not reports:
             return
@@ -168,6 +183,9 @@ class QueuePoller:
             await self.api.events_arrived(reports)
         except Exception as error:  # noqa: BLE001 - the api hears of the next ones
             log.warning("could not tell the api which topics events came through: %s", error)
+            return
+        for topic in arrivals:
+            self._reported[topic] = clock
 
     async def _topics(self, named: list[str]) -> dict[str, frozenset[str] | BaseException | None]:
         answers = await asyncio.gather(*(self.follower.accounts.lookup(a) for a in named), return_exceptions=True)

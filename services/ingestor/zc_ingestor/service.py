@@ -40,13 +40,17 @@ class Ingestor:
         self._pollers: list[asyncio.Task[None]] = []
 
     async def start(self, *, poll: bool = True) -> None:
-        """Start a poller per event queue. Sweeps run when the scheduler's SweepRequested
+        """Start ``pollers_per_queue`` pollers per event queue. Sweeps run when the scheduler's SweepRequested
         jobs arrive (handlers.py): one timer for the whole installation, not one per replica."""
         self._stopping.clear()
         if poll:
+            # Several receive loops per queue: each follows one batch (describe, publish,
+            # delete) at a time, so one loop alone caps a queue near 200 events/s and a
+            # burst waits on the queue behind it (issue #12).
             self._pollers = [
-                asyncio.create_task(self.poller.run(url, self._stopping), name=f"poll:{url}")
+                asyncio.create_task(self.poller.run(url, self._stopping), name=f"poll:{url}#{n}")
                 for url in self.settings.event_queue_urls
+                for n in range(self.settings.pollers_per_queue)
             ]
         log.info("ingestor started: %d queues", len(self._pollers))
 
