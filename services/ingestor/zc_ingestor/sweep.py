@@ -32,7 +32,8 @@ from zc_ingestor.describe import Observation, list_instances
 log = logging.getLogger("zc.ingestor.sweep")
 
 PUBLISH_CHUNK = 500
-# Regions swept at once: enough to hide AWS latency, few enough to stay clear of
+# (cloud account, region) pairs swept at once when no setting says otherwise
+# (ZC_SWEEP_CONCURRENCY): enough to hide AWS latency, few enough to stay clear of
 # account-wide API throttling.
 CONCURRENT_REGIONS = 8
 
@@ -58,11 +59,15 @@ class SweepResult:
 
 
 class Sweeper:
-    def __init__(self, bus: Bus, aws: AwsAccess, api: InternalApi, counters: Counter[str]) -> None:
+    def __init__(
+        self, bus: Bus, aws: AwsAccess, api: InternalApi, counters: Counter[str], *,
+        concurrency: int = CONCURRENT_REGIONS,
+    ) -> None:
         self.bus = bus
         self.aws = aws
         self.api = api
         self.counters = counters
+        self.concurrency = concurrency
 
     async def sweep(self, cloud_account_id: int | None = None, region: str | None = None) -> SweepResult:
         """Sweep every onboarded cloud account and region, or only those asked for. A
@@ -80,7 +85,9 @@ class Sweeper:
                 f"nothing to sweep for cloud account {cloud_account_id}, region {region}: it is removed, does "
                 "not watch that region, or its claim is not in force (verify it)"
             )
-        limit = asyncio.Semaphore(CONCURRENT_REGIONS)
+        # One bound across every account and region; the regions of one account share its
+        # credentials, assumed once (AwsAccess caches them for their lifetime).
+        limit = asyncio.Semaphore(self.concurrency)
 
         async def bounded(record: CloudAccountRecord, target_region: str) -> tuple[int, int] | RegionFailure:
             async with limit:
