@@ -182,6 +182,25 @@ async def test_each_account_is_assumed_once_whatever_its_regions_and_not_again_w
     assert aws_of(ingestor).calls["DescribeInstances"] == 12
 
 
+async def test_a_refused_role_is_asked_once_per_sweep_not_once_per_region(
+    ingestor: Ingestor, fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_api.records = [cloud_account(1, CUSTOMER, THREE_REGIONS)]
+    aws_of(ingestor).refused.add(f"arn:aws:iam::{CUSTOMER}:role/ZeroCloud")
+    asked = count_assume_role(ingestor, monkeypatch)
+
+    result = await ingestor.sweep()
+
+    assert sorted(f.region for f in result.failures) == sorted(THREE_REGIONS)
+    assert all("AccessDenied" in f.reason for f in result.failures)
+    assert len(asked) == 1
+    assert aws_of(ingestor).calls["DescribeInstances"] == 0
+
+    await ingestor.sweep()  # a refusal is not cached across sweeps: the next one asks again
+
+    assert len(asked) == 2
+
+
 @pytest.mark.parametrize("bound", [1, 2, 8])
 async def test_regions_listed_at_once_stay_within_the_configured_bound(
     make_ingestor: IngestorFactory, fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch, bound: int
