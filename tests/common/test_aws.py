@@ -4,14 +4,16 @@ cached per role, and calls made through a role landing in that role's account.""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from aiobotocore.httpsession import AIOHTTPSession
 
 import zc_common.aws
-from zc_common.aws import AwsAccess, CloudAccountRole, error_code
+from zc_common.aws import AwsAccess, CloudAccountRole, SharedTlsSession, error_code
 
 REGION = "eu-west-1"
 IMAGE = "ami-12c6146b"  # one of the images moto knows in every account and region
@@ -106,6 +108,29 @@ async def test_forgotten_credentials_are_assumed_again(aws: CountingAccess) -> N
     await aws.credentials(ROLE_A)
 
     assert aws.assumed == [ROLE_A, ROLE_A]
+
+
+async def test_clients_share_one_tls_context_that_still_verifies(
+    aws: CountingAccess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SharedTlsSession, "_contexts", {})
+    built: list[ssl.SSLContext] = []
+    build = AIOHTTPSession._build_verify_context
+
+    def counted(self: AIOHTTPSession) -> ssl.SSLContext:
+        context: ssl.SSLContext = build(self)
+        built.append(context)
+        return context
+
+    monkeypatch.setattr(AIOHTTPSession, "_build_verify_context", counted)
+
+    # Four clients (STS and EC2 for each role), each its own connection pool.
+    for role in (ROLE_A, ROLE_B):
+        await instance_ids(aws, role)
+
+    assert len(built) == 1  # the CA bundle is loaded once, not once per client
+    [context] = SharedTlsSession._contexts.values()
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
 
 
 async def test_calls_through_a_role_land_in_that_roles_account(aws: CountingAccess) -> None:

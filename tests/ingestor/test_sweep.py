@@ -3,10 +3,15 @@ as gone, and one failing account does not stop the others."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 
 from zc_common.messages import InstanceState
 
+from tests.ingestor.conftest import IngestorFactory
 from tests.ingestor.factories import (
     CUSTOMER,
     OTHER_CUSTOMER,
@@ -133,3 +138,99 @@ async def test_sweep_pages_through_the_listing(
     assert aws_of(ingestor).calls["DescribeInstances"] == 3
     assert result.instances == 5
     assert sorted(c.instance_id for c in recording_bus.changes) == sorted(launched)
+
+
+THREE_REGIONS = (REGION, "eu-west-1", "ap-southeast-2")
+
+
+def count_assume_role(ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The role ARNs the ingestor asks STS for, refused ones too (CountingAwsAccess
+    refuses before any call is made, so its own count misses them)."""
+    aws = aws_of(ingestor)
+    asked: list[str] = []
+    assume = aws.assume_role
+
+    async def counted(role: Any) -> Any:
+        asked.append(role.role_arn)
+        return await assume(role)
+
+    monkeypatch.setattr(aws, "assume_role", counted)
+    return asked
+
+
+async def test_each_account_is_assumed_once_whatever_its_regions_and_not_again_while_fresh(
+    ingestor: Ingestor,
+    fake_api: FakeApi,
+    customer: CustomerAccount,
+    other_customer: CustomerAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_api.records = [cloud_account(1, CUSTOMER, THREE_REGIONS), cloud_account(2, OTHER_CUSTOMER, THREE_REGIONS)]
+    for region in THREE_REGIONS:
+        await customer.launch(region=region)
+        await other_customer.launch(region=region)
+    asked = count_assume_role(ingestor, monkeypatch)
+
+    first = await ingestor.sweep()
+    second = await ingestor.sweep()
+
+    assert (first.regions, first.instances, first.failures) == (6, 6, [])
+    assert (second.regions, second.instances, second.failures) == (6, 6, [])
+    # Once per account for the first sweep, none for the second: the credentials are cached.
+    assert sorted(asked) == sorted(f"arn:aws:iam::{a}:role/ZeroCloud" for a in (CUSTOMER, OTHER_CUSTOMER))
+    assert aws_of(ingestor).calls["AssumeRole"] == 2
+    assert aws_of(ingestor).calls["DescribeInstances"] == 12
+
+
+async def test_a_refused_role_is_asked_once_per_sweep_not_once_per_region(
+    ingestor: Ingestor, fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_api.records = [cloud_account(1, CUSTOMER, THREE_REGIONS)]
+    aws_of(ingestor).refused.add(f"arn:aws:iam::{CUSTOMER}:role/ZeroCloud")
+    asked = count_assume_role(ingestor, monkeypatch)
+
+    result = await ingestor.sweep()
+
+    assert sorted(f.region for f in result.failures) == sorted(THREE_REGIONS)
+    assert all("AccessDenied" in f.reason for f in result.failures)
+    assert len(asked) == 1
+    assert aws_of(ingestor).calls["DescribeInstances"] == 0
+
+    await ingestor.sweep()  # a refusal is not cached across sweeps: the next one asks again
+
+    assert len(asked) == 2
+
+
+@pytest.mark.parametrize("bound", [1, 2, 8])
+async def test_regions_listed_at_once_stay_within_the_configured_bound(
+    make_ingestor: IngestorFactory, fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch, bound: int
+) -> None:
+    ingestor = make_ingestor(sweep_concurrency=bound)
+    fake_api.records = [cloud_account(n, f"{n:012d}", THREE_REGIONS) for n in range(1, 5)]
+    aws = aws_of(ingestor)
+    in_flight, peak = 0, 0
+    client = aws.client
+
+    @contextlib.asynccontextmanager
+    async def watched(service: str, region: str | None = None, role: Any = None) -> AsyncIterator[Any]:
+        nonlocal in_flight, peak
+        if service != "ec2":
+            async with client(service, region, role) as plain:
+                yield plain
+            return
+        async with client(service, region, role) as ec2:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                yield ec2
+            finally:
+                in_flight -= 1
+
+    monkeypatch.setattr(aws, "client", watched)
+
+    result = await ingestor.sweep()
+
+    assert (result.regions, result.failures) == (12, [])
+    assert aws.calls["AssumeRole"] == 4
+    # All twelve are ready to go at once, so the bound is reached, never passed.
+    assert peak == min(bound, 12)

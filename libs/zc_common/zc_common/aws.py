@@ -10,13 +10,16 @@ import asyncio
 import contextlib
 import email.utils
 import logging
+import ssl
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession, get_session
 
 from zc_common import metrics
@@ -42,6 +45,28 @@ class CloudAccountRole:
     @property
     def upstream_account_id(self) -> str:
         return self.role_arn.split(":")[4]
+
+
+class SharedTlsSession(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's HTTP session, with the TLS context (the CA bundle loaded: ~26 ms of
+    CPU) built once per process and verify setting instead of once per client. A sweep
+    opens a client per cloud account and region, so at 10,000 accounts × 3 regions that
+    is some 13 minutes of CPU a sweep. Certificates are verified exactly as before. With
+    a client certificate the context is not shared (aiobotocore loads the certificate
+    into it); a proxy's context is built apart and is not affected."""
+
+    _contexts: ClassVar[dict[Any, ssl.SSLContext]] = {}
+    _contexts_lock: ClassVar[threading.Lock] = threading.Lock()  # built off the event loop, in a thread
+
+    def _build_verify_context(self) -> ssl.SSLContext:
+        if self._cert_file:
+            return super()._build_verify_context()  # type: ignore[no-any-return]
+        key = self._verify
+        with self._contexts_lock:
+            context = self._contexts.get(key)
+            if context is None:
+                context = self._contexts[key] = super()._build_verify_context()
+        return context
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,7 @@ class AwsAccess:
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=50,
+            http_session_cls=SharedTlsSession,
         )
         self._session: AioSession = get_session()
         # ISO 8601 timestamps (all EC2 and STS send) read by the standard library: botocore's

@@ -311,6 +311,12 @@ class IngestorSettings(ApiCallerSettings):
     account_cache_seconds: float = Field(
         60.0, ge=0, description="How long cloud account records read from the api are reused."
     )
+    sweep_concurrency: int = Field(
+        8, ge=1, le=256,
+        description="(cloud account, region) pairs a sweep lists at once, across all accounts: enough to hide AWS's "
+        "latency, few enough to stay clear of account-wide throttling. Each account's role is assumed once per "
+        "credential lifetime whatever its regions.",
+    )
 
     _split_queues = field_validator("event_queue_urls", mode="before")(_split_list)
 

@@ -35,7 +35,7 @@ class Ingestor:
         KEPT_COUNTS.track("ingestor", self.counters)
         self.follower = HintFollower(aws, CloudAccountDirectory(api, ttl=settings.account_cache_seconds))
         self.poller = QueuePoller(settings, aws, bus, self.follower, self.counters, api=api)
-        self.sweeper = Sweeper(bus, aws, api, self.counters)
+        self.sweeper = Sweeper(bus, aws, api, self.counters, concurrency=settings.sweep_concurrency)
         self._stopping = asyncio.Event()
         self._pollers: list[asyncio.Task[None]] = []
 

@@ -32,7 +32,8 @@ from zc_ingestor.describe import Observation, list_instances
 log = logging.getLogger("zc.ingestor.sweep")
 
 PUBLISH_CHUNK = 500
-# Regions swept at once: enough to hide AWS latency, few enough to stay clear of
+# (cloud account, region) pairs swept at once when no setting says otherwise
+# (ZC_SWEEP_CONCURRENCY): enough to hide AWS latency, few enough to stay clear of
 # account-wide API throttling.
 CONCURRENT_REGIONS = 8
 
@@ -58,11 +59,15 @@ class SweepResult:
 
 
 class Sweeper:
-    def __init__(self, bus: Bus, aws: AwsAccess, api: InternalApi, counters: Counter[str]) -> None:
+    def __init__(
+        self, bus: Bus, aws: AwsAccess, api: InternalApi, counters: Counter[str], *,
+        concurrency: int = CONCURRENT_REGIONS,
+    ) -> None:
         self.bus = bus
         self.aws = aws
         self.api = api
         self.counters = counters
+        self.concurrency = concurrency
 
     async def sweep(self, cloud_account_id: int | None = None, region: str | None = None) -> SweepResult:
         """Sweep every onboarded cloud account and region, or only those asked for. A
@@ -80,11 +85,16 @@ class Sweeper:
                 f"nothing to sweep for cloud account {cloud_account_id}, region {region}: it is removed, does "
                 "not watch that region, or its claim is not in force (verify it)"
             )
-        limit = asyncio.Semaphore(CONCURRENT_REGIONS)
+        # One bound across every account and region; the regions of one account share its
+        # credentials, assumed once (AwsAccess caches them for their lifetime). A role
+        # AWS refuses is asked once per sweep, not once per region: its regions all fail
+        # with that one answer.
+        limit = asyncio.Semaphore(self.concurrency)
+        assumed: dict[int, asyncio.Future[None]] = {}
 
         async def bounded(record: CloudAccountRecord, target_region: str) -> tuple[int, int] | RegionFailure:
             async with limit:
-                return await self._sweep_region(record, target_region)
+                return await self._sweep_region(record, target_region, assumed)
 
         result = SweepResult()
         for outcome in await asyncio.gather(*(bounded(r, reg) for r, reg in targets)):
@@ -140,10 +150,13 @@ class Sweeper:
                 self.counters["sweep_reports_failed"] += 1
                 log.warning("could not report sweep %d %s: %s", sweep_id, report.state, _reason(error))
 
-    async def _sweep_region(self, record: CloudAccountRecord, region: str) -> tuple[int, int] | RegionFailure:
+    async def _sweep_region(
+        self, record: CloudAccountRecord, region: str, assumed: dict[int, asyncio.Future[None]]
+    ) -> tuple[int, int] | RegionFailure:
         """(instances published, gone published) for one region, or why it failed."""
         with log_context(cloud_account=record.id):
             try:
+                await self._assume_once(record, assumed)
                 return await self._list_and_publish(record, region)
             except asyncio.CancelledError:
                 raise
@@ -151,6 +164,18 @@ class Sweeper:
                 reason = f"{type(error).__name__}: {error}"
                 log.warning("sweep of %s in %s failed: %s", record.upstream_account_id, region, reason)
                 return RegionFailure(record.id, region, reason)
+
+    async def _assume_once(self, record: CloudAccountRecord, assumed: dict[int, asyncio.Future[None]]) -> None:
+        """The account's credentials, asked of STS by its first region in this sweep (or
+        found in AwsAccess's cache); its other regions wait for that answer and share it,
+        a refusal included."""
+        attempt = assumed.get(record.id)
+        if attempt is None:
+            attempt = assumed[record.id] = asyncio.ensure_future(self._assume(record))
+        await asyncio.shield(attempt)
+
+    async def _assume(self, record: CloudAccountRecord) -> None:
+        await self.aws.credentials(record.role)
 
     async def _list_and_publish(self, record: CloudAccountRecord, region: str) -> tuple[int, int]:
         account_id = record.upstream_account_id
