@@ -55,7 +55,7 @@ lint: venv
 TEST_WORKERS ?= 3
 # The fault suite's short case runs here too; the whole of it is `make test-reliability`.
 test: venv services tools lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial and (not reliability or reliability_short)"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 -m "not serial and (not reliability or reliability_short)"
 	$(BIN)/pytest -m serial
 
 # The fault suite (tests/reliability): ZeroCloud's five processes under steady load, one
