@@ -54,6 +54,7 @@ from zc_ingestor.service import Ingestor
 # The suite's shared scaffolding (tests/support), from the repository this script is in.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.aws_doubles import CountingAwsAccess  # noqa: E402
+from tests.support.broker import drop_exchange  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -366,7 +367,7 @@ async def bench(args: argparse.Namespace, url: str) -> None:
         await bus.close()
         await api.close()
         if isinstance(bus, RabbitBus):
-            await _drop_exchanges(exchange)
+            await drop_exchange(AMQP_URL, exchange)
 
     def median(sweeps: list[Sweep], field: str) -> float:
         return statistics.median(float(getattr(s, field)) for s in sweeps)
@@ -383,15 +384,6 @@ async def bench(args: argparse.Namespace, url: str) -> None:
             f"per (account, region) {1000 * wall / pairs:.1f} ms wall, "
             f"{1000 * median(sweeps, 'cpu') / pairs:.1f} ms ingestor CPU"
         )
-
-
-async def _drop_exchanges(exchange: str) -> None:
-    import aio_pika
-
-    async with await aio_pika.connect(AMQP_URL) as connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(exchange)
-        await channel.exchange_delete(f"{exchange}.dead")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from zc_ingestor.service import Ingestor
 # The suite's shared scaffolding (tests/support), from the repository this script is in.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.aws_doubles import CountingAwsAccess  # noqa: E402
+from tests.support.broker import drop_exchange  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 ACCOUNT = "111111111111"
@@ -139,16 +140,7 @@ async def bench(args: argparse.Namespace, moto_url: str) -> None:
         await bus.close()
         await api.close()
         if isinstance(bus, RabbitBus):
-            await _drop_exchanges(exchange)
-
-
-async def _drop_exchanges(exchange: str) -> None:
-    import aio_pika
-
-    async with await aio_pika.connect(AMQP_URL) as connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(exchange)
-        await channel.exchange_delete(f"{exchange}.dead")
+            await drop_exchange(AMQP_URL, exchange)
 
 
 def main() -> None:
